@@ -1,0 +1,105 @@
+"""An in-memory Store: the reference the SQL adapters are held to by the contract suite."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from domain.assignment import Assignment
+from domain.errors import DuplicateExperimentName
+from domain.event import Event
+from domain.experiment import Experiment
+from domain.results import ResultQuery, VariantAggregate
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._experiments: dict[str, Experiment] = {}
+        self._names: set[str] = set()
+        self._assignments: dict[tuple[str, str], Assignment] = {}
+        self._events: dict[str, list[Event]] = defaultdict(list)
+        self._event_ids: set[str] = set()
+
+    async def add_experiment(self, experiment: Experiment) -> None:
+        if experiment.name in self._names:
+            raise DuplicateExperimentName(experiment.name)
+        self._names.add(experiment.name)
+        self._experiments[experiment.id] = experiment
+
+    async def get_experiment(self, experiment_id: str) -> Experiment | None:
+        return self._experiments.get(experiment_id)
+
+    async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
+        newest_first = sorted(
+            self._experiments.values(), key=lambda e: (e.created_at, e.id), reverse=True
+        )
+        return newest_first[offset : offset + limit], len(newest_first)
+
+    async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
+        return self._assignments.get((experiment_id, user_id))
+
+    async def add_assignment(self, assignment: Assignment) -> Assignment:
+        return self._assignments.setdefault((assignment.experiment_id, assignment.user_id), assignment)
+
+    async def add_events(self, events: Sequence[Event]) -> int:
+        fresh: list[Event] = []
+        seen: set[str] = set()
+        for event in events:
+            if event.event_id is not None:
+                if event.event_id in self._event_ids or event.event_id in seen:
+                    continue
+                seen.add(event.event_id)
+            fresh.append(event)
+        self._event_ids |= seen
+        for event in fresh:
+            self._events[event.experiment_id].append(event)
+        return len(fresh)
+
+    async def variant_aggregates(
+        self, experiment: Experiment, query: ResultQuery
+    ) -> Mapping[str, VariantAggregate]:
+        users: dict[str, int] = defaultdict(int)
+        for (experiment_id, _), assignment in self._assignments.items():
+            if experiment_id == experiment.id and (
+                query.end is None or assignment.assigned_at <= query.end
+            ):
+                users[assignment.variant_id] += 1
+        event_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        users_with_events: dict[str, set[str]] = defaultdict(set)
+        primary_counts: dict[str, int] = defaultdict(int)
+        user_values: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for event in self._events.get(experiment.id, ()):
+            assignment = self._assignments.get((experiment.id, event.user_id))
+            if assignment is None or event.timestamp < assignment.assigned_at:
+                continue
+            if (query.start is not None and event.timestamp < query.start) or (
+                query.end is not None and event.timestamp > query.end
+            ):
+                continue
+            variant_id = assignment.variant_id
+            if query.event_type is None or event.event_type == query.event_type:
+                event_counts[variant_id][event.event_type] += 1
+                users_with_events[variant_id].add(event.user_id)
+            if query.primary_event_type is None or event.event_type == query.primary_event_type:
+                primary_counts[variant_id] += 1
+                user_values[variant_id][event.user_id] += event.value or 0.0
+        return {
+            v.id: VariantAggregate(
+                variant_id=v.id,
+                users=users[v.id],
+                events=sum(event_counts[v.id].values()),
+                unique_users_with_events=len(users_with_events[v.id]),
+                event_counts=dict(event_counts[v.id]),
+                primary_event_count=primary_counts[v.id],
+                primary_unique_users=len(user_values[v.id]),
+                value_sum=sum(user_values[v.id].values()),
+                value_sum_squares=sum(t * t for t in user_values[v.id].values()),
+            )
+            for v in experiment.variants
+        }
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass

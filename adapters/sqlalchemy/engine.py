@@ -1,0 +1,72 @@
+"""Engines from DATABASE_URL: the async one the store runs on, the sync one migrations run on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "psycopg"}
+_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+BEGIN_IMMEDIATE = "begin_immediate"
+"""Execution option: on SQLite, take the write lock at BEGIN rather than at the first write.
+
+A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
+another connection wrote meanwhile; one that starts IMMEDIATE waits its turn instead.
+"""
+
+
+class UnsupportedDatabase(ValueError):
+    pass
+
+
+def parse_url(url: str, *, asynchronous: bool) -> URL:
+    """Map ``sqlite://`` and ``postgresql://`` to the drivers this project ships with."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with the URL in it
+        raise UnsupportedDatabase("DATABASE_URL is not a valid database URL") from exc
+    backend = parsed.get_backend_name()
+    drivers = _ASYNC_DRIVERS if asynchronous else _SYNC_DRIVERS
+    if backend not in drivers:
+        raise UnsupportedDatabase(
+            f"DATABASE_URL scheme {backend!r} is not supported; use sqlite:/// or postgresql://"
+        )
+    return parsed.set(drivername=f"{backend}+{drivers[backend]}")
+
+
+def ensure_sqlite_directory(url: URL) -> None:
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(sync_engine: Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" hook below emit BEGIN, instead of the driver's own guesswork.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before it is acknowledged, also across a power loss.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(BEGIN_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_engine_for(url: str) -> AsyncEngine:
+    parsed = parse_url(url, asynchronous=True)
+    ensure_sqlite_directory(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed)
+        _configure_sqlite(engine.sync_engine)
+        return engine
+    return create_async_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)

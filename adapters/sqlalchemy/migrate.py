@@ -1,0 +1,32 @@
+"""Apply the Alembic history to DATABASE_URL: `make run` does this before it serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine
+
+from adapters.sqlalchemy.engine import ensure_sqlite_directory, parse_url
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    url = parse_url(database_url, asynchronous=False)
+    ensure_sqlite_directory(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()

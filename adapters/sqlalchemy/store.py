@@ -1,0 +1,298 @@
+"""The Store on SQLAlchemy Core: atomic writes, and the results aggregated in SQL by GROUP BY."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.sqlalchemy.engine import BEGIN_IMMEDIATE
+from adapters.sqlalchemy.tables import events, experiments, user_assignments, variants
+from domain.assignment import Assignment
+from domain.errors import DuplicateExperimentName, StoreUnavailable
+from domain.event import Event
+from domain.experiment import Experiment, Variant
+from domain.results import ResultQuery, VariantAggregate
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _unavailable_on_connection_loss(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """A lost or refused connection is StoreUnavailable, so callers need not know the driver."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except IntegrityError:
+            raise
+        except (DBAPIError, OSError) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    return wrapper
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        # Snapshot reads: the several statements of one results query see one state of the data.
+        self._snapshot = (
+            {"isolation_level": "REPEATABLE READ"} if self._dialect == "postgresql" else {}
+        )
+
+    def _write(self) -> Any:
+        return self._engine.execution_options(**{BEGIN_IMMEDIATE: True}).begin()
+
+    @_unavailable_on_connection_loss
+    async def add_experiment(self, experiment: Experiment) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    experiments.insert().values(
+                        id=experiment.id,
+                        name=experiment.name,
+                        description=experiment.description,
+                        primary_event_type=experiment.primary_event_type,
+                        created_at=to_micros(experiment.created_at),
+                    )
+                )
+                await conn.execute(
+                    variants.insert(),
+                    [
+                        {
+                            "id": v.id,
+                            "experiment_id": experiment.id,
+                            "position": position,
+                            "name": v.name,
+                            "traffic_basis_points": v.traffic_basis_points,
+                            "is_control": v.is_control,
+                        }
+                        for position, v in enumerate(experiment.variants)
+                    ],
+                )
+        except IntegrityError as exc:
+            raise DuplicateExperimentName(experiment.name) from exc
+
+    @_unavailable_on_connection_loss
+    async def get_experiment(self, experiment_id: str) -> Experiment | None:
+        async with self._engine.connect() as conn:
+            found = await self._load_experiments(conn, select(experiments).where(experiments.c.id == experiment_id))
+        return found[0] if found else None
+
+    @_unavailable_on_connection_loss
+    async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
+        page = (
+            select(experiments)
+            .order_by(experiments.c.created_at.desc(), experiments.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(experiments))).scalar_one()
+            items = await self._load_experiments(conn, page)
+        return items, total
+
+    async def _load_experiments(self, conn: AsyncConnection, query: Any) -> list[Experiment]:
+        rows = (await conn.execute(query)).all()
+        if not rows:
+            return []
+        by_experiment: dict[str, list[Variant]] = defaultdict(list)
+        variant_rows = await conn.execute(
+            select(variants)
+            .where(variants.c.experiment_id.in_([r.id for r in rows]))
+            .order_by(variants.c.experiment_id, variants.c.position)
+        )
+        for v in variant_rows:
+            by_experiment[v.experiment_id].append(
+                Variant(v.id, v.name, v.traffic_basis_points, bool(v.is_control))
+            )
+        return [
+            Experiment(
+                id=r.id,
+                name=r.name,
+                description=r.description,
+                primary_event_type=r.primary_event_type,
+                created_at=from_micros(r.created_at),
+                variants=tuple(by_experiment[r.id]),
+            )
+            for r in rows
+        ]
+
+    _assignment_query = select(
+        user_assignments.c.experiment_id,
+        user_assignments.c.user_id,
+        user_assignments.c.variant_id,
+        variants.c.name,
+        user_assignments.c.assigned_at,
+    ).join(variants, variants.c.id == user_assignments.c.variant_id)
+
+    async def _read_assignment(
+        self, conn: AsyncConnection, experiment_id: str, user_id: str
+    ) -> Assignment | None:
+        row = (
+            await conn.execute(
+                self._assignment_query.where(
+                    user_assignments.c.experiment_id == experiment_id,
+                    user_assignments.c.user_id == user_id,
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return Assignment(row[0], row[1], row[2], row[3], from_micros(row[4]))
+
+    @_unavailable_on_connection_loss
+    async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
+        async with self._engine.connect() as conn:
+            return await self._read_assignment(conn, experiment_id, user_id)
+
+    @_unavailable_on_connection_loss
+    async def add_assignment(self, assignment: Assignment) -> Assignment:
+        async with self._write() as conn:
+            await conn.execute(
+                self._insert(user_assignments)
+                .values(
+                    experiment_id=assignment.experiment_id,
+                    user_id=assignment.user_id,
+                    variant_id=assignment.variant_id,
+                    assigned_at=to_micros(assignment.assigned_at),
+                )
+                .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
+            )
+            # Whoever inserted first (this call or a racing one) is the assignment for good.
+            stored = await self._read_assignment(conn, assignment.experiment_id, assignment.user_id)
+        assert stored is not None, "an assignment just inserted or found conflicting must exist"
+        return stored
+
+    @_unavailable_on_connection_loss
+    async def add_events(self, batch: Sequence[Event]) -> int:
+        rows = [
+            {
+                "experiment_id": e.experiment_id,
+                "user_id": e.user_id,
+                "event_type": e.event_type,
+                "timestamp": to_micros(e.timestamp),
+                "value": e.value,
+                "properties": e.properties,
+                "event_id": e.event_id,
+            }
+            for e in batch
+        ]
+        statement = self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
+        async with self._write() as conn:
+            result = await conn.execute(statement, rows)
+        # executemany's rowcount is the sum over the rows: the ones not skipped as duplicates.
+        return result.rowcount
+
+    @_unavailable_on_connection_loss
+    async def variant_aggregates(
+        self, experiment: Experiment, query: ResultQuery
+    ) -> Mapping[str, VariantAggregate]:
+        a, e = user_assignments, events
+        assigned = [a.c.experiment_id == experiment.id]
+        if query.end is not None:
+            assigned.append(a.c.assigned_at <= to_micros(query.end))
+        counted = [
+            e.c.experiment_id == experiment.id,
+            e.c.timestamp >= a.c.assigned_at,
+        ]
+        if query.start is not None:
+            counted.append(e.c.timestamp >= to_micros(query.start))
+        if query.end is not None:
+            counted.append(e.c.timestamp <= to_micros(query.end))
+        joined = e.join(a, and_(a.c.experiment_id == e.c.experiment_id, a.c.user_id == e.c.user_id))
+        filtered = list(counted)
+        if query.event_type is not None:
+            filtered.append(e.c.event_type == query.event_type)
+        primary = list(counted)
+        if query.primary_event_type is not None:
+            primary.append(e.c.event_type == query.primary_event_type)
+
+        users_q = select(a.c.variant_id, func.count()).where(*assigned).group_by(a.c.variant_id)
+        by_type_q = (
+            select(a.c.variant_id, e.c.event_type, func.count())
+            .select_from(joined)
+            .where(*filtered)
+            .group_by(a.c.variant_id, e.c.event_type)
+        )
+        uniques_q = (
+            select(a.c.variant_id, func.count(e.c.user_id.distinct()))
+            .select_from(joined)
+            .where(*filtered)
+            .group_by(a.c.variant_id)
+        )
+        per_user = (
+            select(
+                a.c.variant_id.label("variant_id"),
+                func.count().label("n"),
+                func.coalesce(func.sum(func.coalesce(e.c.value, 0.0)), 0.0).label("total"),
+            )
+            .select_from(joined)
+            .where(*primary)
+            .group_by(a.c.variant_id, e.c.user_id)
+            .subquery()
+        )
+        primary_q = select(
+            per_user.c.variant_id,
+            func.count(),
+            func.sum(per_user.c.n),
+            func.sum(per_user.c.total),
+            func.sum(per_user.c.total * per_user.c.total),
+        ).group_by(per_user.c.variant_id)
+
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**self._snapshot)
+            async with conn.begin():
+                users = dict((await conn.execute(users_q)).tuples().all())
+                by_type: dict[str, dict[str, int]] = defaultdict(dict)
+                for variant_id, event_type, count in await conn.execute(by_type_q):
+                    by_type[variant_id][event_type] = count
+                uniques = dict((await conn.execute(uniques_q)).tuples().all())
+                primaries = {row[0]: row[1:] for row in await conn.execute(primary_q)}
+        result = {}
+        for v in experiment.variants:
+            converters, count, value_sum, value_sq = primaries.get(v.id, (0, 0, 0.0, 0.0))
+            result[v.id] = VariantAggregate(
+                variant_id=v.id,
+                users=users.get(v.id, 0),
+                events=sum(by_type[v.id].values()),
+                unique_users_with_events=uniques.get(v.id, 0),
+                event_counts=by_type[v.id],
+                primary_event_count=int(count or 0),
+                primary_unique_users=int(converters or 0),
+                value_sum=float(value_sum or 0.0),
+                value_sum_squares=float(value_sq or 0.0),
+            )
+        return result
+
+    async def ping(self) -> bool:
+        try:
+            async with self._engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._engine.dispose()

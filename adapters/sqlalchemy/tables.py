@@ -1,0 +1,79 @@
+"""The schema, in SQLAlchemy Core; Alembic's history (migrations/) must produce exactly this.
+
+Timestamps are integers: microseconds since the Unix epoch, UTC. The counting rule compares an
+event's time with its user's assignment to the microsecond; integers compare exactly, alike on
+every database, and index compactly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text),
+    Column("primary_event_type", String(100)),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_experiments_created_at", "created_at"),
+)
+
+variants = Table(
+    "variants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", String(32), ForeignKey("experiments.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("traffic_basis_points", Integer, nullable=False),
+    Column("is_control", Boolean, nullable=False),
+    UniqueConstraint("experiment_id", "name", name="uq_variants_experiment_name"),
+)
+
+user_assignments = Table(
+    "user_assignments",
+    metadata,
+    Column("experiment_id", String(32), ForeignKey("experiments.id"), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("variant_id", String(32), ForeignKey("variants.id"), nullable=False),
+    Column("assigned_at", BigInteger, nullable=False),
+    UniqueConstraint("experiment_id", "user_id", name="uq_user_assignments_experiment_user"),
+    Index("ix_user_assignments_user_id", "user_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # BIGINT on servers; on SQLite, INTEGER PRIMARY KEY is the rowid itself.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("experiment_id", String(32), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float),
+    Column("properties", Text),
+    Column("event_id", String(256), unique=True),
+    Index("ix_events_experiment_id", "experiment_id"),
+    Index("ix_events_user_id", "user_id"),
+    Index("ix_events_timestamp", "timestamp"),
+    Index("ix_events_event_type", "event_type"),
+    # The results join: an experiment's events by user, with type and time to filter on.
+    Index("ix_events_results", "experiment_id", "user_id", "event_type", "timestamp"),
+)

@@ -1,0 +1,81 @@
+"""The ports: what the use cases need from the outside world, named for what they do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from domain.assignment import Assignment
+from domain.event import Event
+from domain.experiment import Experiment
+from domain.results import ResultQuery, VariantAggregate
+
+
+class Store(Protocol):
+    """Durable storage of experiments, assignments and events, and the aggregates over them.
+
+    Every write is atomic and durable when the call returns.
+    """
+
+    async def add_experiment(self, experiment: Experiment) -> None:
+        """Store a new experiment; raises DuplicateExperimentName if its name is taken."""
+
+    async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
+
+    async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
+        """A page of experiments, newest first, and the total count."""
+
+    async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None: ...
+
+    async def add_assignment(self, assignment: Assignment) -> Assignment:
+        """Store the assignment unless one exists for (experiment, user); return the stored one.
+
+        Of many concurrent calls for one user, exactly one stores; all return what it stored.
+        """
+
+    async def add_events(self, events: Sequence[Event]) -> int:
+        """Store all events or none; skip those whose event_id is already stored (also within
+        ``events``). Returns how many were stored."""
+
+    async def variant_aggregates(
+        self, experiment: Experiment, query: ResultQuery
+    ) -> Mapping[str, VariantAggregate]:
+        """Per variant, the counts and sums of the results, computed where the data lives.
+
+        Covers every variant (the query's variant_id does not narrow it), applying the counting
+        rule: an event counts only if its user is assigned and it is not older than the assignment.
+        """
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+
+    async def close(self) -> None: ...
+
+
+class Cache(Protocol):
+    """A cache in front of the store for what never changes once written.
+
+    Experiments and assignments are immutable, so a hit is never stale. A cache that cannot
+    answer behaves as a miss: the store stays the truth.
+    """
+
+    async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
+
+    async def set_experiment(self, experiment: Experiment) -> None: ...
+
+    async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None: ...
+
+    async def set_assignment(self, assignment: Assignment) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+
+class IdSource(Protocol):
+    def new_id(self) -> str:
+        """A new opaque, unique id; later ids sort after earlier ones."""

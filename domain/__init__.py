@@ -1,0 +1,1 @@
+"""The experimentation domain: pure Python, no framework, no driver."""

@@ -1,0 +1,44 @@
+"""Domain errors: what can go wrong in the business rules, with no notion of HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid input field, named by its path (``variants[1].traffic_percentage``)."""
+
+    field: str
+    message: str
+
+
+class ValidationFailed(DomainError):
+    """Input that is well-formed but breaks a rule; carries every broken rule at once."""
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        self.errors = errors
+        self.detail = detail or "; ".join(
+            f"{e.field}: {e.message}" if e.field else e.message for e in errors[:5]
+        )
+        super().__init__(self.detail)
+
+
+class ExperimentNotFound(DomainError):
+    def __init__(self, experiment_id: str) -> None:
+        self.experiment_id = experiment_id
+        super().__init__(f"experiment {experiment_id!r} does not exist")
+
+
+class DuplicateExperimentName(DomainError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"an experiment named {name!r} already exists")
+
+
+class StoreUnavailable(DomainError):
+    """The store cannot be reached; raised by adapters so callers need not know the driver."""

@@ -1,0 +1,258 @@
+"""ResultCalculator: turns per-variant sufficient statistics into rates, lifts and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+
+from domain.errors import FieldError, ValidationFailed
+from domain.event import as_utc
+from domain.experiment import Experiment, Variant
+from domain.statistics import (
+    Interval,
+    holm_adjust,
+    newcombe_interval,
+    srm_check,
+    two_proportion_z_test,
+    welch_t_test,
+)
+
+ALPHA = 0.05
+CONFIDENCE_LEVEL = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class VariantAggregate:
+    """What the store answers for one variant: counts and sums only, never raw events.
+
+    Per-user value totals are over the counted primary events; users without one count as 0,
+    so ``value_sum``/``value_sum_squares`` over ``users`` give the mean and variance per user.
+    """
+
+    variant_id: str
+    users: int = 0
+    events: int = 0
+    unique_users_with_events: int = 0
+    event_counts: Mapping[str, int] = field(default_factory=dict)
+    primary_event_count: int = 0
+    primary_unique_users: int = 0
+    value_sum: float = 0.0
+    value_sum_squares: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultQuery:
+    """The filters of a results request, resolved: bounds are inclusive UTC datetimes."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    event_type: str | None = None
+    variant_id: str | None = None
+    primary_event_type: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        experiment: Experiment,
+        *,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        event_type: str | None = None,
+        variant_id: str | None = None,
+        primary_event_type: str | None = None,
+    ) -> ResultQuery:
+        """Apply the defaults of the contract and check the filters against the experiment.
+
+        A bare date means that whole UTC day: from its first to its last microsecond.
+        """
+        start_at = _bound(start, at_end=False)
+        end_at = _bound(end, at_end=True)
+        errors: list[FieldError] = []
+        if start_at is not None and end_at is not None and start_at > end_at:
+            errors.append(FieldError("start_date", "must not be after end_date"))
+        if variant_id is not None and experiment.variant(variant_id) is None:
+            errors.append(FieldError("variant_id", "is not a variant of this experiment"))
+        for name, value in (("event_type", event_type), ("primary_event_type", primary_event_type)):
+            if value is not None and not value:
+                errors.append(FieldError(name, "must not be empty"))
+        if errors:
+            raise ValidationFailed(errors)
+        return cls(
+            start=start_at,
+            end=end_at,
+            event_type=event_type,
+            variant_id=variant_id,
+            primary_event_type=primary_event_type or experiment.primary_event_type or event_type,
+        )
+
+
+def _bound(value: date | datetime | None, *, at_end: bool) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    moment = datetime.combine(value, time.min)
+    if at_end:
+        moment += timedelta(days=1, microseconds=-1)
+    return as_utc(moment)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    variant: Variant
+    users: int
+    events: int
+    unique_users_with_events: int
+    event_counts: Mapping[str, int]
+    primary_event_count: int
+    primary_unique_users: int
+    primary_conversion_rate: float | None
+    value_sum: float
+    value_per_user: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueComparison:
+    absolute_lift: float | None
+    relative_lift: float | None
+    t_statistic: float | None
+    p_value: float | None
+    significant: bool
+    interval: Interval | None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    variant_id: str
+    baseline_variant_id: str
+    absolute_lift: float | None
+    relative_lift: float | None
+    z_score: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    significant: bool
+    interval: Interval | None
+    value: ValueComparison
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRatio:
+    chi_square: float | None
+    p_value: float | None
+    mismatch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResults:
+    experiment: Experiment
+    query: ResultQuery
+    total_users: int
+    total_events: int
+    srm: SampleRatio
+    variants: list[VariantResult]
+    comparisons: list[Comparison]
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+class ResultCalculator:
+    """Pure: the same aggregates always give the same results, to the last digit."""
+
+    def compute(
+        self,
+        experiment: Experiment,
+        query: ResultQuery,
+        aggregates: Mapping[str, VariantAggregate],
+    ) -> ExperimentResults:
+        by_variant = {v.id: aggregates.get(v.id) or VariantAggregate(v.id) for v in experiment.variants}
+        rows = {v.id: self._variant(v, by_variant[v.id]) for v in experiment.variants}
+        control = experiment.control
+        # Holm adjusts over every comparison of the experiment, even when the report is narrowed.
+        comparisons = [
+            self._compare(by_variant[control.id], rows[control.id], by_variant[v.id], rows[v.id])
+            for v in experiment.variants
+            if v.id != control.id
+        ]
+        adjusted = holm_adjust([c.p_value for c in comparisons])
+        comparisons = [
+            replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
+        ]
+        srm = srm_check(
+            [by_variant[v.id].users for v in experiment.variants],
+            [v.traffic_basis_points for v in experiment.variants],
+        )
+        shown = [v for v in experiment.variants if query.variant_id in (None, v.id)]
+        variant_rows = [rows[v.id] for v in shown]
+        shown_ids = {v.id for v in shown}
+        return ExperimentResults(
+            experiment=experiment,
+            query=query,
+            total_users=sum(r.users for r in variant_rows),
+            total_events=sum(r.events for r in variant_rows),
+            srm=SampleRatio(srm.chi_square, srm.p_value, srm.mismatch),
+            variants=variant_rows,
+            comparisons=[c for c in comparisons if c.variant_id in shown_ids],
+        )
+
+    @staticmethod
+    def _variant(variant: Variant, agg: VariantAggregate) -> VariantResult:
+        return VariantResult(
+            variant=variant,
+            users=agg.users,
+            events=agg.events,
+            unique_users_with_events=agg.unique_users_with_events,
+            event_counts=dict(agg.event_counts),
+            primary_event_count=agg.primary_event_count,
+            primary_unique_users=agg.primary_unique_users,
+            primary_conversion_rate=_ratio(agg.primary_unique_users, agg.users),
+            value_sum=agg.value_sum,
+            value_per_user=_ratio(agg.value_sum, agg.users),
+        )
+
+    @staticmethod
+    def _compare(
+        control_agg: VariantAggregate,
+        control: VariantResult,
+        variant_agg: VariantAggregate,
+        variant: VariantResult,
+    ) -> Comparison:
+        x1, n1 = control.primary_unique_users, control.users
+        x2, n2 = variant.primary_unique_users, variant.users
+        absolute = (
+            variant.primary_conversion_rate - control.primary_conversion_rate
+            if variant.primary_conversion_rate is not None and control.primary_conversion_rate is not None
+            else None
+        )
+        relative = (
+            absolute / control.primary_conversion_rate
+            if absolute is not None and control.primary_conversion_rate
+            else None
+        )
+        z = two_proportion_z_test(x1, n1, x2, n2)
+        welch = welch_t_test(
+            n1, control_agg.value_sum, control_agg.value_sum_squares,
+            n2, variant_agg.value_sum, variant_agg.value_sum_squares,
+        )
+        return Comparison(
+            variant_id=variant.variant.id,
+            baseline_variant_id=control.variant.id,
+            absolute_lift=absolute,
+            relative_lift=relative,
+            z_score=z.z_score,
+            p_value=z.p_value,
+            p_value_adjusted=None,
+            significant=z.p_value is not None and z.p_value < ALPHA,
+            interval=newcombe_interval(x1, n1, x2, n2),
+            value=ValueComparison(
+                absolute_lift=welch.absolute_lift,
+                relative_lift=welch.relative_lift,
+                t_statistic=welch.t_statistic,
+                p_value=welch.p_value,
+                significant=welch.p_value is not None and welch.p_value < ALPHA,
+                interval=welch.interval,
+            ),
+        )
+

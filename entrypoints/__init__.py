@@ -1,0 +1,1 @@
+"""Entrypoints: the HTTP app, the CLI, and the container that composes everything."""

@@ -1,0 +1,72 @@
+"""The command line: `serve` (migrate, then run the server) and `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from entrypoints.settings import ConfigurationError, Settings, generate_token
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def migrate(settings: Settings) -> None:
+    if settings.database_url == "memory://":
+        return
+    from adapters.sqlalchemy.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+def _describe(exc: BaseException) -> str:
+    # The driver's first line says what failed (refused, unknown host, no such database)
+    # without the URL, so no password can reach the terminal.
+    cause = exc.__cause__ or exc
+    orig = getattr(cause, "orig", None) or cause
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    if not settings.api_tokens:
+        token = generate_token()
+        # Every worker process reads the same token from the environment it inherits.
+        os.environ["API_TOKENS"] = token
+        print(f"API_TOKENS is not set; generated a bearer token for this run: {token}", flush=True)
+    uvicorn.run(
+        "entrypoints.asgi:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
+    parser.add_argument("command", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        from entrypoints.container import build_cache
+
+        build_cache(settings.cache_url, settings.cache_ttl_seconds)
+        migrate(settings)
+    except ConfigurationError as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        return _fail(f"cannot prepare the database: {_describe(exc)}")
+    if args.command == "migrate":
+        print("database is at the latest migration", flush=True)
+        return 0
+    return serve(settings)

@@ -1,0 +1,62 @@
+"""The composition root: the one place that decides which adapter serves which port."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from adapters.memory.cache import MemoryCache
+from adapters.memory.store import MemoryStore
+from adapters.system import SystemClock, TimeOrderedIds
+from application.ports import Cache, Store
+from application.use_cases import (
+    AssignUser,
+    CheckHealth,
+    ComputeResults,
+    CreateExperiment,
+    GetExperiment,
+    ListExperiments,
+    RecordEvents,
+)
+from domain.results import ResultCalculator
+from entrypoints.settings import ConfigurationError, Settings
+
+
+def build_store(database_url: str) -> Store:
+    if database_url == "memory://":
+        return MemoryStore()
+    # Imported here so that a memory-only process never loads SQLAlchemy.
+    from adapters.sqlalchemy.engine import create_engine_for
+    from adapters.sqlalchemy.store import SqlStore
+
+    return SqlStore(create_engine_for(database_url))
+
+
+def build_cache(cache_url: str, ttl_seconds: int) -> Cache:
+    if cache_url == "memory://":
+        return MemoryCache(ttl_seconds=ttl_seconds)
+    raise ConfigurationError(f"CACHE_URL {cache_url!r} is not supported; use memory://")
+
+
+class Container(containers.DeclarativeContainer):
+    """Singletons throughout: adapters hold pools, and use cases hold nothing but their ports,
+    so one of each serves every request without a per-request construction cost."""
+
+    settings = providers.Dependency(instance_of=Settings)
+
+    store = providers.Singleton(build_store, settings.provided.database_url)
+    cache = providers.Singleton(build_cache, settings.provided.cache_url, settings.provided.cache_ttl_seconds)
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(TimeOrderedIds)
+    calculator = providers.Singleton(ResultCalculator)
+
+    get_experiment = providers.Singleton(GetExperiment, store, cache)
+    create_experiment = providers.Singleton(CreateExperiment, store, cache, clock, ids)
+    list_experiments = providers.Singleton(ListExperiments, store)
+    assign_user = providers.Singleton(AssignUser, get_experiment, store, cache, clock)
+    record_events = providers.Singleton(RecordEvents, get_experiment, store, clock)
+    compute_results = providers.Singleton(ComputeResults, get_experiment, store, calculator)
+    check_health = providers.Singleton(CheckHealth, store)
+
+
+def create_container(settings: Settings | None = None) -> Container:
+    return Container(settings=settings or Settings.from_env())

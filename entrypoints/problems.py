@@ -1,0 +1,98 @@
+"""The one table that maps errors to HTTP status codes and RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from domain.errors import (
+    DuplicateExperimentName,
+    ExperimentNotFound,
+    FieldError,
+    StoreUnavailable,
+    ValidationFailed,
+)
+from entrypoints.decoding import MalformedBody
+from entrypoints.schemas import FieldErrorOut, ProblemOut
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("experiments")
+
+
+def problem(
+    status: int,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ProblemOut]:
+    body = ProblemOut(
+        status=status,
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        errors=None if errors is None else [FieldErrorOut(e.field, e.message) for e in errors],
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_failed(_: Request, exc: ValidationFailed) -> Response[ProblemOut]:
+    return problem(422, exc.detail, exc.errors)
+
+
+def _malformed(_: Request, exc: MalformedBody) -> Response[ProblemOut]:
+    return problem(400, str(exc))
+
+
+def _not_found(_: Request, exc: ExperimentNotFound) -> Response[ProblemOut]:
+    return problem(404, str(exc))
+
+
+def _duplicate(_: Request, exc: DuplicateExperimentName) -> Response[ProblemOut]:
+    return problem(409, str(exc), [FieldError("name", "is already taken")])
+
+
+def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
+    log.warning("store unavailable: %s", exc)
+    return problem(503, "the store cannot be reached; try again shortly")
+
+
+def _litestar_validation(_: Request, exc: ValidationException) -> Response[ProblemOut]:
+    """Query and path parameters that Litestar itself rejects: invalid input, so 422."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        FieldError(str(item.get("key", "")), str(item.get("message", "is invalid")))
+        for item in extra
+        if isinstance(item, dict)
+    ]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
+    return problem(422, detail, errors)
+
+
+def _http(_: Request, exc: HTTPException) -> Response[ProblemOut]:
+    status = exc.status_code
+    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else ""
+    if status == 413:
+        detail = "the request body is larger than 32 MiB"
+    return problem(status, detail or HTTPStatus(status).phrase, headers=exc.headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response[ProblemOut]:
+    # The log has the traceback; the client gets nothing that could leak internals.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "an unexpected error occurred")
+
+
+EXCEPTION_HANDLERS = {
+    ValidationFailed: _validation_failed,
+    MalformedBody: _malformed,
+    msgspec.DecodeError: _malformed,
+    ExperimentNotFound: _not_found,
+    DuplicateExperimentName: _duplicate,
+    StoreUnavailable: _unavailable,
+    ValidationException: _litestar_validation,
+    HTTPException: _http,
+    Exception: _unexpected,
+}

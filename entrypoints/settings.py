@@ -1,0 +1,56 @@
+"""Configuration from the environment, as API.md lists it, read once by the CLI or the factory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/experiments.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    cache_url: str = "memory://"
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    cache_ttl_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        tokens = tuple(t.strip() for t in env.get("API_TOKENS", "").split(",") if t.strip())
+        return cls(
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            cache_url=env.get("CACHE_URL") or "memory://",
+            api_tokens=tokens,
+            host=env.get("HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8000),
+            workers=_int(env, "WORKERS", 1),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 3600),
+        )
+
+
+class ConfigurationError(ValueError):
+    pass
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1 and name != "PORT" or value < 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def generate_token() -> str:
+    return secrets.token_urlsafe(32)
