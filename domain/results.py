@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -108,7 +109,7 @@ class VariantResult:
     primary_event_count: int
     primary_unique_users: int
     primary_conversion_rate: float | None
-    value_sum: float
+    value_sum: float | None
     value_per_user: float | None
 
 
@@ -154,8 +155,13 @@ class ExperimentResults:
     comparisons: list[Comparison]
 
 
+def _finite(value: float | None) -> float | None:
+    """Sums of huge values can overflow to infinity; an undefined number is None, never inf."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _ratio(numerator: float, denominator: float) -> float | None:
-    return numerator / denominator if denominator else None
+    return _finite(numerator / denominator) if denominator else None
 
 
 class ResultCalculator:
@@ -208,8 +214,8 @@ class ResultCalculator:
             primary_event_count=agg.primary_event_count,
             primary_unique_users=agg.primary_unique_users,
             primary_conversion_rate=_ratio(agg.primary_unique_users, agg.users),
-            value_sum=agg.value_sum,
-            value_per_user=_ratio(agg.value_sum, agg.users),
+            value_sum=_finite(agg.value_sum),
+            value_per_user=_ratio(agg.value_sum, agg.users) if math.isfinite(agg.value_sum) else None,
         )
 
     @staticmethod

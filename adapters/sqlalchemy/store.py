@@ -264,11 +264,11 @@ class SqlStore:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**self._snapshot)
             async with conn.begin():
-                users = dict((await conn.execute(users_q)).tuples().all())
+                users = {row[0]: row[1] for row in await conn.execute(users_q)}
                 by_type: dict[str, dict[str, int]] = defaultdict(dict)
                 for variant_id, event_type, count in await conn.execute(by_type_q):
                     by_type[variant_id][event_type] = count
-                uniques = dict((await conn.execute(uniques_q)).tuples().all())
+                uniques = {row[0]: row[1] for row in await conn.execute(uniques_q)}
                 primaries = {row[0]: row[1:] for row in await conn.execute(primary_q)}
         result = {}
         for v in experiment.variants:

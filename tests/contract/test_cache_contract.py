@@ -1,0 +1,68 @@
+"""One contract every Cache adapter must keep."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from adapters.memory.cache import MemoryCache
+from application.ports import Cache
+from domain.assignment import Assignment
+from domain.experiment import Experiment, VariantDraft
+from tests.fakes import SequentialIds
+
+CACHE_KINDS = ["memory"]
+
+
+async def open_cache(kind: str, ttl_seconds: float) -> Cache:
+    if kind == "memory":
+        return MemoryCache(ttl_seconds=ttl_seconds)
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=CACHE_KINDS)
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    opened = await open_cache(request.param, ttl_seconds=60)
+    yield opened
+    await opened.close()
+
+
+def an_experiment() -> Experiment:
+    return Experiment.create(
+        name="exp",
+        description=None,
+        primary_event_type=None,
+        variants=[VariantDraft("a", 33.33), VariantDraft("b", 66.67, True)],
+        new_id=SequentialIds().new_id,
+        created_at=datetime(2026, 11, 28, 1, 2, 3, 456789, tzinfo=UTC),
+    )
+
+
+async def test_a_miss_is_none(cache: Cache) -> None:
+    assert await cache.get_experiment("nope") is None
+    assert await cache.get_assignment("nope", "u1") is None
+
+
+async def test_round_trips_are_exact(cache: Cache) -> None:
+    exp = an_experiment()
+    await cache.set_experiment(exp)
+    assert await cache.get_experiment(exp.id) == exp
+    assignment = Assignment.decide(exp, "user with spaces:and:colons", exp.created_at)
+    await cache.set_assignment(assignment)
+    assert await cache.get_assignment(exp.id, assignment.user_id) == assignment
+    assert await cache.get_assignment(exp.id, "user with spaces") is None
+
+
+@pytest.mark.parametrize("kind", CACHE_KINDS)
+async def test_entries_expire(kind: str) -> None:
+    import asyncio
+
+    cache = await open_cache(kind, ttl_seconds=1)
+    exp = an_experiment()
+    await cache.set_experiment(exp)
+    assert await cache.get_experiment(exp.id) == exp
+    await asyncio.sleep(1.2)
+    assert await cache.get_experiment(exp.id) is None
+    await cache.close()

@@ -1,0 +1,159 @@
+"""ResultCalculator over hand-made aggregates, and how a results query resolves its filters."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+
+import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportions_ztest
+
+from domain.errors import ValidationFailed
+from domain.experiment import Experiment, VariantDraft
+from domain.results import ResultCalculator, ResultQuery, VariantAggregate
+from tests.fakes import SequentialIds
+
+
+def experiment(shares=(50, 50), primary: str | None = "buy") -> Experiment:
+    return Experiment.create(
+        name="exp",
+        description=None,
+        primary_event_type=primary,
+        variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
+        new_id=SequentialIds().new_id,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def agg(variant_id: str, users: int, converters: int, value_sum: float = 0.0, sq: float = 0.0):
+    return VariantAggregate(
+        variant_id=variant_id, users=users, events=converters * 2, unique_users_with_events=converters,
+        event_counts={"buy": converters, "view": converters}, primary_event_count=converters,
+        primary_unique_users=converters, value_sum=value_sum, value_sum_squares=sq,
+    )
+
+
+def test_rates_lifts_and_the_z_test() -> None:
+    exp = experiment()
+    c, t = exp.variants
+    results = ResultCalculator().compute(
+        exp, ResultQuery(primary_event_type="buy"), {c.id: agg(c.id, 10_000, 800), t.id: agg(t.id, 10_000, 920)}
+    )
+    control, treated = results.variants
+    assert (control.primary_conversion_rate, treated.primary_conversion_rate) == (0.08, 0.092)
+    (comparison,) = results.comparisons
+    assert comparison.absolute_lift == pytest.approx(0.012, rel=1e-12)
+    assert comparison.relative_lift == pytest.approx(0.15, rel=1e-12)
+    z, p = proportions_ztest([920, 800], [10_000, 10_000])
+    assert comparison.z_score == pytest.approx(z, rel=1e-9)
+    assert comparison.p_value == pytest.approx(p, rel=1e-9)
+    assert comparison.p_value_adjusted == comparison.p_value
+    assert comparison.significant is True
+    assert comparison.interval.lower < 0.012 < comparison.interval.upper
+    assert (results.total_users, results.total_events) == (20_000, 3_440)
+
+
+def test_narrowing_to_a_variant_keeps_srm_and_holm_over_the_whole_experiment() -> None:
+    exp = experiment(shares=(40, 30, 30))
+    c, a, b = exp.variants
+    aggregates = {c.id: agg(c.id, 4000, 400), a.id: agg(a.id, 3000, 360), b.id: agg(b.id, 3100, 300)}
+    whole = ResultCalculator().compute(exp, ResultQuery(primary_event_type="buy"), aggregates)
+    narrow = ResultCalculator().compute(exp, ResultQuery(variant_id=b.id, primary_event_type="buy"), aggregates)
+    assert [v.variant.id for v in narrow.variants] == [b.id]
+    assert [x.variant_id for x in narrow.comparisons] == [b.id]
+    assert narrow.srm == whole.srm
+    assert narrow.comparisons[0] == whole.comparisons[1]
+    holm = multipletests([x.p_value for x in whole.comparisons], method="holm")[1]
+    assert [x.p_value_adjusted for x in whole.comparisons] == pytest.approx(list(holm), rel=1e-12)
+    assert narrow.total_users == 3100
+
+
+def test_the_control_alone_has_no_comparison() -> None:
+    exp = experiment()
+    c, t = exp.variants
+    results = ResultCalculator().compute(exp, ResultQuery(variant_id=c.id), {c.id: agg(c.id, 10, 1)})
+    assert results.comparisons == []
+
+
+def test_empty_arms_give_nulls_never_nan() -> None:
+    exp = experiment()
+    results = ResultCalculator().compute(exp, ResultQuery(), {})
+    (comparison,) = results.comparisons
+    assert results.variants[0].primary_conversion_rate is None
+    assert results.variants[0].value_per_user is None
+    for value in (comparison.absolute_lift, comparison.relative_lift, comparison.z_score,
+                  comparison.p_value, comparison.p_value_adjusted, comparison.interval):
+        assert value is None
+    assert comparison.significant is False
+    assert results.srm.chi_square is None and results.srm.mismatch is False
+
+
+def test_all_converted_in_both_arms_has_no_z_but_an_interval() -> None:
+    exp = experiment()
+    c, t = exp.variants
+    results = ResultCalculator().compute(exp, ResultQuery(), {c.id: agg(c.id, 50, 50), t.id: agg(t.id, 60, 60)})
+    (comparison,) = results.comparisons
+    assert comparison.absolute_lift == 0.0
+    assert comparison.z_score is None and comparison.p_value is None and not comparison.significant
+    assert comparison.interval is not None and math.isfinite(comparison.interval.lower)
+
+
+def test_zero_control_rate_has_no_relative_lift() -> None:
+    exp = experiment()
+    c, t = exp.variants
+    results = ResultCalculator().compute(exp, ResultQuery(), {c.id: agg(c.id, 100, 0), t.id: agg(t.id, 100, 5)})
+    assert results.comparisons[0].relative_lift is None
+    assert results.comparisons[0].absolute_lift == 0.05
+
+
+def test_users_in_a_zero_percent_variant_are_a_mismatch() -> None:
+    exp = experiment(shares=(50, 50, 0))
+    c, t, off = exp.variants
+    results = ResultCalculator().compute(
+        exp, ResultQuery(), {c.id: agg(c.id, 500, 5), t.id: agg(t.id, 500, 5), off.id: agg(off.id, 1, 0)}
+    )
+    assert results.srm.mismatch is True
+
+
+def test_a_bare_date_covers_its_whole_utc_day() -> None:
+    exp = experiment()
+    q = ResultQuery.resolve(exp, start=date(2026, 3, 1), end=date(2026, 3, 2))
+    assert q.start == datetime(2026, 3, 1, tzinfo=UTC)
+    assert q.end == datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def test_datetimes_without_offset_are_utc_and_offsets_convert() -> None:
+    from datetime import timedelta, timezone
+
+    exp = experiment()
+    q = ResultQuery.resolve(
+        exp,
+        start=datetime(2026, 3, 1, 10, 0),
+        end=datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=2))),
+    )
+    assert q.start == datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    assert q.end == datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("primary_param", "experiment_primary", "event_type", "expected"),
+    [("p", "e", "f", "p"), (None, "e", "f", "e"), (None, None, "f", "f"), (None, None, None, None)],
+)
+def test_primary_event_type_defaults(primary_param, experiment_primary, event_type, expected) -> None:
+    exp = experiment(primary=experiment_primary)
+    q = ResultQuery.resolve(exp, primary_event_type=primary_param, event_type=event_type)
+    assert q.primary_event_type == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"variant_id": "nope"},
+        {"start": date(2026, 3, 2), "end": date(2026, 3, 1)},
+        {"event_type": ""},
+    ],
+)
+def test_bad_filters_are_refused(kwargs) -> None:
+    with pytest.raises(ValidationFailed):
+        ResultQuery.resolve(experiment(), **kwargs)
