@@ -63,6 +63,7 @@ class ExperimentPage:
 
 class ListExperiments:
     MAX_LIMIT = 500
+    MAX_OFFSET = 2**53  # past what any store holds, and within every database's integers
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -71,8 +72,8 @@ class ListExperiments:
         errors = []
         if not 1 <= limit <= self.MAX_LIMIT:
             errors.append(FieldError("limit", f"must be from 1 to {self.MAX_LIMIT}"))
-        if offset < 0:
-            errors.append(FieldError("offset", "must not be negative"))
+        if not 0 <= offset <= self.MAX_OFFSET:
+            errors.append(FieldError("offset", f"must be from 0 to {self.MAX_OFFSET}"))
         if errors:
             raise ValidationFailed(errors)
         items, total = await self._store.list_experiments(limit, offset)

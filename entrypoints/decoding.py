@@ -48,6 +48,8 @@ def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
         raise ValidationFailed([field_error(exc, prefix)]) from exc
     except msgspec.DecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValidationFailed([FieldError(prefix.rstrip(".") or "body", "is nested too deeply")]) from exc
 
 
 class StrictDTO(MsgspecDTO):
@@ -119,3 +121,4 @@ def event_draft(e: EventIn) -> EventDraft:
         properties=None if e.properties is None else msgspec.json.encode(e.properties).decode(),
         event_id=e.event_id,
     )
+

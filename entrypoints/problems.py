@@ -62,6 +62,9 @@ def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
 def _litestar_validation(_: Request, exc: ValidationException) -> Response[ProblemOut]:
     """Query and path parameters that Litestar itself rejects: invalid input, so 422."""
     extra = exc.extra if isinstance(exc.extra, list) else []
+    if any(isinstance(item, dict) and item.get("source") == "body" for item in extra):
+        # Litestar reports a missing body itself, before any decoding: that is no JSON at all.
+        return problem(400, "a JSON body is required")
     errors = [
         FieldError(str(item.get("key", "")), str(item.get("message", "is invalid")))
         for item in extra
