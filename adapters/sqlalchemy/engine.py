@@ -43,7 +43,9 @@ def ensure_sqlite_directory(url: URL) -> None:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _configure_sqlite(sync_engine: Engine) -> None:
+def configure_sqlite(sync_engine: Engine) -> None:
+    """WAL, durable commits, waiting on locks, foreign keys: for every engine on a SQLite file."""
+
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         # Let SQLAlchemy's "begin" hook below emit BEGIN, instead of the driver's own guesswork.
@@ -67,6 +69,6 @@ def create_engine_for(url: str) -> AsyncEngine:
     ensure_sqlite_directory(parsed)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed)
-        _configure_sqlite(engine.sync_engine)
+        configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)

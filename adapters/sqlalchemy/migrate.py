@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 
-from adapters.sqlalchemy.engine import ensure_sqlite_directory, parse_url
+from adapters.sqlalchemy.engine import configure_sqlite, ensure_sqlite_directory, parse_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -23,6 +23,8 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     url = parse_url(database_url, asynchronous=False)
     ensure_sqlite_directory(url)
     engine = create_engine(url)
+    if url.get_backend_name() == "sqlite":
+        configure_sqlite(engine)
     try:
         with engine.begin() as connection:
             config = alembic_config()

@@ -1,0 +1,27 @@
+"""The Alembic history and the schema the code uses are one and the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from adapters.sqlalchemy.migrate import upgrade
+from adapters.sqlalchemy.tables import metadata
+
+
+def test_upgrade_builds_exactly_the_tables_the_code_uses(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    upgrade(url)  # a second run at head changes nothing
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        indexed = {tuple(i["column_names"]) for i in inspect(conn).get_indexes("events")}
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    engine.dispose()
+    for column in ("experiment_id", "user_id", "timestamp", "event_type"):
+        assert (column,) in indexed
+    assert mode == "wal"
