@@ -22,6 +22,25 @@ def migrate(settings: Settings) -> None:
     upgrade(settings.database_url)
 
 
+def check_store(settings: Settings) -> None:
+    """Connect once as the server will (its async driver, its pool), so that a URL only that
+    driver rejects fails here, at start, and not as 503s on every request."""
+    if settings.database_url == "memory://":
+        return
+    import asyncio
+
+    from entrypoints.container import build_store
+
+    async def first_query() -> None:
+        store = build_store(settings.database_url)
+        try:
+            await store.list_experiments(1, 0)
+        finally:
+            await store.close()
+
+    asyncio.run(first_query())
+
+
 def _describe(exc: BaseException) -> str:
     # The driver's first line says what failed (refused, unknown host, no such database)
     # without the URL, so no password can reach the terminal.
@@ -62,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
         build_cache(settings.cache_url, settings.cache_ttl_seconds)
         migrate(settings)
+        check_store(settings)
     except ConfigurationError as exc:
         return _fail(str(exc))
     except Exception as exc:

@@ -34,7 +34,20 @@ def build_store(database_url: str) -> Store:
 def build_cache(cache_url: str, ttl_seconds: int) -> Cache:
     if cache_url == "memory://":
         return MemoryCache(ttl_seconds=ttl_seconds)
-    raise ConfigurationError(f"CACHE_URL {cache_url!r} is not supported; use memory://")
+    scheme = cache_url.partition("://")[0].lower() if "://" in cache_url else ""
+    if scheme in ("redis", "rediss"):
+        # Imported here so that a process on the memory cache never loads redis-py.
+        from adapters.redis.cache import RedisCache
+
+        try:
+            return RedisCache(cache_url, ttl_seconds=ttl_seconds)
+        except ValueError as exc:  # redis-py's URL parser; its message never holds the password
+            raise ConfigurationError(f"CACHE_URL is not a valid Redis URL: {exc}") from None
+    # Only the scheme is echoed: the rest of a URL may hold a password.
+    shown = f"scheme {scheme!r}" if scheme else "value"
+    raise ConfigurationError(
+        f"CACHE_URL {shown} is not supported; use memory:// or redis://host:port/db"
+    )
 
 
 class Container(containers.DeclarativeContainer):

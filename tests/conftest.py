@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,26 +31,123 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
 
 
-async def open_store(kind: str, tmp_path: Path) -> Store:
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+"""Where throwaway test databases are created from; the server's trust auth needs no password."""
+
+class PostgresDatabases:
+    """Throwaway databases ``exp_test_<random>`` on the test server, all dropped at session end.
+
+    A database per test run keeps runs that share the server (a developer's and CI's, or two
+    checkouts) from seeing each other's rows, and dropping it leaves the server as it was.
+    """
+
+    def __init__(self, admin_url: str) -> None:
+        self._admin_url = admin_url
+        self._created: list[str] = []
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        # CREATE and DROP DATABASE cannot run inside a transaction.
+        return psycopg.connect(self._admin_url, autocommit=True, connect_timeout=3)
+
+    def url_of(self, name: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self._admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def create(self) -> str:
+        """A new empty database; returns its URL."""
+        name = f"exp_test_{secrets.token_hex(6)}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return self.url_of(name)
+
+    def drop_all(self) -> None:
+        with self._admin() as conn:
+            for name in self._created:
+                # FORCE: a server process a test started may still hold a connection.
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._created.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases(POSTGRES_ADMIN_URL)
+    try:
+        databases._admin().close()
+    except Exception as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI starts the server, so its absence there is a failure
+        pytest.skip(message)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_databases: PostgresDatabases) -> str:
+    """One database of this run, migrated once; open_store empties it for every test."""
+    from adapters.sqlalchemy.migrate import upgrade
+
+    url = postgres_databases.create()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def postgres_database(postgres_databases: PostgresDatabases) -> str:
+    """A fresh, unmigrated database of its own for one test (a server it starts migrates it)."""
+    return postgres_databases.create()
+
+
+def _empty_postgres(url: str) -> None:
+    """Every table the migrations made, whichever they are, but Alembic's own."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+        tables = [
+            f'"{name}"'
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables"
+                " WHERE schemaname = current_schema() AND tablename <> 'alembic_version'"
+            )
+        ]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+
+
+async def open_store(kind: str, tmp_path: Path, postgres_url: str | None = None) -> Store:
     """A fresh, empty store of the given kind, migrated with the real Alembic history."""
     if kind == "memory":
         return MemoryStore()
-    if kind == "sqlite":
-        from adapters.sqlalchemy.engine import create_engine_for
-        from adapters.sqlalchemy.migrate import upgrade
-        from adapters.sqlalchemy.store import SqlStore
+    from adapters.sqlalchemy.engine import create_engine_for
+    from adapters.sqlalchemy.migrate import upgrade
+    from adapters.sqlalchemy.store import SqlStore
 
+    if kind == "sqlite":
         url = sqlite_url(tmp_path)
         upgrade(url)
         return SqlStore(create_engine_for(url))
+    if kind == "postgres":
+        if postgres_url is None:
+            raise ValueError("open_store('postgres') needs the postgres_url fixture's database")
+        # Emptying the run's migrated database is much faster than a database per test.
+        _empty_postgres(postgres_url)
+        return SqlStore(create_engine_for(postgres_url))
     raise ValueError(kind)
 
 
-STORE_KINDS = ["memory", "sqlite"]
+STORE_KINDS = ["memory", "sqlite", "postgres"]
+_STORE_MARKS = {"postgres": pytest.mark.postgres}
 
 
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(params=[pytest.param(k, marks=_STORE_MARKS.get(k, ())) for k in STORE_KINDS])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(request.param, tmp_path)
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    opened = await open_store(request.param, tmp_path, url)
     yield opened
     await opened.close()

@@ -1,1 +1,1 @@
-"""The SQLAlchemy 2 adapter: the Store on SQLite (and any SQL database SQLAlchemy speaks)."""
+"""The SQLAlchemy 2 adapter: the Store on SQLite and on PostgreSQL."""

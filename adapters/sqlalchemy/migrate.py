@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from adapters.sqlalchemy.engine import configure_sqlite, ensure_sqlite_directory, parse_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK_ID = 0x6578705F6D6967  # any constant the service's database does not use otherwise
 
 
 def alembic_config() -> Config:
@@ -27,6 +28,11 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         configure_sqlite(engine)
     try:
         with engine.begin() as connection:
+            if url.get_backend_name() == "postgresql":
+                # Instances started together would all create the same tables; the lock makes
+                # them take turns, and those after the first find the database at head. It is
+                # released when this transaction ends.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,6 +34,34 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
+
+
+_EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value", "properties", "event_id")
+
+
+def _insert_events_from_arrays() -> Any:
+    """PostgreSQL: a whole batch as one ``INSERT … SELECT FROM unnest(<one array per column>)``.
+
+    An executemany's rowcount cannot count the accepted events there: SQLAlchemy reports -1 for an
+    executemany INSERT on psycopg, and asyncpg never sums it. One statement has an exact rowcount
+    on every driver, sends seven parameters however large the batch, and ON CONFLICT DO NOTHING
+    skips an event_id repeated within the batch as it skips one already stored.
+    """
+    source = (
+        func.unnest(
+            *(bindparam(name, type_=postgresql.ARRAY(events.c[name].type)) for name in _EVENT_COLUMNS)
+        )
+        .table_valued(*_EVENT_COLUMNS)
+        .render_derived()
+    )
+    return (
+        postgresql.insert(events)
+        .from_select(list(_EVENT_COLUMNS), select(*(source.c[name] for name in _EVENT_COLUMNS)))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+
+
+_INSERT_EVENTS_FROM_ARRAYS = _insert_events_from_arrays()
 
 
 def _unavailable_on_connection_loss(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -63,6 +91,11 @@ class SqlStore:
 
     def _write(self) -> Any:
         return self._engine.execution_options(**{BEGIN_IMMEDIATE: True}).begin()
+
+    def _unmatchable(self, *keys: str) -> bool:
+        """PostgreSQL's text cannot hold NUL, so no stored row has such a key: a lookup by one is
+        a miss, where sending it would fail the statement (and answer 503 to a bad id)."""
+        return self._dialect == "postgresql" and any("\x00" in key for key in keys)
 
     @_unavailable_on_connection_loss
     async def add_experiment(self, experiment: Experiment) -> None:
@@ -96,6 +129,8 @@ class SqlStore:
 
     @_unavailable_on_connection_loss
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
+        if self._unmatchable(experiment_id):
+            return None
         async with self._engine.connect() as conn:
             found = await self._load_experiments(conn, select(experiments).where(experiments.c.id == experiment_id))
         return found[0] if found else None
@@ -164,6 +199,8 @@ class SqlStore:
 
     @_unavailable_on_connection_loss
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
+        if self._unmatchable(experiment_id, user_id):
+            return None
         async with self._engine.connect() as conn:
             return await self._read_assignment(conn, experiment_id, user_id)
 
@@ -199,10 +236,18 @@ class SqlStore:
             }
             for e in batch
         ]
-        statement = self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
+        if not rows:
+            return 0
         async with self._write() as conn:
-            result = await conn.execute(statement, rows)
-        # executemany's rowcount is the sum over the rows: the ones not skipped as duplicates.
+            if self._dialect == "postgresql":
+                columns = {name: [row[name] for row in rows] for name in _EVENT_COLUMNS}
+                result = await conn.execute(
+                    _INSERT_EVENTS_FROM_ARRAYS, columns, execution_options={"preserve_rowcount": True}
+                )
+            else:
+                statement = self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
+                result = await conn.execute(statement, rows)
+        # The rows not skipped as duplicates: on SQLite, executemany's rowcount sums over the rows.
         return result.rowcount
 
     @_unavailable_on_connection_loss

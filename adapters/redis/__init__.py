@@ -1,0 +1,1 @@
+"""The Redis adapter: the Cache port shared by every instance of the service."""

@@ -1,0 +1,208 @@
+"""The Cache on Redis, shared by all instances; any Redis failure is a miss, never an error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from domain.assignment import Assignment
+from domain.experiment import Experiment, Variant
+
+log = logging.getLogger("experiments.cache")
+
+# array_like: a value is a msgpack array, not a map, so field names are not repeated in every
+# entry. Adding a field later means appending it with a default, never reordering.
+
+
+class _VariantRecord(msgspec.Struct, array_like=True, frozen=True):
+    id: str
+    name: str
+    traffic_basis_points: int
+    is_control: bool
+
+
+class _ExperimentRecord(msgspec.Struct, array_like=True, frozen=True):
+    id: str
+    name: str
+    description: str | None
+    primary_event_type: str | None
+    # msgpack's timestamp extension: tz-aware UTC back, to the nanosecond.
+    created_at: datetime
+    variants: tuple[_VariantRecord, ...]
+
+
+class _AssignmentRecord(msgspec.Struct, array_like=True, frozen=True):
+    experiment_id: str
+    user_id: str
+    variant_id: str
+    variant_name: str
+    assigned_at: datetime
+
+
+_encoder = msgspec.msgpack.Encoder()
+_experiment_decoder = msgspec.msgpack.Decoder(_ExperimentRecord)
+_assignment_decoder = msgspec.msgpack.Decoder(_AssignmentRecord)
+
+
+def encode_experiment(experiment: Experiment) -> bytes:
+    return _encoder.encode(
+        _ExperimentRecord(
+            experiment.id,
+            experiment.name,
+            experiment.description,
+            experiment.primary_event_type,
+            experiment.created_at,
+            tuple(
+                _VariantRecord(v.id, v.name, v.traffic_basis_points, v.is_control)
+                for v in experiment.variants
+            ),
+        )
+    )
+
+
+def decode_experiment(data: bytes) -> Experiment:
+    r = _experiment_decoder.decode(data)
+    return Experiment(
+        id=r.id,
+        name=r.name,
+        description=r.description,
+        primary_event_type=r.primary_event_type,
+        created_at=r.created_at,
+        variants=tuple(
+            Variant(v.id, v.name, v.traffic_basis_points, v.is_control) for v in r.variants
+        ),
+    )
+
+
+def encode_assignment(assignment: Assignment) -> bytes:
+    a = assignment
+    return _encoder.encode(
+        _AssignmentRecord(a.experiment_id, a.user_id, a.variant_id, a.variant_name, a.assigned_at)
+    )
+
+
+def decode_assignment(data: bytes) -> Assignment:
+    r = _assignment_decoder.decode(data)
+    return Assignment(r.experiment_id, r.user_id, r.variant_id, r.variant_name, r.assigned_at)
+
+
+def redacted(url: str) -> str:
+    """``scheme://host:port/db`` of a Redis URL: what a log line may show, never the password."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+    except ValueError:
+        return "redis (unparseable URL)"
+
+
+class RedisCache:
+    """Keys ``experiment:{experiment_id}`` and ``assignment:{experiment_id}:{user_id}``, each a
+    msgpack value written with SETEX and the configured TTL.
+
+    The store is the truth and the cache only spares it reads, so a Redis that fails or is slow
+    must cost little: every call gives up after ``timeout`` seconds, and after a failure Redis is
+    skipped for ``retry_after`` seconds (a circuit breaker) so that requests during an outage do
+    not each wait out a timeout. Then one call probes it; if it answers, the cache is back.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: float = 3600,
+        *,
+        key_prefix: str = "",
+        timeout: float = 0.25,
+        retry_after: float = 2.0,
+    ) -> None:
+        self._ttl = max(1, math.ceil(ttl_seconds))  # SETEX takes whole seconds
+        self._prefix = key_prefix
+        self._timeout = timeout
+        self._retry_after = retry_after
+        self._where = redacted(url)
+        # Connections are opened on first use, in the event loop that serves the requests.
+        self._client = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # redis-py retries a failed command 3 times with backoff by default: seconds per call
+            # while Redis is down. The breaker below is the only retry.
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        self._skip_until = 0.0
+        self._down = False
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    async def _call(self, command: str, *args: Any) -> Any:
+        """The command's reply, or None when Redis is skipped or fails."""
+        now = time.monotonic()
+        if now < self._skip_until:
+            return None
+        if self._down:
+            # Half-open: this call is the probe; the others keep skipping until it is done.
+            self._skip_until = now + self._retry_after
+        try:
+            # The socket timeouts do not cover name resolution; this bounds the whole call.
+            async with asyncio.timeout(self._timeout * 2):
+                reply = await self._client.execute_command(command, *args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._skip_until = time.monotonic() + self._retry_after
+            if not self._down:
+                self._down = True
+                log.warning(
+                    "Redis cache at %s failed (%s); serving from the store until it is back",
+                    self._where,
+                    type(exc).__name__,
+                )
+            return None
+        if self._down:
+            self._down = False
+            self._skip_until = 0.0
+            log.warning("Redis cache at %s is back", self._where)
+        return reply
+
+    async def get_experiment(self, experiment_id: str) -> Experiment | None:
+        data = await self._call("GET", self._key("experiment", experiment_id))
+        return _decoded(decode_experiment, data)
+
+    async def set_experiment(self, experiment: Experiment) -> None:
+        key = self._key("experiment", experiment.id)
+        await self._call("SETEX", key, self._ttl, encode_experiment(experiment))
+
+    async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
+        data = await self._call("GET", self._key("assignment", experiment_id, user_id))
+        return _decoded(decode_assignment, data)
+
+    async def set_assignment(self, assignment: Assignment) -> None:
+        key = self._key("assignment", assignment.experiment_id, assignment.user_id)
+        await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except (RedisError, OSError):
+            pass
+
+
+def _decoded(decode: Any, data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        # An entry this version cannot read (written by another one) is a miss; the store answers
+        # and the write that follows replaces it.
+        return None

@@ -1,0 +1,229 @@
+"""What the Redis cache promises beyond the cache contract: its keys, TTLs and values, and outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from adapters.redis.cache import RedisCache
+from domain.assignment import Assignment
+from domain.experiment import Experiment, VariantDraft
+from tests.fakes import SequentialIds
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def an_experiment() -> Experiment:
+    # Random ids: the keys below carry no test prefix, so they must not meet another run's.
+    return Experiment.create(
+        name="exp",
+        description="d",
+        primary_event_type="buy",
+        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
+        new_id=SequentialIds(f"t{secrets.token_hex(6)}-").new_id,
+        created_at=datetime(2026, 11, 28, 1, 2, 3, 999999, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+async def redis_admin() -> AsyncIterator[Redis]:
+    admin = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await admin.ping()
+    except Exception as exc:
+        await admin.aclose()
+        message = f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield admin
+    await admin.aclose()
+
+
+async def test_keys_ttls_and_values_are_as_documented(redis_admin: Redis) -> None:
+    cache = RedisCache(REDIS_URL, ttl_seconds=120)
+    exp = an_experiment()
+    assignment = Assignment.decide(exp, "u:1", exp.created_at)
+    keys = [f"experiment:{exp.id}", f"assignment:{exp.id}:u:1"]
+    try:
+        await cache.set_experiment(exp)
+        await cache.set_assignment(assignment)
+        for key in keys:
+            assert 0 < await redis_admin.ttl(key) <= 120
+        # msgpack arrays in field order, timestamps as msgpack's timestamp extension (UTC).
+        raw = msgspec.msgpack.decode(await redis_admin.get(keys[0]))
+        assert raw[:5] == [exp.id, "exp", "d", "buy", exp.created_at]
+        assert raw[5][0] == [exp.variants[0].id, "a", 5000, True]
+        raw = msgspec.msgpack.decode(await redis_admin.get(keys[1]))
+        assert raw == [exp.id, "u:1", assignment.variant_id, assignment.variant_name, exp.created_at]
+        assert await cache.get_assignment(exp.id, "u:1") == assignment
+    finally:
+        await redis_admin.delete(*keys)
+        await cache.close()
+
+
+async def test_an_unreadable_entry_is_a_miss(redis_admin: Redis) -> None:
+    cache = RedisCache(REDIS_URL, ttl_seconds=60)
+    key = f"experiment:{secrets.token_hex(6)}"
+    try:
+        await redis_admin.set(key, b"written by some other version", ex=60)
+        assert await cache.get_experiment(key.removeprefix("experiment:")) is None
+    finally:
+        await redis_admin.delete(key)
+        await cache.close()
+
+
+async def test_a_closed_port_is_a_miss_and_a_no_op_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = RedisCache("redis://:s3cret-pw@127.0.0.1:1/0", ttl_seconds=60)
+    exp = an_experiment()
+    assignment = Assignment.decide(exp, "u1", exp.created_at)
+    with caplog.at_level(logging.WARNING, logger="experiments.cache"):
+        for _ in range(50):
+            await cache.set_experiment(exp)
+            await cache.set_assignment(assignment)
+            assert await cache.get_experiment(exp.id) is None
+            assert await cache.get_assignment(exp.id, "u1") is None
+    await cache.close()
+    warnings = [r for r in caplog.records if r.name == "experiments.cache"]
+    assert len(warnings) == 1
+    assert "127.0.0.1:1" in warnings[0].getMessage()
+    assert "s3cret" not in caplog.text
+
+
+class SilentServer:
+    """Accepts connections and never answers: a hung Redis, the case where timeouts cost most."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self._writers.append(writer)
+            await reader.read()  # until the client gives up
+
+        self._server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        assert self._server is not None
+        self._server.close()
+
+
+async def test_a_hung_redis_costs_one_timeout_per_outage_window_not_one_per_call() -> None:
+    server = SilentServer()
+    port = await server.start()
+    cache = RedisCache(f"redis://127.0.0.1:{port}/0", timeout=0.1, retry_after=60)
+    exp = an_experiment()
+    try:
+        assert await cache.get_experiment(exp.id) is None
+        assert server.connections == 1
+        for _ in range(100):
+            await cache.set_experiment(exp)
+            assert await cache.get_experiment(exp.id) is None
+        # The breaker kept every later call away from the hung server.
+        assert server.connections == 1
+    finally:
+        await cache.close()
+        await server.stop()
+
+
+class SwitchableProxy:
+    """A TCP proxy to the real Redis that can be cut and restored, as a network outage would."""
+
+    def __init__(self, target_port: int) -> None:
+        self.up = True
+        self._target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+
+
+async def test_the_cache_comes_back_after_an_outage(
+    redis_admin: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = SwitchableProxy(redis_admin.connection_pool.connection_kwargs.get("port", 6379))
+    port = await proxy.start()
+    db = redis_admin.connection_pool.connection_kwargs.get("db", 0)
+    cache = RedisCache(f"redis://127.0.0.1:{port}/{db}", ttl_seconds=60, retry_after=0.2)
+    exp = an_experiment()
+    try:
+        with caplog.at_level(logging.WARNING, logger="experiments.cache"):
+            await cache.set_experiment(exp)
+            assert await cache.get_experiment(exp.id) == exp
+            proxy.cut()
+            assert await cache.get_experiment(exp.id) is None
+            proxy.up = True
+            await asyncio.sleep(0.3)  # past retry_after: the next call probes Redis again
+            assert await cache.get_experiment(exp.id) == exp
+        messages = [r.getMessage() for r in caplog.records if r.name == "experiments.cache"]
+        assert len(messages) == 2 and "is back" in messages[1]
+    finally:
+        await redis_admin.delete(f"experiment:{exp.id}")
+        await cache.close()
+        await proxy.stop()
+
+
+async def test_the_composition_root_maps_cache_urls() -> None:
+    from adapters.memory.cache import MemoryCache
+    from entrypoints.container import build_cache
+    from entrypoints.settings import ConfigurationError
+
+    assert isinstance(build_cache("memory://", 60), MemoryCache)
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@cache.example:6380/2"):
+        cache = build_cache(url, 60)  # builds a client; connects on first use only
+        assert isinstance(cache, RedisCache)
+        await cache.close()
+    for url in ("foo://user:pw@x", "memcached://x", "redis://host:port/0", "nonsense"):
+        with pytest.raises(ConfigurationError) as caught:
+            build_cache(url, 60)
+        assert "pw" not in str(caught.value) and "\n" not in str(caught.value)

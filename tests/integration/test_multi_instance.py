@@ -1,0 +1,138 @@
+"""Several server processes on one PostgreSQL and one Redis behave as one service."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections import defaultdict
+from datetime import datetime
+
+import httpx
+import msgspec
+import pytest
+import redis
+
+from domain.experiment import Experiment, Variant
+from tests.integration.conftest import ServerProcess
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+AUTH = {"Authorization": "Bearer t"}
+USERS = 30
+CALLS_PER_USER = 10
+
+
+def environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "CACHE_URL": redis_url, "API_TOKENS": "t", **extra}
+
+
+async def create_experiment(base_url: str) -> dict:
+    body = {
+        "name": f"race-{secrets.token_hex(4)}",
+        "primary_event_type": "buy",
+        "variants": [
+            {"name": "control", "traffic_percentage": 34, "is_control": True},
+            {"name": "b", "traffic_percentage": 33},
+            {"name": "c", "traffic_percentage": 33},
+        ],
+    }
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH) as client:
+        response = await client.post("/experiments", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def race_first_assignments(servers: list[ServerProcess], experiment_id: str, users: list[str]):
+    """Every user's first calls, all at once, spread over the servers in turn."""
+    limits = httpx.Limits(max_connections=USERS * CALLS_PER_USER)
+    clients = [
+        httpx.AsyncClient(base_url=s.base_url, headers=AUTH, limits=limits, timeout=30)
+        for s in servers
+    ]
+    turn = itertools.cycle(clients)
+    try:
+        calls = [
+            (user, next(turn).get(f"/experiments/{experiment_id}/assignment/{user}"))
+            for user in users
+            for _ in range(CALLS_PER_USER)
+        ]
+        responses = await asyncio.gather(*(call for _, call in calls))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    answers: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for (user, _), response in zip(calls, responses, strict=True):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        answers[user].add((body["variant_id"], body["assigned_at"]))
+    return answers
+
+
+def as_domain(experiment: dict) -> Experiment:
+    return Experiment(
+        id=experiment["id"],
+        name=experiment["name"],
+        description=None,
+        primary_event_type=None,
+        created_at=datetime.fromisoformat(experiment["created_at"]),
+        variants=tuple(
+            Variant(v["id"], v["name"], round(v["traffic_percentage"] * 100), v["is_control"])
+            for v in experiment["variants"]
+        ),
+    )
+
+
+async def assert_one_assignment_per_user(servers: list[ServerProcess], redis_url: str) -> None:
+    experiment = await create_experiment(servers[0].base_url)
+    exp_id = experiment["id"]
+    users = [f"user-{i}" for i in range(USERS)]
+    keys = [f"experiment:{exp_id}"] + [f"assignment:{exp_id}:{u}" for u in users]
+    cache = redis.Redis.from_url(redis_url)
+    try:
+        # (b) what one instance created, every other one serves.
+        for server in servers[1:]:
+            async with httpx.AsyncClient(base_url=server.base_url, headers=AUTH) as client:
+                response = await client.get(f"/experiments/{exp_id}")
+            assert response.status_code == 200
+            assert response.json() == experiment
+
+        answers = await race_first_assignments(servers, exp_id, users)
+        # (a) one stored assignment per user: every answer the same variant and the same time.
+        assert sorted(answers) == sorted(users)
+        bucketing = as_domain(experiment)
+        for user, seen in answers.items():
+            assert len(seen) == 1, (user, seen)
+            (variant_id, _assigned_at), = seen
+            assert variant_id == bucketing.variant_for_user(user).id
+
+        for server in servers:
+            async with httpx.AsyncClient(base_url=server.base_url, headers=AUTH) as client:
+                results = (await client.get(f"/experiments/{exp_id}/results")).json()
+            assert sum(v["users"] for v in results["variants"]) == USERS
+            assert results["summary"]["total_users"] == USERS
+
+        # The instances share their cache: each assignment sits in Redis under its documented key.
+        for user in users:
+            raw = cache.get(f"assignment:{exp_id}:{user}")
+            assert raw is not None and 0 < cache.ttl(f"assignment:{exp_id}:{user}") <= 3600
+            assert msgspec.msgpack.decode(raw)[2] == next(iter(answers[user]))[0]
+    finally:
+        cache.delete(*keys)
+        cache.close()
+
+
+async def test_two_instances_make_one_assignment_per_user_and_share_experiments(
+    start_servers, postgres_database: str, redis_url: str
+) -> None:
+    # Started together on an empty database: both migrate it at once, and must not collide.
+    servers = start_servers(
+        environment(postgres_database, redis_url), environment(postgres_database, redis_url)
+    )
+    await assert_one_assignment_per_user(servers, redis_url)
+
+
+async def test_one_instance_with_two_worker_processes(
+    start_servers, postgres_database: str, redis_url: str
+) -> None:
+    (server,) = start_servers(environment(postgres_database, redis_url, WORKERS="2"))
+    await assert_one_assignment_per_user([server], redis_url)
