@@ -9,7 +9,7 @@ from datetime import date, datetime
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Assignment, validate_user_id
 from domain.errors import ExperimentNotFound, FieldError, ValidationFailed
-from domain.event import MAX_BATCH, Event, as_utc
+from domain.event import MAX_BATCH, Event, TimestampOutOfRange, as_utc
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
@@ -151,11 +151,16 @@ class RecordEvents:
             if draft is None:
                 continue
             prefix = f"events[{i}]." if batch else ""
+            try:
+                timestamp = received_at if draft.timestamp is None else as_utc(draft.timestamp)
+            except TimestampOutOfRange as exc:
+                errors.append(FieldError(f"{prefix}timestamp", str(exc)))
+                timestamp = received_at
             event = Event(
                 experiment_id=draft.experiment_id,
                 user_id=draft.user_id,
                 event_type=draft.event_type,
-                timestamp=received_at if draft.timestamp is None else as_utc(draft.timestamp),
+                timestamp=timestamp,
                 value=draft.value,
                 properties=draft.properties,
                 event_id=draft.event_id,

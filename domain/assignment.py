@@ -29,6 +29,8 @@ class Assignment:
 def user_id_error(user_id: str, field: str) -> FieldError | None:
     if not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
         return FieldError(field, f"must be 1 to {MAX_USER_ID_LENGTH} characters")
+    if "\x00" in user_id:  # no database stores it in text alike
+        return FieldError(field, "must not contain the NUL character")
     return None
 
 

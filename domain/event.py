@@ -15,11 +15,23 @@ MAX_EVENT_ID_LENGTH = 256
 MAX_BATCH = 10_000
 
 
+class TimestampOutOfRange(ValueError):
+    """In UTC the instant falls before year 1 or after year 9999."""
+
+
 def as_utc(moment: datetime) -> datetime:
     """A timestamp without an offset is UTC; one with an offset is converted to UTC."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampOutOfRange("is outside years 1 to 9999 once converted to UTC") from None
+
+
+def text_error(value: str, field: str) -> FieldError | None:
+    """NUL cannot be stored as text by every database, and no name or id needs it."""
+    return FieldError(field, "must not contain the NUL character") if "\x00" in value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +46,10 @@ class Event:
 
     def errors(self, prefix: str = "") -> list[FieldError]:
         """Every rule this event breaks, with field paths under ``prefix``."""
-        errors: list[FieldError] = []
+        errors: list[FieldError] = [
+            e for name in ("event_type", "event_id")
+            if (e := text_error(getattr(self, name) or "", prefix + name)) is not None
+        ]
         if (error := user_id_error(self.user_id, f"{prefix}user_id")) is not None:
             errors.append(error)
         if not 1 <= len(self.event_type) <= MAX_EVENT_TYPE_LENGTH:

@@ -98,6 +98,11 @@ class Experiment:
     ) -> Experiment:
         """Validate a client's request as a whole (every broken rule is reported) and build it."""
         errors: list[FieldError] = []
+        for field_name, text in (
+            ("name", name), ("description", description), ("primary_event_type", primary_event_type)
+        ):
+            if text and "\x00" in text:  # no database stores it in text alike
+                errors.append(FieldError(field_name, "must not contain the NUL character"))
         if not name.strip():
             errors.append(FieldError("name", "must not be blank"))
         elif len(name) > MAX_NAME_LENGTH:
@@ -162,6 +167,8 @@ def _split_errors(variants: Sequence[VariantDraft]) -> list[FieldError]:
         where = f"variants[{i}]"
         if not draft.name.strip():
             errors.append(FieldError(f"{where}.name", "must not be blank"))
+        elif "\x00" in draft.name:
+            errors.append(FieldError(f"{where}.name", "must not contain the NUL character"))
         elif len(draft.name) > MAX_NAME_LENGTH:
             errors.append(FieldError(f"{where}.name", f"must be at most {MAX_NAME_LENGTH} characters"))
         elif draft.name in seen:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
 from domain.errors import FieldError, ValidationFailed
-from domain.event import as_utc
+from domain.event import TimestampOutOfRange, as_utc, text_error
 from domain.experiment import Experiment, Variant
 from domain.statistics import (
     Interval,
@@ -67,9 +67,9 @@ class ResultQuery:
 
         A bare date means that whole UTC day: from its first to its last microsecond.
         """
-        start_at = _bound(start, at_end=False)
-        end_at = _bound(end, at_end=True)
         errors: list[FieldError] = []
+        start_at = _bound(start, "start_date", errors, at_end=False)
+        end_at = _bound(end, "end_date", errors, at_end=True)
         if start_at is not None and end_at is not None and start_at > end_at:
             errors.append(FieldError("start_date", "must not be after end_date"))
         if variant_id is not None and experiment.variant(variant_id) is None:
@@ -77,6 +77,8 @@ class ResultQuery:
         for name, value in (("event_type", event_type), ("primary_event_type", primary_event_type)):
             if value is not None and not value:
                 errors.append(FieldError(name, "must not be empty"))
+            elif value is not None and (error := text_error(value, name)) is not None:
+                errors.append(error)
         if errors:
             raise ValidationFailed(errors)
         return cls(
@@ -88,15 +90,21 @@ class ResultQuery:
         )
 
 
-def _bound(value: date | datetime | None, *, at_end: bool) -> datetime | None:
+def _bound(
+    value: date | datetime | None, field: str, errors: list[FieldError], *, at_end: bool
+) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return as_utc(value)
-    moment = datetime.combine(value, time.min)
-    if at_end:
-        moment += timedelta(days=1, microseconds=-1)
-    return as_utc(moment)
+    try:
+        if isinstance(value, datetime):
+            return as_utc(value)
+        moment = datetime.combine(value, time.min)
+        if at_end:
+            moment += timedelta(days=1, microseconds=-1)
+        return as_utc(moment)
+    except TimestampOutOfRange as exc:
+        errors.append(FieldError(field, str(exc)))
+        return None
 
 
 @dataclass(frozen=True, slots=True)

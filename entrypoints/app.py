@@ -126,7 +126,7 @@ def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | da
     if value is None:
         return None
     try:
-        if len(value) == 10:
+        if not any(c in value for c in "T t:"):  # 2026-11-28 or 20261128: a whole day
             return date.fromisoformat(value)
         return datetime.fromisoformat(value)
     except ValueError:

@@ -41,12 +41,25 @@ def field_error(error: msgspec.ValidationError, prefix: str = "") -> FieldError:
     return FieldError(field, message)
 
 
+def _well_formed(raw: bytes) -> None:
+    """msgspec stops at the first wrong type, maybe before a syntax error further on; JSON that
+    is not JSON at all is a 400 whatever its types, so the error path checks the syntax alone."""
+    try:
+        msgspec.json.decode(raw, type=msgspec.Raw)
+        msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        pass
+
+
 def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
+        _well_formed(raw)
         raise ValidationFailed([field_error(exc, prefix)]) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise ValidationFailed([FieldError(prefix.rstrip(".") or "body", "is nested too deeply")]) from exc

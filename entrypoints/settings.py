@@ -47,7 +47,9 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1 and name != "PORT" or value < 0:
+    if name == "PORT" and not 0 <= value <= 65535:
+        raise ConfigurationError(f"PORT must be from 0 to 65535, got {raw!r}")
+    if name != "PORT" and value < 1:
         raise ConfigurationError(f"{name} must be positive, got {raw!r}")
     return value
 

@@ -1,0 +1,325 @@
+"""The real server, started as `make run` starts it (``python -m entrypoints serve``), over HTTP.
+
+The fixtures live here rather than in conftest.py: these tests need the server's stdout and
+stderr apart (the generated token goes to stdout, errors and logs to stderr).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from threading import Barrier
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEALTH_TIMEOUT = 20.0
+FAIL_FAST_TIMEOUT = 15.0
+# Settings the server reads; cleared so that the environment running the tests cannot leak in.
+SERVER_VARIABLES = ("DATABASE_URL", "CACHE_URL", "API_TOKENS", "HOST", "PORT", "WORKERS", "CACHE_TTL_SECONDS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES}
+    env["HOST"] = "127.0.0.1"
+    env.update(settings)
+    return env
+
+
+def entrypoint(command: str) -> list[str]:
+    return [sys.executable, "-m", "entrypoints", command]
+
+
+class Server:
+    """One ``python -m entrypoints serve`` process, its stdout and stderr each in a file."""
+
+    def __init__(self, env: Mapping[str, str], directory: Path, name: str) -> None:
+        self.port = int(env["PORT"])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = directory / f"{name}.stdout"
+        self.stderr_path = directory / f"{name}.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                entrypoint("serve"), cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=err
+            )
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited {self.process.returncode}\nstdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
+                )
+            try:
+                response = httpx.get(f"{self.base_url}/health", timeout=1)
+                if response.status_code == 200 and response.json() == {"status": "ok"}:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"no healthy server on port {self.port} in {timeout}s:\n{self.stderr()}")
+
+    def stop(self) -> int:
+        """SIGTERM, as a process manager stops it; SIGKILL only if it does not exit in 10 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def stopped_gracefully(self) -> bool:
+        """Uvicorn ends a SIGTERM'd server by re-raising the signal once it has shut down, so the
+        exit status is -SIGTERM (or 0): what counts is that the shutdown ran to its end."""
+        return self.stop() in (0, -signal.SIGTERM) and "Application shutdown complete" in self.stderr()
+
+    def client(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'x.db'}"
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start a server (healthy before it returns); every one is stopped when the test ends."""
+    started: list[Server] = []
+
+    def start(wait: bool = True, **settings: str) -> Server:
+        settings.setdefault("PORT", str(free_port()))
+        server = Server(server_env(**settings), tmp_path, f"server-{len(started)}")
+        started.append(server)
+        if wait:
+            server.wait_healthy()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def create_experiment(client: httpx.Client, name: str) -> dict:
+    response = client.post(
+        "/experiments",
+        json={
+            "name": name,
+            "primary_event_type": "purchase",
+            "variants": [
+                {"name": "control", "traffic_percentage": 50, "is_control": True},
+                {"name": "green", "traffic_percentage": 50},
+            ],
+        },
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_both_tokens_work_for_the_whole_flow(serve: Callable[..., Server], database_url: str) -> None:
+    server = serve(DATABASE_URL=database_url, API_TOKENS="t1,t2")
+    with server.client("t1") as one, server.client("t2") as two, server.client("t3") as wrong:
+        experiment = create_experiment(one, "flow")
+        eid = experiment["id"]
+        assert two.get(f"/experiments/{eid}").json() == experiment
+        first = one.get(f"/experiments/{eid}/assignment/u-1")
+        assert first.status_code == 200
+        assert two.get(f"/experiments/{eid}/assignment/u-1").json() == first.json()
+        events = {
+            "events": [
+                {"experiment_id": eid, "user_id": "u-1", "event_type": "purchase", "value": 19.99, "event_id": "o-1"},
+                {"experiment_id": eid, "user_id": "u-1", "event_type": "view"},
+                {"experiment_id": eid, "user_id": "stranger", "event_type": "purchase", "value": 5},
+            ]
+        }
+        posted = two.post("/events", json=events)
+        assert posted.status_code == 202
+        assert posted.json() == {"accepted": 3, "duplicates": 0}
+        report = one.get(f"/experiments/{eid}/results")
+        assert report.status_code == 200
+        rows = {row["variant_id"]: row for row in report.json()["variants"]}
+        mine = rows[first.json()["variant_id"]]
+        assert mine["users"] == 1
+        assert mine["event_counts"] == {"purchase": 1, "view": 1}
+        assert mine["primary_unique_users"] == 1 and mine["value_sum"] == pytest.approx(19.99)
+        assert report.json()["summary"]["total_users"] == 1
+        denied = wrong.get("/experiments")
+        assert denied.status_code == 401
+        assert denied.headers["WWW-Authenticate"] == "Bearer"
+        assert denied.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
+
+
+def test_restart_keeps_assignments_experiments_and_results(serve: Callable[..., Server], database_url: str) -> None:
+    port = str(free_port())
+    server = serve(DATABASE_URL=database_url, API_TOKENS="t1", PORT=port)
+    once = {"experiment_id": "", "user_id": "a", "event_type": "view", "event_id": "once"}
+    with server.client("t1") as client:
+        experiment = create_experiment(client, "durable")
+        eid = once["experiment_id"] = experiment["id"]
+        assignments = {u: client.get(f"/experiments/{eid}/assignment/{u}").json() for u in ("a", "b", "c")}
+        client.post(
+            "/events",
+            json={"events": [{"experiment_id": eid, "user_id": u, "event_type": "purchase", "value": 2.5} for u in ("a", "b")]},
+        )
+        assert client.post("/events", json=once).json() == {"accepted": 1, "duplicates": 0}
+        before = client.get(f"/experiments/{eid}/results").json()
+        listed = client.get("/experiments").json()
+    assert server.stopped_gracefully(), server.stderr()
+
+    again = serve(DATABASE_URL=database_url, API_TOKENS="t1", PORT=port)
+    with again.client("t1") as client:
+        for user_id, assignment in assignments.items():
+            assert client.get(f"/experiments/{eid}/assignment/{user_id}").json() == assignment
+        assert client.get(f"/experiments/{eid}").json() == experiment
+        assert client.get("/experiments").json() == listed
+        after = client.get(f"/experiments/{eid}/results").json()
+        assert after == before
+        assert after["summary"]["total_users"] == 3 and after["summary"]["total_events"] == 3
+        # Event ids survive too: a retried event is a duplicate, not a second one.
+        assert client.post("/events", json=once).json() == {"accepted": 0, "duplicates": 1}
+
+
+def test_concurrent_first_calls_store_one_assignment(serve: Callable[..., Server], database_url: str) -> None:
+    server = serve(DATABASE_URL=database_url, API_TOKENS="t1")
+    with server.client("t1") as client:
+        eid = create_experiment(client, "race")["id"]
+    url = f"{server.base_url}/experiments/{eid}/assignment/new-user"
+    barrier = Barrier(40)
+
+    def first_call(_: int) -> tuple[int, dict]:
+        with httpx.Client(headers={"Authorization": "Bearer t1"}, timeout=20) as own:
+            own.get(f"{server.base_url}/health")  # connected before the race starts
+            barrier.wait()
+            response = own.get(url)
+            return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        answers = list(pool.map(first_call, range(40)))
+    assert {status for status, _ in answers} == {200}
+    assert len({(a["variant_id"], a["assigned_at"]) for _, a in answers}) == 1, answers
+    with server.client("t1") as client:
+        assert client.get(url).json() == answers[0][1]
+        report = client.get(f"/experiments/{eid}/results").json()
+        assert report["summary"]["total_users"] == 1
+        assert sum(row["users"] for row in report["variants"]) == 1
+
+
+def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., Server], database_url: str) -> None:
+    server = serve(DATABASE_URL=database_url)
+    lines = [line for line in server.stdout().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    token = lines[0].split()[-1]
+    assert len(token) >= 20
+    with server.client(token) as client:
+        assert client.get("/experiments").status_code == 200
+    wrong_token = "wrong-token-0123456789"
+    with server.client(wrong_token) as client:
+        assert client.get("/experiments").status_code == 401
+        assert client.post("/events", json={"experiment_id": "x"}).status_code == 401
+    assert server.stopped_gracefully(), server.stderr()
+    stderr = server.stderr()
+    assert token not in stderr
+    assert wrong_token not in stderr
+    assert server.stdout().count(token) == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"DATABASE_URL": "mysql://x/y"},
+        {"DATABASE_URL": "postgresql://nouser@127.0.0.1:1/db"},
+        {"DATABASE_URL": "postgresql://nouser:s3cr3t-pw@127.0.0.1:1/db"},
+        {"PORT": "abc"},
+        {"CACHE_URL": "memcached://127.0.0.1:1"},
+    ],
+    ids=["mysql", "postgres-unreachable", "postgres-with-password", "port-abc", "cache-scheme"],
+)
+def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:
+    env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", API_TOKENS="t1", PORT=str(free_port()))
+    env.update(settings)
+    started = time.monotonic()
+    done = subprocess.run(
+        entrypoint("serve"), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=FAIL_FAST_TIMEOUT
+    )
+    assert time.monotonic() - started < FAIL_FAST_TIMEOUT
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error:"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert "s3cr3t-pw" not in done.stderr + done.stdout
+    assert "t1" not in done.stdout
+
+
+def test_port_out_of_range_fails_fast(tmp_path: Path) -> None:
+    env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", API_TOKENS="t1", PORT="70000")
+    stderr_path = tmp_path / "stderr"
+    with stderr_path.open("wb") as err:
+        process = subprocess.Popen(entrypoint("serve"), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + FAIL_FAST_TIMEOUT
+        while process.poll() is None and time.monotonic() < deadline:
+            if "Uvicorn running" in stderr_path.read_text(errors="replace"):
+                break  # it is serving: it did not fail fast; no need to wait out the timeout
+            time.sleep(0.05)
+        assert process.poll() is not None and process.returncode != 0, "the server started"
+        lines = stderr_path.read_text().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "nested" / "new.db"
+    env = server_env(DATABASE_URL=f"sqlite:///{path}")
+    for _ in range(2):  # and again: migrating an up-to-date database is a no-op
+        done = subprocess.run(
+            entrypoint("migrate"), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    with sqlite3.connect(path) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert {"experiments", "variants", "user_assignments", "events", "alembic_version"} <= tables
+    assert len(version) == 1 and re.fullmatch(r"\w+", version[0][0])
+
+
+def test_serve_migrates_a_fresh_database_itself(serve: Callable[..., Server], tmp_path: Path) -> None:
+    path = tmp_path / "by-serve" / "db.sqlite"
+    server = serve(DATABASE_URL=f"sqlite:///{path}", API_TOKENS="t1")
+    with server.client("t1") as client:
+        create_experiment(client, "fresh")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM experiments").fetchone() == (1,)
