@@ -1,4 +1,4 @@
-"""The command line: `serve` (migrate, then run the server) and `migrate`."""
+"""The command line: `serve` (migrate, then run the server), `migrate`, `rebuild-aggregates`."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def serve(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
-    parser.add_argument("command", choices=["serve", "migrate"])
+    parser.add_argument("command", choices=["serve", "migrate", "rebuild-aggregates"])
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -89,4 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         print("database is at the latest migration", flush=True)
         return 0
+    if args.command == "rebuild-aggregates":
+        return rebuild_aggregates(settings)
     return serve(settings)
+
+
+def rebuild_aggregates(settings: Settings) -> int:
+    """Recompute the pre-aggregated results from raw events (safe while the service runs)."""
+    import asyncio
+
+    from entrypoints.container import build_store
+
+    async def rebuild() -> None:
+        store = build_store(settings.database_url)
+        try:
+            if hasattr(store, "rebuild_aggregates"):
+                await store.rebuild_aggregates()
+        finally:
+            await store.close()
+
+    asyncio.run(rebuild())
+    print("aggregates rebuilt from raw events", flush=True)
+    return 0

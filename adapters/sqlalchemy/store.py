@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.sqlalchemy.aggregates import ANY_TYPE, Aggregates, Counted, Totals
 from adapters.sqlalchemy.engine import BEGIN_IMMEDIATE
 from adapters.sqlalchemy.tables import events, experiments, user_assignments, variants
 from domain.assignment import Assignment
@@ -80,9 +81,13 @@ def _unavailable_on_connection_loss(method: Callable[P, Awaitable[T]]) -> Callab
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, use_totals: bool = True) -> None:
+        """``use_totals=False`` answers every results query by scanning raw events: the
+        reference the pre-aggregated totals are tested against."""
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._totals = Aggregates(self._dialect)
+        self._use_totals = use_totals
         self._insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         # Snapshot reads: the several statements of one results query see one state of the data.
         self._snapshot = (
@@ -207,7 +212,7 @@ class SqlStore:
     @_unavailable_on_connection_loss
     async def add_assignment(self, assignment: Assignment) -> Assignment:
         async with self._write() as conn:
-            await conn.execute(
+            inserted = await conn.execute(
                 self._insert(user_assignments)
                 .values(
                     experiment_id=assignment.experiment_id,
@@ -217,6 +222,15 @@ class SqlStore:
                 )
                 .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
             )
+            if inserted.rowcount == 1:
+                await self._totals.lock(conn, [assignment.experiment_id])
+                await self._totals.fold_earlier_events(
+                    conn,
+                    assignment.experiment_id,
+                    assignment.user_id,
+                    assignment.variant_id,
+                    to_micros(assignment.assigned_at),
+                )
             # Whoever inserted first (this call or a racing one) is the assignment for good.
             stored = await self._read_assignment(conn, assignment.experiment_id, assignment.user_id)
         assert stored is not None, "an assignment just inserted or found conflicting must exist"
@@ -239,6 +253,10 @@ class SqlStore:
         if not rows:
             return 0
         async with self._write() as conn:
+            await self._totals.lock(conn, {row["experiment_id"] for row in rows})
+            rows = await self._fresh(conn, rows)
+            if not rows:
+                return 0
             if self._dialect == "postgresql":
                 columns = {name: [row[name] for row in rows] for name in _EVENT_COLUMNS}
                 result = await conn.execute(
@@ -247,13 +265,59 @@ class SqlStore:
             else:
                 statement = self._insert(events).on_conflict_do_nothing(index_elements=["event_id"])
                 result = await conn.execute(statement, rows)
+            await self._count(conn, rows)
         # The rows not skipped as duplicates: on SQLite, executemany's rowcount sums over the rows.
         return result.rowcount
+
+    async def _fresh(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows whose event_id is new, so that only events really stored reach the totals.
+
+        ON CONFLICT still guards the insert; under the write lock (SQLite) or the experiment's
+        lock (PostgreSQL) nothing else stores these ids meanwhile, but for an event_id reused
+        across experiments at the same instant on PostgreSQL.
+        """
+        ids = sorted({row["event_id"] for row in rows if row["event_id"] is not None})
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = await conn.execute(select(events.c.event_id).where(events.c.event_id.in_(chunk)))
+            known.update(event_id for (event_id,) in found)
+        fresh = []
+        for row in rows:
+            event_id = row["event_id"]
+            if event_id is not None:
+                if event_id in known:
+                    continue
+                known.add(event_id)
+            fresh.append(row)
+        return fresh
+
+    async def _count(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Fold the events that the counting rule counts now into the totals."""
+        assigned = await self._totals.assignments_of(
+            conn, {(row["experiment_id"], row["user_id"]) for row in rows}
+        )
+        counted = []
+        for row in rows:
+            found = assigned.get((row["experiment_id"], row["user_id"]))
+            if found is not None and row["timestamp"] >= found[1]:
+                counted.append(
+                    Counted(row["experiment_id"], row["user_id"], found[0], row["event_type"], row["value"])
+                )
+        await self._totals.fold(conn, counted)
+
+    @_unavailable_on_connection_loss
+    async def rebuild_aggregates(self) -> None:
+        async with self._write() as conn:
+            await self._totals.lock(conn, ["*rebuild*"])
+            await self._totals.rebuild(conn)
 
     @_unavailable_on_connection_loss
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery
     ) -> Mapping[str, VariantAggregate]:
+        if self._use_totals and query.start is None and query.end is None:
+            return await self._from_totals(experiment, query)
         a, e = user_assignments, events
         assigned = [a.c.experiment_id == experiment.id]
         if query.end is not None:
@@ -328,6 +392,46 @@ class SqlStore:
                 primary_unique_users=int(converters or 0),
                 value_sum=float(value_sum or 0.0),
                 value_sum_squares=float(value_sq or 0.0),
+            )
+        return result
+
+    async def _from_totals(
+        self, experiment: Experiment, query: ResultQuery
+    ) -> Mapping[str, VariantAggregate]:
+        """No date range: a few rows of pre-aggregated totals, whatever the number of events."""
+        a = user_assignments.c
+        users_q = (
+            select(a.variant_id, func.count())
+            .where(a.experiment_id == experiment.id)
+            .group_by(a.variant_id)
+        )
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**self._snapshot)
+            async with conn.begin():
+                users = {row[0]: row[1] for row in await conn.execute(users_q)}
+                totals = await Aggregates.read(conn, experiment.id)
+        nothing = Totals(0, 0, 0.0, 0.0)
+        shown_type = ANY_TYPE if query.event_type is None else query.event_type
+        primary_type = ANY_TYPE if query.primary_event_type is None else query.primary_event_type
+        result = {}
+        for v in experiment.variants:
+            by_type = totals.get(v.id, {})
+            counts = {
+                t: x.events
+                for t, x in by_type.items()
+                if t != ANY_TYPE and query.event_type in (None, t)
+            }
+            primary = by_type.get(primary_type, nothing)
+            result[v.id] = VariantAggregate(
+                variant_id=v.id,
+                users=users.get(v.id, 0),
+                events=sum(counts.values()),
+                unique_users_with_events=by_type.get(shown_type, nothing).users,
+                event_counts=counts,
+                primary_event_count=primary.events,
+                primary_unique_users=primary.users,
+                value_sum=float(primary.value_sum),
+                value_sum_squares=float(primary.value_sum_squares),
             )
         return result
 

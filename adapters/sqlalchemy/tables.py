@@ -56,6 +56,8 @@ user_assignments = Table(
     Column("assigned_at", BigInteger, nullable=False),
     UniqueConstraint("experiment_id", "user_id", name="uq_user_assignments_experiment_user"),
     Index("ix_user_assignments_user_id", "user_id"),
+    # Users per variant (up to an end date) from the index alone, without touching the rows.
+    Index("ix_user_assignments_variant", "experiment_id", "variant_id", "assigned_at"),
 )
 
 events = Table(
@@ -76,4 +78,30 @@ events = Table(
     Index("ix_events_event_type", "event_type"),
     # The results join: an experiment's events by user, with type and time to filter on.
     Index("ix_events_results", "experiment_id", "user_id", "event_type", "timestamp"),
+)
+
+# ---- pre-aggregated results (adapters/sqlalchemy/aggregates.py keeps them up to date)
+# event_type "" stands for "every type": a real event_type has at least one character.
+ANY_TYPE = ""
+
+user_event_totals = Table(
+    "user_event_totals",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("user_id", String(256), primary_key=True),
+    Column("event_type", String(100), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("value_sum", Float, nullable=False),
+)
+
+variant_event_totals = Table(
+    "variant_event_totals",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("variant_id", String(32), primary_key=True),
+    Column("event_type", String(100), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("users", BigInteger, nullable=False),
+    Column("value_sum", Float, nullable=False),
+    Column("value_sum_squares", Float, nullable=False),
 )
