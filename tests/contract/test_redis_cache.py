@@ -17,6 +17,7 @@ from adapters.redis.cache import RedisCache
 from domain.assignment import Assignment
 from domain.experiment import Experiment, VariantDraft
 from tests.fakes import SequentialIds
+from tests.proxy import OutageProxy
 
 pytestmark = pytest.mark.redis
 
@@ -144,54 +145,10 @@ async def test_a_hung_redis_costs_one_timeout_per_outage_window_not_one_per_call
         await server.stop()
 
 
-class SwitchableProxy:
-    """A TCP proxy to the real Redis that can be cut and restored, as a network outage would."""
-
-    def __init__(self, target_port: int) -> None:
-        self.up = True
-        self._target_port = target_port
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
-        self._writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-
-    async def stop(self) -> None:
-        self.cut()
-        assert self._server is not None
-        self._server.close()
-
-
 async def test_the_cache_comes_back_after_an_outage(
     redis_admin: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    proxy = SwitchableProxy(redis_admin.connection_pool.connection_kwargs.get("port", 6379))
+    proxy = OutageProxy("127.0.0.1", redis_admin.connection_pool.connection_kwargs.get("port", 6379))
     port = await proxy.start()
     db = redis_admin.connection_pool.connection_kwargs.get("db", 0)
     cache = RedisCache(f"redis://127.0.0.1:{port}/{db}", ttl_seconds=60, retry_after=0.2)
@@ -202,7 +159,7 @@ async def test_the_cache_comes_back_after_an_outage(
             assert await cache.get_experiment(exp.id) == exp
             proxy.cut()
             assert await cache.get_experiment(exp.id) is None
-            proxy.up = True
+            proxy.restore()
             await asyncio.sleep(0.3)  # past retry_after: the next call probes Redis again
             assert await cache.get_experiment(exp.id) == exp
         messages = [r.getMessage() for r in caplog.records if r.name == "experiments.cache"]

@@ -19,6 +19,7 @@ from entrypoints.app import create_app
 from entrypoints.container import create_container
 from entrypoints.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.proxy import OutageProxy
 from tests.integration.conftest import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.postgres
@@ -29,44 +30,6 @@ EXPERIMENT = {
     "primary_event_type": "buy",
     "variants": [{"name": "a", "traffic_percentage": 50}, {"name": "b", "traffic_percentage": 50}],
 }
-
-
-class PostgresProxy:
-    """A TCP hop between the app and PostgreSQL that the test can cut, as an outage would:
-    open connections drop, and new ones are refused because nothing listens any more."""
-
-    def __init__(self) -> None:
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        admin = make_url(POSTGRES_ADMIN_URL)
-        self._target = (admin.host or "127.0.0.1", admin.port or 5432)
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
 
 
 @pytest.fixture
@@ -127,11 +90,20 @@ async def exercise(
 
 
 async def test_a_lost_database_server_is_503_not_500(migrated: str) -> None:
-    proxy = PostgresProxy()
+    admin = make_url(POSTGRES_ADMIN_URL)
+    proxy = OutageProxy(admin.host or "127.0.0.1", admin.port or 5432)
     port = await proxy.start()
     url = make_url(migrated).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     async with client_for(url) as client:
-        await exercise(client, proxy.cut)
+        await exercise(client, _as_async(proxy.cut))
+    await proxy.stop()
+
+
+def _as_async(action: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        action()
+
+    return run
 
 
 @pytest.fixture
