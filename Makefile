@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test migrate clean
+.PHONY: run test migrate clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,6 @@ test: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) .coverage .hypothesis *.egg-info
+
+bench: $(TEST_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
