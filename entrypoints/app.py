@@ -148,7 +148,7 @@ def create_app(container: Container) -> Litestar:
     api = Router(
         path="/",
         route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
-        guards=[tokens.guard],
+        middleware=[tokens.middleware],
         security=[{"bearer": []}],
     )
     return Litestar(

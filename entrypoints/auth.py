@@ -6,13 +6,12 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
 
 
 class BearerTokens:
@@ -20,25 +19,35 @@ class BearerTokens:
     neither a token's content nor its length nor its position in the list shows in the timing."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
-        self._digests = tuple(_digest(t) for t in tokens)
+        self._digests = tuple(_digest(t.encode()) for t in tokens)
         if not self._digests:
             raise ValueError("at least one API token is required")
 
-    def accepts(self, header: str | None) -> bool:
+    def accepts(self, header: str | bytes | None) -> bool:
         if not header:
             return False
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        raw = header.encode("latin-1") if isinstance(header, str) else header
+        scheme, _, token = raw.partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
             return False
-        offered = _digest(token.strip())
+        offered = _digest(token)
         matched = False
         for digest in self._digests:
             matched |= hmac.compare_digest(offered, digest)
         return matched
 
-    def guard(self, connection: ASGIConnection, _: BaseRouteHandler) -> None:
-        if not self.accepts(connection.headers.get("authorization")):
-            raise NotAuthorizedException(
-                detail="a valid bearer token is required in the Authorization header",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Route middleware rather than a guard: a guard costs Litestar a copy of the route
+        handler and a parsed header map on every request, a third of a cached assignment."""
+
+        async def authenticate(scope: Scope, receive: Receive, send: Send) -> None:
+            header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+            if not self.accepts(header):
+                raise NotAuthorizedException(
+                    detail="a valid bearer token is required in the Authorization header",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            await app(scope, receive, send)
+
+        return authenticate
