@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, delete, select, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.tables import ANY_TYPE, user_event_totals, variant_event_totals
@@ -88,8 +89,12 @@ def _compiled(which_events: str, *params: Any) -> tuple[Any, Any]:
 # time, so they are this batch's); on PostgreSQL the ids the insert returned.
 _FOLD_AFTER_ROWID = _compiled("e.id > :after")
 _FOLD_IDS = _compiled("e.id = ANY(:ids)", bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
-# A new assignment: that user's events stored before it.
-_FOLD_USER = _compiled("e.experiment_id = :experiment_id AND e.user_id = :user_id")
+# A new assignment: that user's events stored before it and stamped at or after it. The
+# assignment is stamped now, so the index on (experiment_id, timestamp) leads to the few events
+# stamped in the future rather than to the user's whole history.
+_FOLD_USER = _compiled(
+    "e.experiment_id = :experiment_id AND e.timestamp >= :assigned_at AND e.user_id = :user_id"
+)
 
 
 class Aggregates:
@@ -98,7 +103,7 @@ class Aggregates:
     def __init__(self, dialect: str) -> None:
         self._dialect = dialect
 
-    async def lock(self, conn: AsyncConnection, experiment_ids: Iterable[str]) -> None:
+    def lock(self, conn: Connection, experiment_ids: Iterable[str]) -> None:
         """PostgreSQL: one writer of an experiment's totals at a time (SQLite writers already are).
 
         Taken by event batches before they insert, and by a new assignment before it folds its
@@ -107,27 +112,28 @@ class Aggregates:
         if self._dialect != "postgresql":
             return
         for experiment_id in sorted(set(experiment_ids)):  # one order: no deadlock between batches
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:e))"), {"e": experiment_id}
-            )
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:e))"), {"e": experiment_id})
 
     @staticmethod
-    async def _fold(conn: AsyncConnection, statements: tuple[Any, Any], params: dict[str, Any]) -> None:
+    def _fold(conn: Connection, statements: tuple[Any, Any], params: dict[str, Any]) -> None:
         for statement in statements:
-            await conn.execute(statement, params)
+            conn.execute(statement, params)
 
-    async def fold_after_rowid(self, conn: AsyncConnection, after: int) -> None:
+    def fold_after_rowid(self, conn: Connection, after: int) -> None:
         """SQLite: fold the events inserted past rowid ``after`` in this transaction."""
-        await self._fold(conn, _FOLD_AFTER_ROWID, {"after": after})
+        self._fold(conn, _FOLD_AFTER_ROWID, {"after": after})
 
-    async def fold_ids(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
+    def fold_ids(self, conn: Connection, ids: Sequence[int]) -> None:
         """PostgreSQL: fold the events with these ids, just inserted in this transaction."""
         if ids:
-            await self._fold(conn, _FOLD_IDS, {"ids": list(ids)})
+            self._fold(conn, _FOLD_IDS, {"ids": list(ids)})
 
-    async def fold_earlier_events(self, conn: AsyncConnection, experiment_id: str, user_id: str) -> None:
+    def fold_earlier_events(
+        self, conn: Connection, experiment_id: str, user_id: str, assigned_at: int
+    ) -> None:
         """A new assignment counts the user's events already stored that are not older than it."""
-        await self._fold(conn, _FOLD_USER, {"experiment_id": experiment_id, "user_id": user_id})
+        params = {"experiment_id": experiment_id, "user_id": user_id, "assigned_at": assigned_at}
+        self._fold(conn, _FOLD_USER, params)
 
     @staticmethod
     async def read(conn: AsyncConnection, experiment_id: str) -> dict[str, dict[str, Totals]]:
@@ -143,12 +149,12 @@ class Aggregates:
         return out
 
     @staticmethod
-    async def rebuild(conn: AsyncConnection) -> None:
+    def rebuild(conn: Connection) -> None:
         """Recompute every total from raw events, in SQL: the repair for any doubt."""
-        await conn.execute(delete(variant_event_totals))
-        await conn.execute(delete(user_event_totals))
+        conn.execute(delete(variant_event_totals))
+        conn.execute(delete(user_event_totals))
         for statement in REBUILD_SQL:
-            await conn.execute(text(statement))
+            conn.execute(text(statement))
 
 
 # Plain SQL that SQLite and PostgreSQL both run; migration 0002 backfills with the same text.

@@ -10,11 +10,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlalchemy.aggregates import ANY_TYPE, Aggregates, Totals
-from adapters.sqlalchemy.engine import BEGIN_IMMEDIATE
+from adapters.sqlalchemy.engine import BEGIN_IMMEDIATE, sqlite_writer_engine
 from adapters.sqlalchemy.group_commit import GroupCommit
 from adapters.sqlalchemy.tables import events, experiments, user_assignments, variants
 from domain.assignment import Assignment
@@ -65,8 +66,8 @@ def _insert_events_from_arrays() -> Any:
 
 
 _INSERT_EVENTS_FROM_ARRAYS = _insert_events_from_arrays()
-# SQLite: the DBAPI's executemany straight away; SQLAlchemy's per-row parameter processing
-# was a tenth of the time of a batch and adds nothing to plain strings, integers and floats.
+# SQLite: the DBAPI's executemany, without SQLAlchemy's per-row parameter processing, which
+# adds nothing to plain strings, integers and floats.
 _INSERT_EVENTS_SQLITE = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
     " ON CONFLICT (event_id) DO NOTHING"
@@ -104,15 +105,19 @@ class SqlStore:
         # SQLite has one writer at a time: waiting writes share a transaction and its sync.
         # PostgreSQL writes concurrently and groups commits in its own WAL writer.
         self._group = (
-            GroupCommit(engine, {BEGIN_IMMEDIATE: True}) if self._dialect == "sqlite" else None
+            GroupCommit(sqlite_writer_engine(engine), {BEGIN_IMMEDIATE: True})
+            if self._dialect == "sqlite"
+            else None
         )
 
-    async def _transact(self, job: Callable[[AsyncConnection], Awaitable[U]]) -> U:
-        """Run ``job`` in a write transaction; return once it has committed."""
+    async def _transact(self, job: Callable[[Connection], U]) -> U:
+        """Run ``job``, plain synchronous SQLAlchemy, in a write transaction; return once it has
+        committed. Written once for both databases: SQLite's writer thread runs it on sqlite3,
+        PostgreSQL runs it on asyncpg through SQLAlchemy's greenlet bridge."""
         if self._group is not None:
             return await self._group.run(job)
         async with self._engine.begin() as conn:
-            return await job(conn)
+            return await conn.run_sync(job)
 
     def _unmatchable(self, *keys: str) -> bool:
         """PostgreSQL's text cannot hold NUL, so no stored row has such a key: a lookup by one is
@@ -121,8 +126,8 @@ class SqlStore:
 
     @_unavailable_on_connection_loss
     async def add_experiment(self, experiment: Experiment) -> None:
-        async def insert(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def insert(conn: Connection) -> None:
+            conn.execute(
                 experiments.insert().values(
                     id=experiment.id,
                     name=experiment.name,
@@ -131,7 +136,7 @@ class SqlStore:
                     created_at=to_micros(experiment.created_at),
                 )
             )
-            await conn.execute(
+            conn.execute(
                 variants.insert(),
                 [
                     {
@@ -206,17 +211,14 @@ class SqlStore:
         user_assignments.c.assigned_at,
     ).join(variants, variants.c.id == user_assignments.c.variant_id)
 
-    async def _read_assignment(
-        self, conn: AsyncConnection, experiment_id: str, user_id: str
-    ) -> Assignment | None:
-        row = (
-            await conn.execute(
-                self._assignment_query.where(
-                    user_assignments.c.experiment_id == experiment_id,
-                    user_assignments.c.user_id == user_id,
-                )
-            )
-        ).first()
+    def _assignment_where(self, experiment_id: str, user_id: str) -> Any:
+        return self._assignment_query.where(
+            user_assignments.c.experiment_id == experiment_id,
+            user_assignments.c.user_id == user_id,
+        )
+
+    @staticmethod
+    def _assignment_of(row: Any) -> Assignment | None:
         if row is None:
             return None
         return Assignment(row[0], row[1], row[2], row[3], from_micros(row[4]))
@@ -226,12 +228,12 @@ class SqlStore:
         if self._unmatchable(experiment_id, user_id):
             return None
         async with self._engine.connect() as conn:
-            return await self._read_assignment(conn, experiment_id, user_id)
+            return self._assignment_of((await conn.execute(self._assignment_where(experiment_id, user_id))).first())
 
     @_unavailable_on_connection_loss
     async def add_assignment(self, assignment: Assignment) -> Assignment:
-        async def insert(conn: AsyncConnection) -> Assignment | None:
-            inserted = await conn.execute(
+        def insert(conn: Connection) -> Assignment | None:
+            inserted = conn.execute(
                 self._insert(user_assignments)
                 .values(
                     experiment_id=assignment.experiment_id,
@@ -242,10 +244,14 @@ class SqlStore:
                 .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
             )
             if inserted.rowcount == 1:
-                await self._totals.lock(conn, [assignment.experiment_id])
-                await self._totals.fold_earlier_events(conn, assignment.experiment_id, assignment.user_id)
+                self._totals.lock(conn, [assignment.experiment_id])
+                self._totals.fold_earlier_events(
+                    conn, assignment.experiment_id, assignment.user_id, to_micros(assignment.assigned_at)
+                )
             # Whoever inserted first (this call or a racing one) is the assignment for good.
-            return await self._read_assignment(conn, assignment.experiment_id, assignment.user_id)
+            return self._assignment_of(
+                conn.execute(self._assignment_where(assignment.experiment_id, assignment.user_id)).first()
+            )
 
         stored = await self._transact(insert)
         assert stored is not None, "an assignment just inserted or found conflicting must exist"
@@ -272,26 +278,26 @@ class SqlStore:
             return await self._transact(lambda conn: self._add_events_postgresql(conn, rows))
         return await self._transact(lambda conn: self._add_events_sqlite(conn, rows))
 
-    async def _add_events_sqlite(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> int:
+    def _add_events_sqlite(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
         # The write lock is held: every rowid past the highest now is one of this batch.
-        highest = (await conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM events")).scalar_one()
-        inserted = await conn.exec_driver_sql(_INSERT_EVENTS_SQLITE, rows)
-        await self._totals.fold_after_rowid(conn, highest)
+        highest = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM events").scalar_one()
+        inserted = conn.exec_driver_sql(_INSERT_EVENTS_SQLITE, rows)
+        self._totals.fold_after_rowid(conn, highest)
         # executemany's rowcount sums over the rows: the ones not skipped as duplicates.
         return inserted.rowcount
 
-    async def _add_events_postgresql(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> int:
-        await self._totals.lock(conn, {row[0] for row in rows})
+    def _add_events_postgresql(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+        self._totals.lock(conn, {row[0] for row in rows})
         columns = {name: [row[i] for row in rows] for i, name in enumerate(_EVENT_COLUMNS)}
-        stored = (await conn.execute(_INSERT_EVENTS_FROM_ARRAYS, columns)).scalars().all()
-        await self._totals.fold_ids(conn, stored)
+        stored = conn.execute(_INSERT_EVENTS_FROM_ARRAYS, columns).scalars().all()
+        self._totals.fold_ids(conn, stored)
         return len(stored)
 
     @_unavailable_on_connection_loss
     async def rebuild_aggregates(self) -> None:
-        async def rebuild(conn: AsyncConnection) -> None:
-            await self._totals.lock(conn, ["*rebuild*"])
-            await self._totals.rebuild(conn)
+        def rebuild(conn: Connection) -> None:
+            self._totals.lock(conn, ["*rebuild*"])
+            self._totals.rebuild(conn)
 
         await self._transact(rebuild)
 

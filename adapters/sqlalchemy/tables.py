@@ -71,10 +71,10 @@ events = Table(
     Column("value", Float),
     Column("properties", Text),
     Column("event_id", String(256), unique=True),
-    # The one secondary index: an experiment's events by user, with type and time to filter on
-    # (a new assignment's earlier events, results with a date range). Each more index would
-    # cost every insert and serve no query.
-    Index("ix_events_results", "experiment_id", "user_id", "event_type", "timestamp"),
+    # The one secondary index (migration 0003 says why): an experiment's events by time, for
+    # date ranges and for a new assignment's earlier events. Time-ordered keys append, where a
+    # key by user would put every insert at a random page.
+    Index("ix_events_experiment_time", "experiment_id", "timestamp"),
 )
 
 # ---- pre-aggregated results (adapters/sqlalchemy/aggregates.py keeps them up to date)
