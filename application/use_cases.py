@@ -101,7 +101,7 @@ class AssignUser:
         return assignment
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field, per event
 class EventDraft:
     """An event as a client sends it; the timestamp defaults to the time it is received."""
 

@@ -182,6 +182,7 @@ def bench_ingest(port: int, batches: int, tmp: Path) -> None:
     conn = sqlite3.connect(raw_db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA cache_size=-65536")  # the service's settings, so only the code differs
     rows_ = [event_rows("raw", 1000, 50_000, b * 1000) for b in range(batches)]
     started = time.perf_counter()
     for batch in rows_:
