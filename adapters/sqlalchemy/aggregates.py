@@ -46,7 +46,7 @@ def _fold_statements(which_events: str) -> tuple[str, str]:
       SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, COALESCE(e.value, 0.0) AS v
       FROM events e JOIN user_assignments a
         ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-      WHERE {which_events} AND e.timestamp >= a.assigned_at
+      WHERE {which_events} AND e.timestamp + 0 >= a.assigned_at
     ), d AS (
       SELECT experiment_id, user_id, variant_id, event_type, COUNT(*) AS n, SUM(v) AS s
       FROM c GROUP BY experiment_id, user_id, variant_id, event_type
@@ -157,14 +157,20 @@ class Aggregates:
             conn.execute(text(statement))
 
 
-# Plain SQL that SQLite and PostgreSQL both run; migration 0002 backfills with the same text.
+# Plain SQL that SQLite and PostgreSQL both run; migration 0002 backfilled with the same text
+# (but for the ``+ 0``).
+#
+# ``e.timestamp + 0 >= a.assigned_at``, here and in every join of events to assignments: the
+# ``+ 0`` keeps SQLite's planner from reading this as a range on the (experiment_id, timestamp)
+# index for each assignment, a scan of events per user (minutes at 1M events). It walks events
+# once and looks each user's assignment up by its unique key instead. PostgreSQL is unaffected.
 REBUILD_SQL = (
     """
     INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
     SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0))
     FROM events e JOIN user_assignments a
       ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-    WHERE e.timestamp >= a.assigned_at
+    WHERE e.timestamp + 0 >= a.assigned_at
     GROUP BY e.experiment_id, e.user_id, e.event_type
     """,
     """
@@ -172,7 +178,7 @@ REBUILD_SQL = (
     SELECT e.experiment_id, e.user_id, '', COUNT(*), SUM(COALESCE(e.value, 0.0))
     FROM events e JOIN user_assignments a
       ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-    WHERE e.timestamp >= a.assigned_at
+    WHERE e.timestamp + 0 >= a.assigned_at
     GROUP BY e.experiment_id, e.user_id
     """,
     """

@@ -313,7 +313,7 @@ class SqlStore:
             assigned.append(a.c.assigned_at <= to_micros(query.end))
         counted = [
             e.c.experiment_id == experiment.id,
-            e.c.timestamp >= a.c.assigned_at,
+            e.c.timestamp + 0 >= a.c.assigned_at,  # + 0: see REBUILD_SQL in aggregates.py
         ]
         if query.start is not None:
             counted.append(e.c.timestamp >= to_micros(query.start))
