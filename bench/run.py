@@ -235,16 +235,19 @@ def bench_results(n_events: int, n_users: int, tmp: Path) -> None:
     try:
         path = f"http://127.0.0.1:{port}/experiments/{exp.id}/results"
         times, dated = [], []
-        body = httpx.get(path, headers=AUTH, timeout=600).json()  # warm-up
-        for _ in range(10):
-            t = time.perf_counter()
-            httpx.get(path, headers=AUTH, timeout=600)
-            times.append((time.perf_counter() - t) * 1000)
-        for _ in range(3):
-            t = time.perf_counter()
-            httpx.get(path, headers=AUTH, timeout=600,
-                      params={"start_date": "2026-09-21", "end_date": "2026-09-22", "event_type": "purchase"})
-            dated.append((time.perf_counter() - t) * 1000)
+        # One client for every call: httpx.get() builds a client (and its TLS context) per call,
+        # 40 ms that the service never sees.
+        with httpx.Client(headers=AUTH, timeout=600) as client:
+            body = client.get(path).json()  # warm-up
+            for _ in range(10):
+                t = time.perf_counter()
+                client.get(path).raise_for_status()
+                times.append((time.perf_counter() - t) * 1000)
+            for _ in range(3):
+                t = time.perf_counter()
+                client.get(path, params={"start_date": "2026-09-21", "end_date": "2026-09-22",
+                                         "event_type": "purchase"}).raise_for_status()
+                dated.append((time.perf_counter() - t) * 1000)
         rss = peak_rss_mib(server.pid)
     finally:
         server.terminate()

@@ -8,7 +8,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -320,54 +332,64 @@ class SqlStore:
         if query.end is not None:
             counted.append(e.c.timestamp <= to_micros(query.end))
         joined = e.join(a, and_(a.c.experiment_id == e.c.experiment_id, a.c.user_id == e.c.user_id))
-        filtered = list(counted)
-        if query.event_type is not None:
-            filtered.append(e.c.event_type == query.event_type)
-        primary = list(counted)
-        if query.primary_event_type is not None:
-            primary.append(e.c.event_type == query.primary_event_type)
-
-        users_q = select(a.c.variant_id, func.count()).where(*assigned).group_by(a.c.variant_id)
-        by_type_q = (
-            select(a.c.variant_id, e.c.event_type, func.count())
+        # One walk over the events: per variant, user and type, then three small groupings of
+        # that. Three joins over events, one per figure, took three times as long.
+        per_type = (
+            select(
+                a.c.variant_id.label("v"),
+                e.c.user_id.label("u"),
+                e.c.event_type.label("t"),
+                func.count().label("n"),
+                func.sum(func.coalesce(e.c.value, 0.0)).label("s"),
+            )
             .select_from(joined)
-            .where(*filtered)
-            .group_by(a.c.variant_id, e.c.event_type)
+            .where(*counted)
+            .group_by(a.c.variant_id, e.c.user_id, e.c.event_type)
+            .cte("per_type")
         )
-        uniques_q = (
-            select(a.c.variant_id, func.count(e.c.user_id.distinct()))
-            .select_from(joined)
-            .where(*filtered)
-            .group_by(a.c.variant_id)
+        shown = [per_type.c.t == query.event_type] if query.event_type is not None else []
+        primary_only = (
+            [per_type.c.t == query.primary_event_type] if query.primary_event_type is not None else []
         )
         per_user = (
             select(
-                a.c.variant_id.label("variant_id"),
-                func.count().label("n"),
-                func.coalesce(func.sum(func.coalesce(e.c.value, 0.0)), 0.0).label("total"),
+                per_type.c.v.label("v"),
+                func.sum(per_type.c.n).label("n"),
+                func.sum(per_type.c.s).label("s"),
             )
-            .select_from(joined)
-            .where(*primary)
-            .group_by(a.c.variant_id, e.c.user_id)
+            .where(*primary_only)
+            .group_by(per_type.c.v, per_type.c.u)
             .subquery()
         )
-        primary_q = select(
-            per_user.c.variant_id,
-            func.count(),
-            func.sum(per_user.c.n),
-            func.sum(per_user.c.total),
-            func.sum(per_user.c.total * per_user.c.total),
-        ).group_by(per_user.c.variant_id)
+        none_text, none_int, none_float = (cast(null(), t) for t in (String, BigInteger, Float))
+        figures_q = union_all(
+            select(literal("type"), per_type.c.v, per_type.c.t, func.sum(per_type.c.n),
+                   none_int, none_float, none_float)
+            .where(*shown).group_by(per_type.c.v, per_type.c.t),
+            select(literal("uniq"), per_type.c.v, none_text, func.count(per_type.c.u.distinct()),
+                   none_int, none_float, none_float)
+            .where(*shown).group_by(per_type.c.v),
+            select(literal("prim"), per_user.c.v, none_text, func.count(), func.sum(per_user.c.n),
+                   func.sum(per_user.c.s), func.sum(per_user.c.s * per_user.c.s))
+            .group_by(per_user.c.v),
+        )
+        users_q = select(a.c.variant_id, func.count()).where(*assigned).group_by(a.c.variant_id)
 
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**self._snapshot)
             async with conn.begin():
                 users = {row[0]: row[1] for row in await conn.execute(users_q)}
-                by_type: dict[str, dict[str, int]] = defaultdict(dict)
-                for variant_id, event_type, count in await conn.execute(by_type_q):
-                    by_type[variant_id][event_type] = count
-                uniques = {row[0]: row[1] for row in await conn.execute(uniques_q)}
-                primaries = {row[0]: row[1:] for row in await conn.execute(primary_q)}
+                figures = (await conn.execute(figures_q)).all()
+        by_type: dict[str, dict[str, int]] = defaultdict(dict)
+        uniques: dict[str, int] = {}
+        primaries: dict[str, tuple[Any, ...]] = {}
+        for kind, variant_id, event_type, count, *sums in figures:
+            if kind == "type":
+                by_type[variant_id][event_type] = int(count)
+            elif kind == "uniq":
+                uniques[variant_id] = int(count)
+            else:
+                primaries[variant_id] = (count, *sums)
         result = {}
         for v in experiment.variants:
             converters, count, value_sum, value_sq = primaries.get(v.id, (0, 0, 0.0, 0.0))
