@@ -24,7 +24,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sqlalchemy.tables import ANY_TYPE, user_event_totals, variant_event_totals
+from adapters.sqlalchemy.tables import (
+    ANY_TYPE,
+    user_day_totals,
+    user_event_totals,
+    variant_event_totals,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +40,20 @@ class Totals:
     value_sum_squares: float
 
 
-def _fold_statements(which_events: str) -> tuple[str, str]:
-    """The two upserts that fold the events ``which_events`` selects (a condition on ``e``).
+MICROS_PER_DAY = 86_400_000_000
+
+
+def day_of(micros: str) -> str:
+    """SQL for the UTC day (days since 1970-01-01) of a timestamp in microseconds: a floor
+    division, where both databases' integer division truncates towards zero."""
+    return (
+        f"(CASE WHEN {micros} >= 0 THEN {micros} / {MICROS_PER_DAY}"
+        f" ELSE -((-{micros} - 1) / {MICROS_PER_DAY}) - 1 END)"
+    )
+
+
+def _fold_statements(which_events: str) -> tuple[str, str, str]:
+    """The three upserts that fold the events ``which_events`` selects (a condition on ``e``).
 
     Variants first: their increments need each user's totals from before this fold (a user
     with no row yet is a new unique user; the square of the sum grows by (v + d)² − v²).
@@ -78,10 +95,22 @@ def _fold_statements(which_events: str) -> tuple[str, str]:
       events = user_event_totals.events + excluded.events,
       value_sum = user_event_totals.value_sum + excluded.value_sum
     """
-    return variants, users
+    days = f"""
+    INSERT INTO user_day_totals (experiment_id, day, user_id, event_type, events, value_sum)
+    SELECT e.experiment_id, {day_of("e.timestamp")}, e.user_id, e.event_type, COUNT(*),
+           SUM(COALESCE(e.value, 0.0))
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE {which_events} AND e.timestamp + 0 >= a.assigned_at
+    GROUP BY e.experiment_id, {day_of("e.timestamp")}, e.user_id, e.event_type
+    ON CONFLICT (experiment_id, day, user_id, event_type) DO UPDATE SET
+      events = user_day_totals.events + excluded.events,
+      value_sum = user_day_totals.value_sum + excluded.value_sum
+    """
+    return variants, users, days
 
 
-def _compiled(which_events: str, *params: Any) -> tuple[Any, Any]:
+def _compiled(which_events: str, *params: Any) -> tuple[Any, ...]:
     return tuple(text(sql).bindparams(*params) for sql in _fold_statements(which_events))  # type: ignore[return-value]
 
 
@@ -115,7 +144,7 @@ class Aggregates:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:e))"), {"e": experiment_id})
 
     @staticmethod
-    def _fold(conn: Connection, statements: tuple[Any, Any], params: dict[str, Any]) -> None:
+    def _fold(conn: Connection, statements: tuple[Any, ...], params: dict[str, Any]) -> None:
         for statement in statements:
             conn.execute(statement, params)
 
@@ -153,6 +182,7 @@ class Aggregates:
         """Recompute every total from raw events, in SQL: the repair for any doubt."""
         conn.execute(delete(variant_event_totals))
         conn.execute(delete(user_event_totals))
+        conn.execute(delete(user_day_totals))
         for statement in REBUILD_SQL:
             conn.execute(text(statement))
 
@@ -189,5 +219,14 @@ REBUILD_SQL = (
     FROM user_event_totals u JOIN user_assignments a
       ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
     GROUP BY u.experiment_id, a.variant_id, u.event_type
+    """,
+    f"""
+    INSERT INTO user_day_totals (experiment_id, day, user_id, event_type, events, value_sum)
+    SELECT e.experiment_id, {day_of("e.timestamp")}, e.user_id, e.event_type, COUNT(*),
+           SUM(COALESCE(e.value, 0.0))
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE e.timestamp + 0 >= a.assigned_at
+    GROUP BY e.experiment_id, {day_of("e.timestamp")}, e.user_id, e.event_type
     """,
 )

@@ -102,3 +102,16 @@ variant_event_totals = Table(
     Column("value_sum", Float, nullable=False),
     Column("value_sum_squares", Float, nullable=False),
 )
+
+# Per UTC day (days since 1970-01-01), for results whose date range is whole days: a scan of
+# users-per-day rows instead of events. Only real event types: the rest derives from these.
+user_day_totals = Table(
+    "user_day_totals",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("day", BigInteger, primary_key=True),
+    Column("user_id", String(256), primary_key=True),
+    Column("event_type", String(100), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("value_sum", Float, nullable=False),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -110,7 +110,14 @@ def test_totals_equal_a_raw_scan_and_the_reference(stores: Stores, ops, filters)
             start, end = end, start
         query = ResultQuery(start=start, end=end, event_type=event_type, primary_event_type=primary)
         unfiltered = ResultQuery(event_type=event_type, primary_event_type=primary)
-        for q in (query, unfiltered):
+        # The same range widened to whole UTC days: read from the per-day totals.
+        whole_days = ResultQuery(
+            start=None if start is None else datetime.combine(start.date(), time.min, UTC),
+            end=None if end is None else datetime.combine(end.date(), time.max, UTC),
+            event_type=event_type,
+            primary_event_type=primary,
+        )
+        for q in (query, unfiltered, whole_days):
             fast = stores.run(stores.totals.variant_aggregates(experiment, q))
             scan = stores.run(stores.scan.variant_aggregates(experiment, q))
             ref = stores.run(memory.variant_aggregates(experiment, q))
