@@ -148,7 +148,7 @@ def create_app(container: Container) -> Litestar:
     api = Router(
         path="/",
         route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
-        middleware=[tokens.middleware],
+        before_request=tokens.before_request,
         security=[{"bearer": []}],
     )
     return Litestar(

@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Iterable
 
 from litestar.exceptions import NotAuthorizedException
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar import Request
 
 
 def _digest(token: bytes) -> bytes:
@@ -37,17 +37,14 @@ class BearerTokens:
             matched |= hmac.compare_digest(offered, digest)
         return matched
 
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        """Route middleware rather than a guard: a guard costs Litestar a copy of the route
-        handler and a parsed header map on every request, a third of a cached assignment."""
-
-        async def authenticate(scope: Scope, receive: Receive, send: Send) -> None:
-            header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-            if not self.accepts(header):
-                raise NotAuthorizedException(
-                    detail="a valid bearer token is required in the Authorization header",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            await app(scope, receive, send)
-
-        return authenticate
+    async def before_request(self, request: Request) -> None:
+        """A router's before-request hook rather than a guard or a middleware: a guard costs
+        Litestar a copy of the route handler and a parsed header map per request (a third of
+        a cached assignment), a middleware an extra exception-handling layer; this reads the
+        raw ASGI header list, once."""
+        header = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
+        if not self.accepts(header):
+            raise NotAuthorizedException(
+                detail="a valid bearer token is required in the Authorization header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
