@@ -78,6 +78,7 @@ events = Table(
 )
 
 # ---- pre-aggregated results (adapters/sqlalchemy/aggregates.py keeps them up to date)
+# On SQLite WITHOUT ROWID: the rows live in their key's B-tree, one write per upsert, not two.
 # event_type "" stands for "every type": a real event_type has at least one character.
 ANY_TYPE = ""
 
@@ -89,6 +90,7 @@ user_event_totals = Table(
     Column("event_type", String(100), primary_key=True),
     Column("events", BigInteger, nullable=False),
     Column("value_sum", Float, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 variant_event_totals = Table(
@@ -101,6 +103,7 @@ variant_event_totals = Table(
     Column("users", BigInteger, nullable=False),
     Column("value_sum", Float, nullable=False),
     Column("value_sum_squares", Float, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Per UTC day (days since 1970-01-01), for results whose date range is whole days: a scan of
@@ -114,4 +117,5 @@ user_day_totals = Table(
     Column("event_type", String(100), primary_key=True),
     Column("events", BigInteger, nullable=False),
     Column("value_sum", Float, nullable=False),
+    sqlite_with_rowid=False,
 )
