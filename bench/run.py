@@ -116,22 +116,28 @@ def bench_assignment(port: int, seconds: int, rounds: int) -> None:
     )
     trivial_port = free_port()
     trivial = start_trivial(trivial_port)
-    floors, hits, news = [], [], []
+    floors, shapes, hits, news = [], [], [], []
     try:
         # Interleaved rounds, medians: two cores shared with wrk make any single run noisy.
         for _ in range(rounds):
             floors.append(wrk(f"http://127.0.0.1:{trivial_port}/ping", seconds))
+            shapes.append(wrk(f"http://127.0.0.1:{trivial_port}/shape/experiments/{eid}/assignment/u1", seconds))
             hits.append(wrk(f"http://127.0.0.1:{port}/experiments/{eid}/assignment/u1", seconds))
             news.append(wrk(f"http://127.0.0.1:{port}", seconds, str(script)))
     finally:
         trivial.terminate()
         trivial.wait()
     floor = median_run(floors)
+    shape = median_run(shapes)
+    record("same-shape endpoint, no work: req/s", f"{shape[0]:,.0f}", f"{floor[0]:,.0f}",
+           f"{shape[0] / floor[0]:.2f}", "(the framework's own cost)")
     for name, runs in (("assignment, cache hit", hits), ("assignment, new users", news)):
         rps, p50, p99 = median_run(runs)
         record(f"{name}: req/s", f"{rps:,.0f}", f"{floor[0]:,.0f}", f"{rps / floor[0]:.2f}",
                "≥ 0.9× trivial" if "hit" in name else "")
         record(f"{name}: p50 / p99 ms", f"{p50:.2f} / {p99:.2f}", f"{floor[1]:.2f} / {floor[2]:.2f}", "", "")
+        if "hit" in name:
+            record(f"{name}: vs same shape", f"{rps:,.0f}", f"{shape[0]:,.0f}", f"{rps / shape[0]:.2f}", "")
 
 
 def median_run(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:

@@ -52,33 +52,49 @@ def day_of(micros: str) -> str:
     )
 
 
-def _fold_statements(which_events: str) -> tuple[str, str, str]:
-    """The three upserts that fold the events ``which_events`` selects (a condition on ``e``).
+_SCRATCH = (
+    # Per connection, emptied by every fold: what one fold counts, and its per-user deltas.
+    "CREATE TEMP TABLE IF NOT EXISTS fold_counted (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " variant_id VARCHAR(32), event_type VARCHAR(100), day BIGINT, v DOUBLE PRECISION)",
+    "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
+    "DELETE FROM fold_counted",
+    "DELETE FROM fold_deltas",
+)
 
-    Variants first: their increments need each user's totals from before this fold (a user
-    with no row yet is a new unique user; the square of the sum grows by (v + d)² − v²).
+
+def _fold_statements(which_events: str) -> tuple[str, ...]:
+    """The statements that fold the events ``which_events`` selects (a condition on ``e``).
+
+    The events are joined to their assignments once, into a scratch table, and every total is
+    derived from that: three joins of events to assignments, one per total, cost a third more.
+    Variants before users: their increments need each user's totals from before this fold (a
+    user with no row yet is a new unique user; the square of the sum grows by (v + d)² − v²).
+    """
+    counted = f"""
+    INSERT INTO fold_counted (experiment_id, user_id, variant_id, event_type, day, v)
+    SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, {day_of("e.timestamp")},
+           COALESCE(e.value, 0.0)
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE {which_events} AND e.timestamp + 0 >= a.assigned_at
     """
     deltas = f"""
-    WITH c AS (
-      SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, COALESCE(e.value, 0.0) AS v
-      FROM events e JOIN user_assignments a
-        ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-      WHERE {which_events} AND e.timestamp + 0 >= a.assigned_at
-    ), d AS (
-      SELECT experiment_id, user_id, variant_id, event_type, COUNT(*) AS n, SUM(v) AS s
-      FROM c GROUP BY experiment_id, user_id, variant_id, event_type
-      UNION ALL
-      SELECT experiment_id, user_id, variant_id, '{ANY_TYPE}', COUNT(*), SUM(v)
-      FROM c GROUP BY experiment_id, user_id, variant_id
-    )"""
-    variants = f"""{deltas}
+    INSERT INTO fold_deltas (experiment_id, user_id, variant_id, event_type, n, s)
+    SELECT experiment_id, user_id, variant_id, event_type, COUNT(*), SUM(v)
+    FROM fold_counted GROUP BY experiment_id, user_id, variant_id, event_type
+    UNION ALL
+    SELECT experiment_id, user_id, variant_id, '{ANY_TYPE}', COUNT(*), SUM(v)
+    FROM fold_counted GROUP BY experiment_id, user_id, variant_id
+    """
+    variants = """
     INSERT INTO variant_event_totals
       (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
     SELECT d.experiment_id, d.variant_id, d.event_type, SUM(d.n),
            SUM(CASE WHEN u.events IS NULL THEN 1 ELSE 0 END), SUM(d.s),
            SUM((COALESCE(u.value_sum, 0.0) + d.s) * (COALESCE(u.value_sum, 0.0) + d.s)
                - COALESCE(u.value_sum, 0.0) * COALESCE(u.value_sum, 0.0))
-    FROM d LEFT JOIN user_event_totals u
+    FROM fold_deltas d LEFT JOIN user_event_totals u
       ON u.experiment_id = d.experiment_id AND u.user_id = d.user_id
      AND u.event_type = d.event_type
     GROUP BY d.experiment_id, d.variant_id, d.event_type
@@ -88,30 +104,29 @@ def _fold_statements(which_events: str) -> tuple[str, str, str]:
       value_sum = variant_event_totals.value_sum + excluded.value_sum,
       value_sum_squares = variant_event_totals.value_sum_squares + excluded.value_sum_squares
     """
-    users = f"""{deltas}
+    users = """
     INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
-    SELECT experiment_id, user_id, event_type, n, s FROM d WHERE true
+    SELECT experiment_id, user_id, event_type, n, s FROM fold_deltas WHERE true
     ON CONFLICT (experiment_id, user_id, event_type) DO UPDATE SET
       events = user_event_totals.events + excluded.events,
       value_sum = user_event_totals.value_sum + excluded.value_sum
     """
-    days = f"""
+    days = """
     INSERT INTO user_day_totals (experiment_id, day, user_id, event_type, events, value_sum)
-    SELECT e.experiment_id, {day_of("e.timestamp")}, e.user_id, e.event_type, COUNT(*),
-           SUM(COALESCE(e.value, 0.0))
-    FROM events e JOIN user_assignments a
-      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-    WHERE {which_events} AND e.timestamp + 0 >= a.assigned_at
-    GROUP BY e.experiment_id, {day_of("e.timestamp")}, e.user_id, e.event_type
+    SELECT experiment_id, day, user_id, event_type, COUNT(*), SUM(v)
+    FROM fold_counted GROUP BY experiment_id, day, user_id, event_type
     ON CONFLICT (experiment_id, day, user_id, event_type) DO UPDATE SET
       events = user_day_totals.events + excluded.events,
       value_sum = user_day_totals.value_sum + excluded.value_sum
     """
-    return variants, users, days
+    return (*_SCRATCH, counted, deltas, variants, users, days)
 
 
 def _compiled(which_events: str, *params: Any) -> tuple[Any, ...]:
-    return tuple(text(sql).bindparams(*params) for sql in _fold_statements(which_events))  # type: ignore[return-value]
+    return tuple(
+        text(sql).bindparams(*(p for p in params if f":{p.key}" in sql))
+        for sql in _fold_statements(which_events)
+    )
 
 
 # Events of one batch: on SQLite the rowids past the highest before the insert (one writer at a
