@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -205,3 +205,42 @@ def test_concurrent_writes_fold_exactly_once(stores: Stores) -> None:
     for v in experiment.variants:
         assert fields(fast[v.id]) == fields(scan[v.id])
         assert fast[v.id].value_sum_squares == pytest.approx(scan[v.id].value_sum_squares)
+
+
+def test_whole_days_split_at_utc_midnight_before_and_after_1970(stores: Stores) -> None:
+    """The per-day totals floor-divide microseconds (SQL's integer division truncates towards
+    zero): events a microsecond either side of midnight, before and after the epoch, land in
+    the day a scan puts them in."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    experiment = Experiment.create(
+        name=f"midnight-{next(_names)}", description=None, primary_event_type="buy",
+        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
+        new_id=iter(f"midnight-{next(_names)}-{i}" for i in range(10)).__next__,
+        created_at=epoch - timedelta(days=4000),
+    )
+    micro = timedelta(microseconds=1)
+    moments = [epoch - micro, epoch, epoch + timedelta(days=1) - micro, epoch + timedelta(days=1),
+               datetime(1960, 3, 1, tzinfo=UTC) - micro, datetime(1960, 3, 1, tzinfo=UTC)]
+
+    async def write() -> None:
+        await stores.totals.add_experiment(experiment)
+        for i in range(4):
+            await stores.totals.add_assignment(Assignment.decide(experiment, f"m{i}", epoch - timedelta(days=4000)))
+        await stores.totals.add_events(
+            [Event(experiment.id, f"m{i % 4}", "buy", when, float(i + 1)) for i, when in enumerate(moments)]
+        )
+
+    stores.run(write())
+    expected = {date(1969, 12, 31): 1, date(1970, 1, 1): 2, date(1970, 1, 2): 1, date(1960, 2, 29): 1,
+                date(1960, 3, 1): 1}
+    for day, count in expected.items():
+        query = ResultQuery(
+            start=datetime.combine(day, time.min, UTC), end=datetime.combine(day, time.max, UTC),
+            primary_event_type="buy",
+        )
+        fast = stores.run(stores.totals.variant_aggregates(experiment, query))
+        scan = stores.run(stores.scan.variant_aggregates(experiment, query))
+        for v in experiment.variants:
+            assert fields(fast[v.id]) == fields(scan[v.id]), day
+            assert fast[v.id].value_sum == pytest.approx(scan[v.id].value_sum)
+        assert sum(a.events for a in fast.values()) == count, day
