@@ -23,11 +23,11 @@ class BearerTokens:
         if not self._digests:
             raise ValueError("at least one API token is required")
 
-    def accepts(self, header: str | bytes | None) -> bool:
+    def accepts(self, header: bytes | None) -> bool:
+        """``header``: the raw Authorization value, as the ASGI scope carries it."""
         if not header:
             return False
-        raw = header.encode("latin-1") if isinstance(header, str) else header
-        scheme, _, token = raw.partition(b" ")
+        scheme, _, token = header.partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
             return False

@@ -101,11 +101,8 @@ class EventsDTO(StrictDTO[EventBatchIn]):
         envelope = decode(value, _Envelope)
         if not envelope.events:
             return DecodedEvents([event_draft(decode(value, EventIn))], batch=False, rejected=[])
-        try:
-            events = msgspec.json.decode(envelope.events, type=list[EventIn])
-        except msgspec.ValidationError:
-            return self._one_by_one(envelope.events)
-        return DecodedEvents([event_draft(e) for e in events], batch=True, rejected=[])
+        # A batch that did not decode above has a bad event (or is no list): name every one.
+        return self._one_by_one(envelope.events)
 
     @staticmethod
     def _one_by_one(raw: msgspec.Raw) -> DecodedEvents:

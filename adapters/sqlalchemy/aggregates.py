@@ -1,15 +1,16 @@
-"""Pre-aggregated results: per-user and per-variant totals kept current by every write.
+"""Pre-aggregated results: per-variant, per-user and per-user-per-day totals kept current by
+every write.
 
 Results without a date range read a few rows of ``variant_event_totals`` instead of scanning
-events. The totals hold exactly what the counting rule counts: events of assigned users, not
+events; a range of whole days reads ``user_day_totals``. The totals hold exactly what the counting rule counts: events of assigned users, not
 older than the assignment. An event counts when it is stored (if its user is assigned by then)
 or when its user is assigned later (events stored early with a timestamp at or after the
 assignment are folded in then). Per-user totals make the sum of squared per-user values
 incremental: a user's total going from v to v + d adds (v + d)² − v² to the variant's sum.
 
 Folding is set-based SQL that runs inside the database, in the writer's transaction: events
-join their assignments, group per user and type, and two upserts add the deltas. No row comes
-back to Python, which makes it about as cheap as the insert it follows.
+join their assignments once, into scratch tables, and three upserts add the deltas. No row
+comes back to Python.
 """
 
 from __future__ import annotations
