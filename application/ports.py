@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.assignment import Assignment
-from domain.event import Event
+from domain.event import EventBatch
 from domain.experiment import Experiment
 from domain.results import ResultQuery, VariantAggregate
 
@@ -34,9 +34,9 @@ class Store(Protocol):
         Of many concurrent calls for one user, exactly one stores; all return what it stored.
         """
 
-    async def add_events(self, events: Sequence[Event]) -> int:
+    async def add_events(self, batch: EventBatch) -> int:
         """Store all events or none; skip those whose event_id is already stored (also within
-        ``events``). Returns how many were stored."""
+        ``batch``). Returns how many were stored."""
 
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Assignment, validate_user_id
 from domain.errors import ExperimentNotFound, FieldError, ValidationFailed
-from domain.event import MAX_BATCH, Event, TimestampOutOfRange, as_utc
+from domain.event import MAX_BATCH, Event, EventBatch, TimestampOutOfRange, as_utc
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
@@ -171,7 +171,7 @@ class RecordEvents:
             events.append(event)
         if errors:
             raise ValidationFailed(sorted(errors, key=_event_index))
-        accepted = await self._store.add_events(events)
+        accepted = await self._store.add_events(EventBatch.of(events))
         return RecordOutcome(accepted=accepted, duplicates=len(events) - accepted)
 
     async def _known_experiments(self, experiment_ids: set[str], *, batch: bool) -> set[str]:

@@ -37,7 +37,7 @@ from adapters.sqlalchemy.engine import create_engine_for  # noqa: E402
 from adapters.sqlalchemy.migrate import upgrade  # noqa: E402
 from adapters.sqlalchemy.store import SqlStore  # noqa: E402
 from domain.assignment import Assignment  # noqa: E402
-from domain.event import Event  # noqa: E402
+from domain.event import Event, EventBatch  # noqa: E402
 from domain.experiment import Experiment, VariantDraft  # noqa: E402
 from domain.results import ResultQuery  # noqa: E402
 
@@ -114,7 +114,7 @@ async def one_round(url: str, driver: str) -> dict[str, float]:
 
     async def events() -> None:
         for batch in range(5):
-            accepted = await store.add_events(event_batch(exp, batch))
+            accepted = await store.add_events(EventBatch.of(event_batch(exp, batch)))
             assert accepted == 9_900, f"add_events counted {accepted}, not 9,900"
 
     async def aggregate() -> None:

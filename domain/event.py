@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from domain.assignment import user_id_error
 from domain.errors import FieldError
@@ -67,3 +68,72 @@ class Event:
                 FieldError(f"{prefix}event_id", f"must be 1 to {MAX_EVENT_ID_LENGTH} characters")
             )
         return errors
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+MIN_MICROS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+MAX_MICROS = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since 1970-01-01 UTC; a moment without an offset is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """Events as the columns a store writes: one list per field, aligned by position.
+
+    A valid batch goes from the decoder to the store in this shape, with no object per event.
+    Timestamps are microseconds since the epoch, UTC (``to_micros``).
+    """
+
+    experiment_ids: list[str]
+    user_ids: list[str]
+    event_types: list[str]
+    timestamps: list[int]
+    values: list[float | None]
+    properties: list[str | None]
+    event_ids: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.experiment_ids)
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> EventBatch:
+        events = list(events)
+        return cls(
+            [e.experiment_id for e in events],
+            [e.user_id for e in events],
+            [e.event_type for e in events],
+            [to_micros(e.timestamp) for e in events],
+            [e.value for e in events],
+            [e.properties for e in events],
+            [e.event_id for e in events],
+        )
+
+    def events(self) -> list[Event]:
+        """One Event per row: for the in-memory store and for tests, not for the hot path."""
+        return [
+            Event(x, u, t, from_micros(ts), v, p, i)
+            for x, u, t, ts, v, p, i in zip(
+                self.experiment_ids, self.user_ids, self.event_types, self.timestamps,
+                self.values, self.properties, self.event_ids, strict=True,
+            )
+        ]
+
+    def rows(self) -> list[tuple[str, str, str, int, float | None, str | None, str | None]]:
+        """Row tuples in the column order above, for a driver's executemany."""
+        return list(
+            zip(
+                self.experiment_ids, self.user_ids, self.event_types, self.timestamps,
+                self.values, self.properties, self.event_ids, strict=True,
+            )
+        )

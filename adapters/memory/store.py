@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from domain.assignment import Assignment
 from domain.errors import DuplicateExperimentName
-from domain.event import Event
+from domain.event import Event, EventBatch
 from domain.experiment import Experiment
 from domain.results import ResultQuery, VariantAggregate
 
@@ -41,7 +41,8 @@ class MemoryStore:
     async def add_assignment(self, assignment: Assignment) -> Assignment:
         return self._assignments.setdefault((assignment.experiment_id, assignment.user_id), assignment)
 
-    async def add_events(self, events: Sequence[Event]) -> int:
+    async def add_events(self, batch: EventBatch) -> int:
+        events = batch.events()
         fresh: list[Event] = []
         seen: set[str] = set()
         for event in events:

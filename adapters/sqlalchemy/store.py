@@ -38,7 +38,7 @@ from adapters.sqlalchemy.tables import (
 )
 from domain.assignment import Assignment
 from domain.errors import DuplicateExperimentName, StoreUnavailable
-from domain.event import Event
+from domain.event import EventBatch
 from domain.experiment import Experiment, Variant
 from domain.results import ResultQuery, VariantAggregate
 
@@ -276,22 +276,11 @@ class SqlStore:
         return stored
 
     @_unavailable_on_connection_loss
-    async def add_events(self, batch: Sequence[Event]) -> int:
+    async def add_events(self, batch: EventBatch) -> int:
         """Store the batch, skipping event_ids already stored; return how many were stored."""
-        if not batch:
+        if not len(batch):
             return 0
-        rows = [
-            (
-                e.experiment_id,
-                e.user_id,
-                e.event_type,
-                to_micros(e.timestamp),
-                e.value,
-                e.properties,
-                e.event_id,
-            )
-            for e in batch
-        ]
+        rows = batch.rows()
         if self._dialect == "postgresql":
             return await self._transact(lambda conn: self._add_events_postgresql(conn, rows))
         return await self._transact(lambda conn: self._add_events_sqlite(conn, rows))

@@ -12,7 +12,7 @@ import pytest
 from application.ports import Store
 from domain.assignment import Assignment
 from domain.errors import DuplicateExperimentName
-from domain.event import Event
+from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
 from tests.fakes import SequentialIds
@@ -69,9 +69,9 @@ async def test_events_skip_known_event_ids_within_and_across_batches(store: Stor
     exp = experiment()
     await store.add_experiment(exp)
     e = Event(exp.id, "u1", "buy", T0, 1.5, '{"a":1}', "id-1")
-    assert await store.add_events([e, e, Event(exp.id, "u1", "buy", T0)]) == 2
-    assert await store.add_events([e, Event(exp.id, "u1", "buy", T0, event_id="id-2")]) == 1
-    assert await store.add_events([Event(exp.id, "u1", "buy", T0), Event(exp.id, "u1", "buy", T0)]) == 2
+    assert await store.add_events(EventBatch.of([e, e, Event(exp.id, "u1", "buy", T0)])) == 2
+    assert await store.add_events(EventBatch.of([e, Event(exp.id, "u1", "buy", T0, event_id="id-2")])) == 1
+    assert await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0), Event(exp.id, "u1", "buy", T0)])) == 2
 
 
 async def test_the_counting_rule_is_exact_to_the_microsecond(store: Store) -> None:
@@ -80,11 +80,11 @@ async def test_the_counting_rule_is_exact_to_the_microsecond(store: Store) -> No
     at = T0 + timedelta(hours=1, microseconds=500)
     assignment = await store.add_assignment(Assignment.decide(exp, "u1", at))
     await store.add_events(
-        [
+        EventBatch.of([
             Event(exp.id, "u1", "buy", at - timedelta(microseconds=1), 100.0),
             Event(exp.id, "u1", "buy", at, 2.0),
             Event(exp.id, "u1", "buy", at + timedelta(microseconds=1), 3.0),
-        ]
+        ])
     )
     agg = (await store.variant_aggregates(exp, ResultQuery(primary_event_type="buy")))[assignment.variant_id]
     assert (agg.users, agg.events, agg.primary_event_count, agg.value_sum, agg.value_sum_squares) == (
@@ -111,7 +111,7 @@ async def test_aggregates_equal_an_independent_computation(store: Store) -> None
             when = assignments[user].assigned_at  # events at exactly the assignment count
         value = rng.choice([None, round(rng.uniform(0, 50), 2)])
         events.append(Event(exp.id, user, rng.choice(["buy", "view", "click"]), when, value))
-    await store.add_events(events)
+    await store.add_events(EventBatch.of(events))
 
     day = timedelta(days=1)
     queries = [

@@ -17,7 +17,7 @@ from adapters.sqlalchemy.engine import create_engine_for
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.store import SqlStore
 from domain.assignment import Assignment
-from domain.event import Event
+from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
 
@@ -102,7 +102,7 @@ def test_totals_equal_a_raw_scan_and_the_reference(stores: Stores, ops, filters)
                           None if eid is None else f"{name}-{eid}")
                     for _, user, when, event_type, value, eid in op
                 ]
-                assert await stores.totals.add_events(batch) == await memory.add_events(batch)
+                assert await stores.totals.add_events(EventBatch.of(batch)) == await memory.add_events(EventBatch.of(batch))
 
     stores.run(write())
     for start, end, event_type, primary in filters:
@@ -138,12 +138,12 @@ def test_rebuild_reproduces_the_totals(stores: Stores) -> None:
     async def scenario() -> None:
         await stores.totals.add_experiment(experiment)
         # An event stored before its user is assigned, stamped after the assignment: counted late.
-        await stores.totals.add_events([Event(experiment.id, "early", "buy", T0 + timedelta(days=2), 5.0)])
+        await stores.totals.add_events(EventBatch.of([Event(experiment.id, "early", "buy", T0 + timedelta(days=2), 5.0)]))
         for i, user in enumerate(["early", "x", "y", "z"]):
             await stores.totals.add_assignment(Assignment.decide(experiment, user, T0 + timedelta(days=1, seconds=i)))
-        await stores.totals.add_events(
+        await stores.totals.add_events(EventBatch.of(
             [Event(experiment.id, u, t, T0 + timedelta(days=3), 2.5) for u in ("x", "y", "z", "y") for t in TYPES]
-        )
+        ))
 
     stores.run(scenario())
     query = ResultQuery(primary_event_type="buy")
@@ -190,7 +190,7 @@ def test_concurrent_writes_fold_exactly_once(stores: Stores) -> None:
 
     async def write(store) -> list[int]:  # type: ignore[no-untyped-def]
         await store.add_experiment(experiment)
-        writes = [store.add_events(b) for b in batches] + [store.add_assignment(a) for a in assignments]
+        writes = [store.add_events(EventBatch.of(b)) for b in batches] + [store.add_assignment(a) for a in assignments]
         if store is memory:
             return [await w for w in writes]
         return await asyncio.gather(*writes)
@@ -226,9 +226,9 @@ def test_whole_days_split_at_utc_midnight_before_and_after_1970(stores: Stores) 
         await stores.totals.add_experiment(experiment)
         for i in range(4):
             await stores.totals.add_assignment(Assignment.decide(experiment, f"m{i}", epoch - timedelta(days=4000)))
-        await stores.totals.add_events(
+        await stores.totals.add_events(EventBatch.of(
             [Event(experiment.id, f"m{i % 4}", "buy", when, float(i + 1)) for i, when in enumerate(moments)]
-        )
+        ))
 
     stores.run(write())
     expected = {date(1969, 12, 31): 1, date(1970, 1, 1): 2, date(1970, 1, 2): 1, date(1960, 2, 29): 1,
