@@ -47,10 +47,17 @@ class Store(Protocol):
         rule: an event counts only if its user is assigned and it is not older than the assignment.
         """
 
+    async def rebuild_aggregates(self) -> None:
+        """Recompute whatever the store keeps pre-aggregated from the raw rows it holds."""
+
+    async def start(self) -> None:
+        """Start the store's background work (folding), in the running event loop."""
+
     async def ping(self) -> bool:
         """True when the store answers."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Finish the writes already queued, stop the background work, release connections."""
 
 
 class Cache(Protocol):

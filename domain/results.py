@@ -24,6 +24,30 @@ CONFIDENCE_LEVEL = 0.95
 
 
 @dataclass(frozen=True, slots=True)
+class EventTotals:
+    """The sufficient statistics of one event type (or of every type) in one variant: events,
+    users with at least one, and the sum and sum of squares of each such user's value total.
+
+    Summable like gbstats' ``SampleMeanStatistic``: adding totals of disjoint sets of users adds
+    them, and so does adding an increment computed against the totals it is added to (a user
+    already counted adds 0 users, and (v + d)² − v² to the squares).
+    """
+
+    events: int = 0
+    users: int = 0
+    value_sum: float = 0.0
+    value_sum_squares: float = 0.0
+
+    def __add__(self, other: EventTotals) -> EventTotals:
+        return EventTotals(
+            self.events + other.events,
+            self.users + other.users,
+            self.value_sum + other.value_sum,
+            self.value_sum_squares + other.value_sum_squares,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class VariantAggregate:
     """What the store answers for one variant: counts and sums only, never raw events.
 

@@ -141,6 +141,9 @@ def create_app(container: Container) -> Litestar:
     def provide(provider: Any) -> Provide:
         return Provide(lambda: provider(), sync_to_thread=False, use_cache=True)
 
+    async def start_adapters() -> None:
+        await container.store().start()
+
     async def close_adapters() -> None:
         await container.store().close()
         await container.cache().close()
@@ -164,6 +167,7 @@ def create_app(container: Container) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_BODY_BYTES,
+        on_startup=[start_adapters],
         on_shutdown=[close_adapters],
         openapi_config=OpenAPIConfig(
             title="Experimentation service",

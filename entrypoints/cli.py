@@ -103,8 +103,7 @@ def rebuild_aggregates(settings: Settings) -> int:
     async def rebuild() -> None:
         store = build_store(settings.database_url)
         try:
-            if hasattr(store, "rebuild_aggregates"):
-                await store.rebuild_aggregates()
+            await store.rebuild_aggregates()
         finally:
             await store.close()
 

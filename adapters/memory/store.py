@@ -99,6 +99,12 @@ class MemoryStore:
             for v in experiment.variants
         }
 
+    async def rebuild_aggregates(self) -> None:
+        pass  # it aggregates raw events at every read: nothing kept to rebuild
+
+    async def start(self) -> None:
+        pass
+
     async def ping(self) -> bool:
         return True
 

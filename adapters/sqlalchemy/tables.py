@@ -54,9 +54,13 @@ user_assignments = Table(
     Column("user_id", String(256), nullable=False),
     Column("variant_id", String(32), ForeignKey("variants.id"), nullable=False),
     Column("assigned_at", BigInteger, nullable=False),
+    # PostgreSQL: the writing transaction's id (migration 0005 sets the default), which tells
+    # the folder what is folded (folding.py); SQLite uses the rowid instead and leaves it NULL.
+    Column("txid", BigInteger),
     UniqueConstraint("experiment_id", "user_id", name="uq_user_assignments_experiment_user"),
     # Users per variant (up to an end date) from the index alone, without touching the rows.
     Index("ix_user_assignments_variant", "experiment_id", "variant_id", "assigned_at"),
+    Index("ix_user_assignments_txid", "txid").ddl_if(dialect="postgresql"),
 )
 
 events = Table(
@@ -71,10 +75,13 @@ events = Table(
     Column("value", Float),
     Column("properties", Text),
     Column("event_id", String(256), unique=True),
-    # The one secondary index (migration 0003 says why): an experiment's events by time, for
-    # date ranges and for a new assignment's earlier events. Time-ordered keys append, where a
-    # key by user would put every insert at a random page.
+    Column("txid", BigInteger),  # as user_assignments.txid
+    # The one secondary index on SQLite (migration 0003 says why): an experiment's events by
+    # time, for date ranges and for a new assignment's earlier events. Time-ordered keys
+    # append, where a key by user would put every insert at a random page.
     Index("ix_events_experiment_time", "experiment_id", "timestamp"),
+    # PostgreSQL: the folder's window, by transaction id. Ids grow, so this index appends too.
+    Index("ix_events_txid", "txid").ddl_if(dialect="postgresql"),
 )
 
 # ---- pre-aggregated results (adapters/sqlalchemy/aggregates.py keeps them up to date)
@@ -106,16 +113,46 @@ variant_event_totals = Table(
     sqlite_with_rowid=False,
 )
 
-# Per UTC day (days since 1970-01-01), for results whose date range is whole days: a scan of
-# users-per-day rows instead of events. Only real event types: the rest derives from these.
-user_day_totals = Table(
-    "user_day_totals",
+# Per user and UTC day (days since 1970-01-01) or hour (hours since the epoch), for results
+# over a date range: whole days and hours read these, only the edges read events. Only real
+# event types; the variant rides along so that a read needs no join to the assignments.
+def _user_period_totals(name: str, period: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("experiment_id", String(32), primary_key=True),
+        Column(period, BigInteger, primary_key=True),
+        Column("event_type", String(100), primary_key=True),
+        Column("user_id", String(256), primary_key=True),
+        Column("variant_id", String(32), nullable=False),
+        Column("events", BigInteger, nullable=False),
+        Column("value_sum", Float, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
+user_day_totals = _user_period_totals("user_day_totals", "day")
+user_hour_totals = _user_period_totals("user_hour_totals", "hour")
+
+# Users assigned per variant, as folded: results without a range read these, not the
+# assignments. Writers never touch it (the folder does), so no write queues on a counter row.
+variant_users = Table(
+    "variant_users",
     metadata,
     Column("experiment_id", String(32), primary_key=True),
-    Column("day", BigInteger, primary_key=True),
-    Column("user_id", String(256), primary_key=True),
-    Column("event_type", String(100), primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("value_sum", Float, nullable=False),
+    Column("variant_id", String(32), primary_key=True),
+    Column("users", BigInteger, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# One row: how far the folder has come. SQLite: the highest folded rowid of events and of
+# assignments. PostgreSQL: both hold one transaction-id horizon; rows of transactions below it
+# are folded. ``folded_at`` (microseconds, UTC) is when the last fold committed.
+fold_state = Table(
+    "fold_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("events_horizon", BigInteger, nullable=False),
+    Column("assignments_horizon", BigInteger, nullable=False),
+    Column("folded_at", BigInteger, nullable=False),
 )

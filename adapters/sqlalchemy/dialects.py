@@ -1,0 +1,142 @@
+"""What differs between SQLite and PostgreSQL, one strategy object each: the store's other
+modules ask these instead of branching on the dialect's name.
+
+The folder's bookkeeping is the main difference. SQLite has one writer at a time, so rowids are
+committed in order: everything up to a rowid is a fixed set once committed. PostgreSQL commits
+concurrent transactions in any order, so an id or sequence says nothing about what is still to
+come; each row records the id of the transaction that wrote it (``txid``), and a fold takes
+every row of transactions below its snapshot's xmin, all of which have ended (folding.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from adapters.sqlalchemy.tables import events
+from domain.event import EventBatch
+
+EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value", "properties", "event_id")
+
+
+class SqliteDialect:
+    name = "sqlite"
+    snapshot: dict[str, Any] = {}  # a SQLite read transaction is a snapshot already
+    insert = staticmethod(sqlite.insert)
+
+    # The folder's windows. ``e`` is events, ``a`` user_assignments.
+    event_key, assignment_key = "e.id", "a.rowid"
+
+    def after(self, key: str, param: str) -> str:
+        """Rows written after the horizon ``param``."""
+        return f"{key} > :{param}"
+
+    def upto(self, key: str, param: str) -> str:
+        """Rows at or before the horizon ``param``: folded, once it is the stored horizon."""
+        return f"{key} <= :{param}"
+
+    def only(self, column: str) -> str:
+        """A column compared without its index: SQLite's planner would otherwise pick the
+        index on the experiment over the rowid range, and walk every row of the experiment."""
+        return f"+{column}"
+
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
+        """The horizons a fold may advance to: the newest rows (the write lock is held, so
+        nothing else can commit meanwhile), at most ``limit`` events past the stored horizon."""
+        return conn.exec_driver_sql(
+            "SELECT MIN((SELECT COALESCE(MAX(id), 0) FROM events), events_horizon + ?),"
+            " (SELECT COALESCE(MAX(rowid), 0) FROM user_assignments) FROM fold_state",
+            (limit,),
+        ).one()
+
+    def unmatchable(self, *keys: str) -> bool:
+        return False
+
+    _INSERT_EVENTS = (
+        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+        " ON CONFLICT (event_id) DO NOTHING"
+    )
+
+    def insert_events(self, conn: Connection, batch: EventBatch) -> int:
+        # The DBAPI's executemany, without SQLAlchemy's per-row parameter processing, which
+        # adds nothing to plain strings, integers and floats. Its rowcount sums over the rows:
+        # the ones not skipped as duplicates.
+        return conn.exec_driver_sql(self._INSERT_EVENTS, batch.rows()).rowcount
+
+
+def _insert_events_from_arrays() -> Any:
+    """A whole batch as one ``INSERT … SELECT FROM unnest(<one array per column>)``: seven
+    parameters however large the batch. ON CONFLICT DO NOTHING skips an event_id repeated within
+    the batch as it skips one already stored; the count is of the rows really inserted."""
+    source = (
+        func.unnest(
+            *(bindparam(name, type_=postgresql.ARRAY(events.c[name].type)) for name in EVENT_COLUMNS)
+        )
+        .table_valued(*EVENT_COLUMNS)
+        .render_derived()
+    )
+    inserted = (
+        postgresql.insert(events)
+        .from_select(list(EVENT_COLUMNS), select(*(source.c[name] for name in EVENT_COLUMNS)))
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(events.c.id)
+        .cte("inserted")
+    )
+    return select(func.count()).select_from(inserted)
+
+
+class PostgresDialect:
+    name = "postgresql"
+    # Snapshot reads: the several statements of one results query see one state of the data.
+    snapshot: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
+    insert = staticmethod(postgresql.insert)
+
+    event_key, assignment_key = "e.txid", "a.txid"
+
+    def after(self, key: str, param: str) -> str:
+        return f"{key} >= :{param}"
+
+    def upto(self, key: str, param: str) -> str:
+        return f"{key} < :{param}"
+
+    def only(self, column: str) -> str:
+        return column  # PostgreSQL's planner weighs both indexes by their statistics
+
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
+        """The xmin of this transaction's snapshot: every transaction below it has ended, so its
+        rows are all visible now and none can appear later. It must be the first statement of a
+        REPEATABLE READ transaction, so that the fold runs in this very snapshot. No limit: a
+        window is a range of transactions, not of rows."""
+        horizon = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
+        return horizon, horizon
+
+    def unmatchable(self, *keys: str) -> bool:
+        """PostgreSQL's text cannot hold NUL, so no stored row has such a key: a lookup by one is
+        a miss, where sending it would fail the statement (and answer 503 to a bad id)."""
+        return any("\x00" in key for key in keys)
+
+    _INSERT_EVENTS = _insert_events_from_arrays()
+
+    def insert_events(self, conn: Connection, batch: EventBatch) -> int:
+        columns = {
+            "experiment_id": batch.experiment_ids,
+            "user_id": batch.user_ids,
+            "event_type": batch.event_types,
+            "timestamp": batch.timestamps,
+            "value": batch.values,
+            "properties": batch.properties,
+            "event_id": batch.event_ids,
+        }
+        return conn.execute(self._INSERT_EVENTS, columns).scalar_one()
+
+
+Dialect = SqliteDialect | PostgresDialect
+
+
+def dialect_of(name: str) -> Dialect:
+    return PostgresDialect() if name == "postgresql" else SqliteDialect()
+
+

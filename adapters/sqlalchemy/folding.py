@@ -1,0 +1,438 @@
+"""The folder: moves what writers appended into the pre-aggregated totals, behind the writes.
+
+Writers only insert rows and commit. The folder, one per database, folds in large groups:
+every event written since its last fold joined to its user's assignment, and every event
+written earlier whose user was assigned since (an event counts once its user is assigned and it
+is not older than the assignment). Each fold is one transaction that adds to the totals and
+moves the horizon, so a crash at any point leaves the totals and the horizon as they were
+before it, or as they are after it, never in between.
+
+Which rows a fold takes (the dialects say how, dialects.py):
+- SQLite has one writer at a time, so rowids are committed in order, and a fold runs under the
+  write lock: the rows past the stored horizon, up to the highest rowid now, are exactly the
+  new ones, and no row can later appear below that.
+- PostgreSQL commits concurrent transactions in any order: a row with a lower id may commit
+  after one with a higher id. Each row carries the id of the transaction that wrote it; a fold
+  runs in a REPEATABLE READ snapshot whose first statement reads the snapshot's xmin. Every
+  transaction below xmin has ended, so all rows it committed are visible to the fold, and no row
+  with a txid below xmin can ever be committed later. The fold takes the rows with txid in
+  [stored horizon, xmin) and stores xmin as the new horizon: no row is skipped (a row of a
+  transaction still running has a txid >= xmin and is taken by a later fold), none is taken
+  twice (the windows do not overlap). Folds are serialized by an advisory lock taken before the
+  snapshot, so each sees the horizon the previous one stored.
+
+A pair (event, assignment) is counted once both are folded. A fold counts the pairs in which
+one is new: new events with the assignments up to the new horizon, and events folded before
+with assignments new to this fold. Results add the pairs not yet folded (the tail) in the same
+snapshot as they read the totals and the horizon (views.py), so they are exact at any moment.
+
+Per-user totals make the sum of squared per-user values incremental: a user's total going from
+v to v + d adds (v + d)² − v² to the variant's sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.dialects import Dialect
+from adapters.sqlalchemy.tables import ANY_TYPE
+
+log = logging.getLogger("experiments.folder")
+
+MICROS_PER_HOUR = 3_600_000_000
+MICROS_PER_DAY = 86_400_000_000
+MAX_EVENTS_PER_FOLD = 500_000
+"""SQLite: bounds one fold's transaction (and the writes waiting behind it) after a backlog."""
+FOLD_INTERVAL_SECONDS = 0.5
+LEASE_LOCK_ID = 0x6578705F6C656173  # PostgreSQL advisory locks: the folder's lease
+FOLD_LOCK_ID = 0x6578705F666F6C64  # and one fold (or rebuild) at a time
+
+
+def floor_div(micros: str, unit: int) -> str:
+    """SQL for the floor division of a timestamp in microseconds (days or hours since the
+    epoch), where both databases' integer division truncates towards zero."""
+    return f"(CASE WHEN {micros} >= 0 THEN {micros} / {unit} ELSE -((-{micros} - 1) / {unit}) - 1 END)"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The conditions that select one side's rows of a pair: ``e`` events, ``a`` assignments."""
+
+    new_events: str
+    assignments: str  # which assignments the new events pair with
+    old_events: str
+    new_assignments: str
+
+
+def fold_window(d: Dialect) -> Window:
+    """A fold from the stored horizons (:eh, :ah) to the new ones (:et, :at)."""
+    e, a = d.event_key, d.assignment_key
+    return Window(
+        new_events=f"{d.after(e, 'eh')} AND {d.upto(e, 'et')}",
+        assignments=d.upto(a, "at"),
+        old_events=d.upto(e, "eh"),
+        new_assignments=f"{d.after(a, 'ah')} AND {d.upto(a, 'at')}",
+    )
+
+
+def tail_window(d: Dialect) -> Window:
+    """Everything past the stored horizons (:eh, :ah): what results add to the totals."""
+    e, a = d.event_key, d.assignment_key
+    return Window(
+        new_events=d.after(e, "eh"),
+        assignments="1 = 1",
+        old_events=d.upto(e, "eh"),
+        new_assignments=d.after(a, "ah"),
+    )
+
+
+def counted_pairs(d: Dialect, w: Window, *, experiment: bool = False) -> str:
+    """Events joined to their users' assignments, counted by the rule, where the event or the
+    assignment is new. Columns: experiment_id, user_id, variant_id, event_type, ts, v.
+
+    ``+ 0`` on the event's timestamp keeps SQLite's planner from reading the comparison as a
+    range on the (experiment_id, timestamp) index for each assignment; it walks the new events
+    by key and looks each one's assignment up by its unique key. The earlier events of new
+    assignments are one range of the time index per experiment, from its oldest new
+    assignment on, not one range per assignment.
+    """
+    of_e = f" AND {d.only('e.experiment_id')} = :x" if experiment else ""
+    of_a = f" AND {d.only('a.experiment_id')} = :x" if experiment else ""
+    return f"""
+    SELECT e.experiment_id AS experiment_id, e.user_id AS user_id, a.variant_id AS variant_id,
+           e.event_type AS event_type, e.timestamp AS ts, COALESCE(e.value, 0.0) AS v
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE {w.new_events} AND {w.assignments} AND e.timestamp + 0 >= a.assigned_at{of_e}
+    UNION ALL
+    SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0)
+    FROM (SELECT a.experiment_id AS x, MIN(a.assigned_at) AS since FROM user_assignments a
+          WHERE {w.new_assignments}{of_a} GROUP BY a.experiment_id) f
+    JOIN events e ON e.experiment_id = f.x AND e.timestamp >= f.since
+    JOIN user_assignments a ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE {w.new_assignments} AND {w.old_events} AND e.timestamp + 0 >= a.assigned_at
+    """
+
+
+def user_deltas(counted: str) -> str:
+    """Per user, variant and event type (and "" for every type): events and value sum."""
+    return f"""
+    SELECT experiment_id, user_id, variant_id, event_type, COUNT(*) AS n, SUM(v) AS s
+    FROM {counted} GROUP BY experiment_id, user_id, variant_id, event_type
+    UNION ALL
+    SELECT experiment_id, user_id, variant_id, '{ANY_TYPE}', COUNT(*), SUM(v)
+    FROM {counted} GROUP BY experiment_id, user_id, variant_id
+    """
+
+
+def variant_increments(deltas: str) -> str:
+    """What user deltas add to the per-variant totals, given each user's totals before them:
+    a user without a row yet is a new unique user."""
+    return f"""
+    SELECT d.experiment_id AS experiment_id, d.variant_id AS variant_id, d.event_type AS event_type,
+           SUM(d.n) AS events, SUM(CASE WHEN u.events IS NULL THEN 1 ELSE 0 END) AS users,
+           SUM(d.s) AS value_sum,
+           SUM((COALESCE(u.value_sum, 0.0) + d.s) * (COALESCE(u.value_sum, 0.0) + d.s)
+               - COALESCE(u.value_sum, 0.0) * COALESCE(u.value_sum, 0.0)) AS value_sum_squares
+    FROM {deltas} d LEFT JOIN user_event_totals u
+      ON u.experiment_id = d.experiment_id AND u.user_id = d.user_id AND u.event_type = d.event_type
+    GROUP BY d.experiment_id, d.variant_id, d.event_type
+    """
+
+
+def _period_upsert(table: str, period: str, unit: int) -> str:
+    bucket = floor_div("ts", unit)
+    return f"""
+    INSERT INTO {table} (experiment_id, {period}, event_type, user_id, variant_id, events, value_sum)
+    SELECT experiment_id, {bucket}, event_type, user_id, variant_id, COUNT(*), SUM(v)
+    FROM fold_counted GROUP BY experiment_id, {bucket}, event_type, user_id, variant_id
+    ON CONFLICT (experiment_id, {period}, event_type, user_id) DO UPDATE SET
+      events = {table}.events + excluded.events,
+      value_sum = {table}.value_sum + excluded.value_sum
+    """
+
+
+_SCRATCH = (
+    # Per connection, emptied by every fold: what one fold counts, and its per-user deltas.
+    "CREATE TEMP TABLE IF NOT EXISTS fold_counted (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " variant_id VARCHAR(32), event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION)",
+    "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
+    "DELETE FROM fold_counted",
+    "DELETE FROM fold_deltas",
+)
+
+
+def fold_statements(d: Dialect) -> tuple[Any, ...]:
+    """The statements of one fold; parameters :eh :ah (stored horizons), :et :at (new), :now.
+    Variants before users: their increments need each user's totals from before this fold."""
+    w = fold_window(d)
+    statements = (
+        *_SCRATCH,
+        "INSERT INTO fold_counted (experiment_id, user_id, variant_id, event_type, ts, v)"
+        + counted_pairs(d, w),
+        "INSERT INTO fold_deltas (experiment_id, user_id, variant_id, event_type, n, s)"
+        + user_deltas("fold_counted"),
+        """INSERT INTO variant_event_totals
+             (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
+        """ + variant_increments("fold_deltas") + """
+        ON CONFLICT (experiment_id, variant_id, event_type) DO UPDATE SET
+          events = variant_event_totals.events + excluded.events,
+          users = variant_event_totals.users + excluded.users,
+          value_sum = variant_event_totals.value_sum + excluded.value_sum,
+          value_sum_squares = variant_event_totals.value_sum_squares + excluded.value_sum_squares
+        """,
+        """INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
+        SELECT experiment_id, user_id, event_type, n, s FROM fold_deltas WHERE true
+        ON CONFLICT (experiment_id, user_id, event_type) DO UPDATE SET
+          events = user_event_totals.events + excluded.events,
+          value_sum = user_event_totals.value_sum + excluded.value_sum
+        """,
+        _period_upsert("user_day_totals", "day", MICROS_PER_DAY),
+        _period_upsert("user_hour_totals", "hour", MICROS_PER_HOUR),
+        f"""INSERT INTO variant_users (experiment_id, variant_id, users)
+        SELECT a.experiment_id, a.variant_id, COUNT(*) FROM user_assignments a
+        WHERE {w.new_assignments} GROUP BY a.experiment_id, a.variant_id
+        ON CONFLICT (experiment_id, variant_id) DO UPDATE SET
+          users = variant_users.users + excluded.users
+        """,
+        _SET_HORIZONS,
+    )
+    return tuple(text(s) for s in statements)
+
+
+_SET_HORIZONS = "UPDATE fold_state SET events_horizon = :et, assignments_horizon = :at, folded_at = :now"
+
+
+def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
+    """Every total recomputed from raw rows up to the new horizons (:et, :at): the repair for
+    any doubt. Plain SQL both databases run, grouped per user in one pass each."""
+    e_in = d.upto(d.event_key, "et")
+    a_in = d.upto(d.assignment_key, "at")
+    pairs = f"""
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE e.timestamp + 0 >= a.assigned_at AND {e_in} AND {a_in}"""
+
+    def per_period(table: str, period: str, unit: int) -> str:
+        bucket = floor_div("e.timestamp", unit)
+        return f"""
+        INSERT INTO {table} (experiment_id, {period}, event_type, user_id, variant_id, events, value_sum)
+        SELECT e.experiment_id, {bucket}, e.event_type, e.user_id, a.variant_id, COUNT(*),
+               SUM(COALESCE(e.value, 0.0)) {pairs}
+        GROUP BY e.experiment_id, {bucket}, e.event_type, e.user_id, a.variant_id
+        """
+
+    statements = (
+        "DELETE FROM variant_event_totals",
+        "DELETE FROM user_event_totals",
+        "DELETE FROM user_day_totals",
+        "DELETE FROM user_hour_totals",
+        "DELETE FROM variant_users",
+        f"""INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
+        SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0)) {pairs}
+        GROUP BY e.experiment_id, e.user_id, e.event_type""",
+        f"""INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
+        SELECT e.experiment_id, e.user_id, '{ANY_TYPE}', COUNT(*), SUM(COALESCE(e.value, 0.0)) {pairs}
+        GROUP BY e.experiment_id, e.user_id""",
+        """INSERT INTO variant_event_totals
+          (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
+        SELECT u.experiment_id, a.variant_id, u.event_type, SUM(u.events), COUNT(*),
+               SUM(u.value_sum), SUM(u.value_sum * u.value_sum)
+        FROM user_event_totals u JOIN user_assignments a
+          ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
+        GROUP BY u.experiment_id, a.variant_id, u.event_type""",
+        per_period("user_day_totals", "day", MICROS_PER_DAY),
+        per_period("user_hour_totals", "hour", MICROS_PER_HOUR),
+        f"""INSERT INTO variant_users (experiment_id, variant_id, users)
+        SELECT a.experiment_id, a.variant_id, COUNT(*) FROM user_assignments a WHERE {a_in}
+        GROUP BY a.experiment_id, a.variant_id""",
+        _SET_HORIZONS,
+    )
+    return tuple(text(s) for s in statements)
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+class Folder:
+    """Folds in the background while this process holds the database's lease; any process may
+    also fold on demand (``fold``), serialized with the others."""
+
+    def __init__(self, database: Database, *, interval: float = FOLD_INTERVAL_SECONDS) -> None:
+        self._db = database
+        self._d = database.dialect
+        self._interval = interval
+        self._fold = fold_statements(self._d)
+        self._rebuild = rebuild_statements(self._d)
+        self._lease = (
+            _PostgresLease(database) if self._d.name == "postgresql" else _FileLease(database.sqlite_path)
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None  # made in the loop that runs the task
+        self._failing = False
+
+    def _job(self, statements: tuple[Any, ...], limit: int) -> Any:
+        def run(conn: Connection) -> int:
+            et, at = self._d.fold_window(conn, limit)  # first: on PostgreSQL, the snapshot's xmin
+            eh, ah = conn.exec_driver_sql(
+                "SELECT events_horizon, assignments_horizon FROM fold_state"
+            ).one()
+            if statements is self._fold and (et, at) == (eh, ah):
+                return 0
+            params = {"eh": eh, "ah": ah, "et": et, "at": at, "now": _now_micros()}
+            for statement in statements:
+                conn.execute(statement, params)
+            return max(et - eh, 0)
+
+        return run
+
+    async def fold(self) -> int:
+        """Fold what is pending now; the number of event ids the horizon moved (SQLite) or of
+        transactions (PostgreSQL). Returns once committed."""
+        return await self._serialized(self._job(self._fold, MAX_EVENTS_PER_FOLD))
+
+    async def rebuild(self) -> None:
+        """Recompute every total from raw rows, in one transaction, with no folder in between."""
+        await self._serialized(self._job(self._rebuild, 2**62))
+
+    async def _serialized(self, job: Any) -> int:
+        if self._d.name == "sqlite":
+            return await self._db.write(job)  # the write lock serializes every fold
+        async with self._db.connect() as conn:
+            try:
+                await _autocommit(conn, "SELECT pg_advisory_lock(:k)", FOLD_LOCK_ID)
+                # Only now the snapshot: it sees the horizon the previous fold stored.
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    folded = await conn.run_sync(job)
+                await _autocommit(conn, "SELECT pg_advisory_unlock(:k)", FOLD_LOCK_ID)
+            except BaseException:
+                await conn.invalidate()  # ends the session, and the lock with it
+                raise
+        return folded
+
+    def start(self) -> None:
+        """Start the background loop in the running event loop (once)."""
+        if self._task is None:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name="folder")
+
+    async def _run(self) -> None:
+        assert self._stop is not None
+        while not self._stop.is_set():
+            more = False
+            try:
+                if await self._lease.acquire():
+                    more = await self.fold() >= MAX_EVENTS_PER_FOLD
+                if self._failing:
+                    self._failing = False
+                    log.warning("folding again")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: keep trying, say so once
+                if not self._failing:
+                    self._failing = True
+                    log.warning("folding failed (%s); retrying", type(exc).__name__)
+                await self._lease.release()
+            if more:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+
+    async def close(self) -> None:
+        """Stop the loop after the fold under way; fold what is left if this is the holder."""
+        if self._task is None:
+            return
+        assert self._stop is not None
+        self._stop.set()
+        await self._task
+        with contextlib.suppress(Exception):
+            if self._lease.held:
+                await self.fold()
+        await self._lease.release()
+
+
+async def _autocommit(conn: AsyncConnection, sql: str, key: int) -> Any:
+    await conn.execution_options(isolation_level="AUTOCOMMIT")
+    value = (await conn.execute(text(sql), {"k": key})).scalar_one()
+    await conn.commit()  # ends SQLAlchemy's own view of a transaction; the server had none
+    return value
+
+
+class _FileLease:
+    """SQLite: an exclusive lock on a file beside the database. The kernel releases it when the
+    process dies, so another process takes over at its next try."""
+
+    def __init__(self, database_path: str | None) -> None:
+        self._path = f"{database_path}.folder-lease" if database_path else None
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    async def acquire(self) -> bool:
+        if self._fd is not None or self._path is None:
+            return self._fd is not None
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    async def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+
+class _PostgresLease:
+    """PostgreSQL: a session advisory lock held on a connection of its own for as long as this
+    process folds. The server releases it when the session ends (the process died, or the
+    network dropped it), so another instance takes over at its next try."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._conn: AsyncConnection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    async def acquire(self) -> bool:
+        if self._conn is not None:
+            return True
+        conn = await self._db.connect().__aenter__()
+        try:
+            got = await _autocommit(conn, "SELECT pg_try_advisory_lock(:k)", LEASE_LOCK_ID)
+        except BaseException:
+            await conn.invalidate()
+            raise
+        if not got:
+            await conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    async def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.invalidate()  # ends the session, and the lease with it

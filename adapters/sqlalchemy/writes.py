@@ -1,0 +1,179 @@
+"""The write side of the SQL store, and the reads a write needs: experiments, assignments and
+events. Writes only insert rows and commit; the folder (folding.py) does the rest later."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.tables import experiments, user_assignments, variants
+from domain.assignment import Assignment
+from domain.errors import DuplicateExperimentName
+from domain.event import EventBatch, from_micros, to_micros
+from domain.experiment import Experiment, Variant
+
+
+class Experiments:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, experiment: Experiment) -> None:
+        def insert(conn: Connection) -> None:
+            conn.execute(
+                experiments.insert().values(
+                    id=experiment.id,
+                    name=experiment.name,
+                    description=experiment.description,
+                    primary_event_type=experiment.primary_event_type,
+                    created_at=to_micros(experiment.created_at),
+                )
+            )
+            conn.execute(
+                variants.insert(),
+                [
+                    {
+                        "id": v.id,
+                        "experiment_id": experiment.id,
+                        "position": position,
+                        "name": v.name,
+                        "traffic_basis_points": v.traffic_basis_points,
+                        "is_control": v.is_control,
+                    }
+                    for position, v in enumerate(experiment.variants)
+                ],
+            )
+
+        try:
+            await self._db.write(insert)
+        except IntegrityError as exc:
+            raise DuplicateExperimentName(experiment.name) from exc
+
+    async def get(self, experiment_id: str) -> Experiment | None:
+        if self._db.dialect.unmatchable(experiment_id):
+            return None
+        async with self._db.connect() as conn:
+            found = await self._load(conn, select(experiments).where(experiments.c.id == experiment_id))
+        return found[0] if found else None
+
+    async def page(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
+        page = (
+            select(experiments)
+            .order_by(experiments.c.created_at.desc(), experiments.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._db.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(experiments))).scalar_one()
+            items = await self._load(conn, page)
+        return items, total
+
+    @staticmethod
+    async def _load(conn: AsyncConnection, query: Any) -> list[Experiment]:
+        rows = (await conn.execute(query)).all()
+        if not rows:
+            return []
+        by_experiment: dict[str, list[Variant]] = defaultdict(list)
+        variant_rows = await conn.execute(
+            select(variants)
+            .where(variants.c.experiment_id.in_([r.id for r in rows]))
+            .order_by(variants.c.experiment_id, variants.c.position)
+        )
+        for v in variant_rows:
+            by_experiment[v.experiment_id].append(
+                Variant(v.id, v.name, v.traffic_basis_points, bool(v.is_control))
+            )
+        return [
+            Experiment(
+                id=r.id,
+                name=r.name,
+                description=r.description,
+                primary_event_type=r.primary_event_type,
+                created_at=from_micros(r.created_at),
+                variants=tuple(by_experiment[r.id]),
+            )
+            for r in rows
+        ]
+
+
+_a = user_assignments.c
+_ASSIGNMENT = select(_a.experiment_id, _a.user_id, _a.variant_id, variants.c.name, _a.assigned_at).join(
+    variants, variants.c.id == _a.variant_id
+)
+
+
+def _assignment_of(row: Any) -> Assignment:
+    return Assignment(row[0], row[1], row[2], row[3], from_micros(row[4]))
+
+
+class Assignments:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        # PostgreSQL: the insert and, if a racing one won, nothing back: one round trip for a
+        # new user; only a lost race reads the winner.
+        self._insert_returning = (
+            database.dialect.insert(user_assignments)
+            .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
+            .returning(_a.assigned_at)
+        )
+
+    async def get(self, experiment_id: str, user_id: str) -> Assignment | None:
+        if self._db.dialect.unmatchable(experiment_id, user_id):
+            return None
+        query = _ASSIGNMENT.where(_a.experiment_id == experiment_id, _a.user_id == user_id)
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _assignment_of(row)
+
+    async def add(self, assignment: Assignment) -> Assignment:
+        """Insert unless one exists; return the stored one (the first of racing inserts)."""
+        return await self._db.write_batched(self._add_all, assignment)
+
+    def _add_all(self, conn: Connection, decided: Sequence[Assignment]) -> list[Assignment]:
+        """A group's new assignments: one insert for all, then the winners of any races."""
+        rows = [
+            {
+                "experiment_id": a.experiment_id,
+                "user_id": a.user_id,
+                "variant_id": a.variant_id,
+                "assigned_at": to_micros(a.assigned_at),
+            }
+            for a in decided
+        ]
+        if len(rows) == 1:
+            stored = conn.execute(self._insert_returning, rows[0]).first()
+            if stored is not None:
+                return list(decided)
+        else:
+            conn.execute(
+                text(
+                    "INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
+                    " VALUES (:experiment_id, :user_id, :variant_id, :assigned_at)"
+                    " ON CONFLICT (experiment_id, user_id) DO NOTHING"
+                ),
+                rows,
+            )
+        keys = {(a.experiment_id, a.user_id) for a in decided}
+        found = {
+            (row[0], row[1]): _assignment_of(row)
+            for row in conn.execute(_ASSIGNMENT.where(tuple_(_a.experiment_id, _a.user_id).in_(list(keys))))
+        }
+        return [found[(a.experiment_id, a.user_id)] for a in decided]
+
+
+class Events:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, batch: EventBatch) -> int:
+        """Store the batch, skipping event_ids already stored; return how many were stored."""
+        if not len(batch):
+            return 0
+        d = self._db.dialect
+        return await self._db.write(lambda conn: d.insert_events(conn, batch), one_statement=True)
