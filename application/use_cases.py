@@ -92,11 +92,10 @@ class AssignUser:
         if assignment is not None:
             return assignment
         experiment = await self._experiments(experiment_id)
-        assignment = await self._store.get_assignment(experiment_id, user_id)
-        if assignment is None:
-            decided = Assignment.decide(experiment, user_id, self._clock.now())
-            # The store keeps the first of racing inserts and returns it to every caller.
-            assignment = await self._store.add_assignment(decided)
+        decided = Assignment.decide(experiment, user_id, self._clock.now())
+        # Get-or-create in one call: the store keeps the first assignment ever stored (of
+        # racing ones too) and returns it, so a known user gets theirs back, not this one.
+        assignment = await self._store.add_assignment(decided)
         await self._cache.set_assignment(assignment)
         return assignment
 

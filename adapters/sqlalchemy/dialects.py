@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from adapters.sqlalchemy.tables import events
 from domain.event import EventBatch
 
+Row = tuple[str, str, str, int]  # an assignment: experiment_id, user_id, variant_id, assigned_at
 EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value", "properties", "event_id")
 
 
@@ -59,6 +60,26 @@ class SqliteDialect:
         f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
         " ON CONFLICT (event_id) DO NOTHING"
     )
+
+    _INSERT_ASSIGNMENT = (
+        "INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id, user_id) DO NOTHING"
+    )
+
+    def insert_assignments(self, conn: Connection, rows: list[Row]) -> list[tuple[str, int] | None]:
+        """A group's assignments in one statement, then what is stored for each: the row just
+        inserted, or the one that was there first. The write lock is held, so both are final."""
+        conn.exec_driver_sql(self._INSERT_ASSIGNMENT, rows)
+        stored: dict[tuple[str, str], tuple[str, int]] = {}
+        for experiment_id in {row[0] for row in rows}:
+            users = list({row[1] for row in rows if row[0] == experiment_id})
+            found = conn.exec_driver_sql(
+                "SELECT user_id, variant_id, assigned_at FROM user_assignments"
+                f" WHERE experiment_id = ? AND user_id IN ({', '.join('?' * len(users))})",
+                (experiment_id, *users),
+            )
+            stored.update({(experiment_id, u): (v, at) for u, v, at in found})
+        return [stored[(row[0], row[1])] for row in rows]
 
     def insert_events(self, conn: Connection, batch: EventBatch) -> int:
         # The DBAPI's executemany, without SQLAlchemy's per-row parameter processing, which
@@ -119,6 +140,24 @@ class PostgresDialect:
         return any("\x00" in key for key in keys)
 
     _INSERT_EVENTS = _insert_events_from_arrays()
+
+    # One round trip for a new user and for a known one alike: the insert returns the new row,
+    # or the select finds the one stored before (the statement's snapshot cannot see a racing
+    # insert that commits while it waits on the conflict; then nothing comes back).
+    _GET_OR_INSERT_ASSIGNMENT = text(
+        "WITH inserted AS (INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
+        " VALUES (:x, :u, :v, :at) ON CONFLICT (experiment_id, user_id) DO NOTHING"
+        " RETURNING variant_id, assigned_at)"
+        " SELECT variant_id, assigned_at FROM inserted UNION ALL"
+        " SELECT variant_id, assigned_at FROM user_assignments WHERE experiment_id = :x AND user_id = :u"
+    )
+
+    def insert_assignments(self, conn: Connection, rows: list[Row]) -> list[tuple[str, int] | None]:
+        out: list[tuple[str, int] | None] = []
+        for x, u, v, at in rows:
+            found = conn.execute(self._GET_OR_INSERT_ASSIGNMENT, {"x": x, "u": u, "v": v, "at": at}).first()
+            out.append(None if found is None else (found[0], found[1]))
+        return out
 
     def insert_events(self, conn: Connection, batch: EventBatch) -> int:
         columns = {

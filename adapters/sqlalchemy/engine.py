@@ -96,7 +96,10 @@ def create_engine_for(url: str, *, driver: str | None = None) -> AsyncEngine:
     parsed = parse_url(url, asynchronous=True)
     ensure_sqlite_directory(parsed)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed)
+        # Readers of a WAL file run side by side. Opening one costs a thread and the pragmas
+        # below, so the pool keeps as many as requests commonly run at once; past the
+        # default five, every burst opened and closed connections of its own.
+        engine = create_async_engine(parsed, pool_size=32, max_overflow=32)
         configure_sqlite(engine.sync_engine)
         return engine
     if driver is not None:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -115,13 +115,6 @@ def _assignment_of(row: Any) -> Assignment:
 class Assignments:
     def __init__(self, database: Database) -> None:
         self._db = database
-        # PostgreSQL: the insert and, if a racing one won, nothing back: one round trip for a
-        # new user; only a lost race reads the winner.
-        self._insert_returning = (
-            database.dialect.insert(user_assignments)
-            .on_conflict_do_nothing(index_elements=["experiment_id", "user_id"])
-            .returning(_a.assigned_at)
-        )
 
     async def get(self, experiment_id: str, user_id: str) -> Assignment | None:
         if self._db.dialect.unmatchable(experiment_id, user_id):
@@ -136,35 +129,16 @@ class Assignments:
         return await self._db.write_batched(self._add_all, assignment)
 
     def _add_all(self, conn: Connection, decided: Sequence[Assignment]) -> list[Assignment]:
-        """A group's new assignments: one insert for all, then the winners of any races."""
-        rows = [
-            {
-                "experiment_id": a.experiment_id,
-                "user_id": a.user_id,
-                "variant_id": a.variant_id,
-                "assigned_at": to_micros(a.assigned_at),
-            }
-            for a in decided
-        ]
-        if len(rows) == 1:
-            stored = conn.execute(self._insert_returning, rows[0]).first()
-            if stored is not None:
-                return list(decided)
-        else:
-            conn.execute(
-                text(
-                    "INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
-                    " VALUES (:experiment_id, :user_id, :variant_id, :assigned_at)"
-                    " ON CONFLICT (experiment_id, user_id) DO NOTHING"
-                ),
-                rows,
-            )
-        keys = {(a.experiment_id, a.user_id) for a in decided}
-        found = {
-            (row[0], row[1]): _assignment_of(row)
-            for row in conn.execute(_ASSIGNMENT.where(tuple_(_a.experiment_id, _a.user_id).in_(list(keys))))
-        }
-        return [found[(a.experiment_id, a.user_id)] for a in decided]
+        rows = [(a.experiment_id, a.user_id, a.variant_id, to_micros(a.assigned_at)) for a in decided]
+        stored = self._db.dialect.insert_assignments(conn, rows)
+        out = []
+        for a, found in zip(decided, stored, strict=True):
+            if found is not None and found[0] == a.variant_id:
+                out.append(Assignment(a.experiment_id, a.user_id, a.variant_id, a.variant_name, from_micros(found[1])))
+            else:  # a race lost to an insert this statement could not see yet: read the winner
+                query = _ASSIGNMENT.where(_a.experiment_id == a.experiment_id, _a.user_id == a.user_id)
+                out.append(_assignment_of(conn.execute(query).one()))
+        return out
 
 
 class Events:
