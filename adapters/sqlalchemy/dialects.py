@@ -44,6 +44,11 @@ class SqliteDialect:
         index on the experiment over the rowid range, and walk every row of the experiment."""
         return f"+{column}"
 
+    def by_key(self, table: str, alias: str) -> str:
+        """A table read by its rowid range alone: without statistics, SQLite's planner takes a
+        scan of a covering index over an open-ended rowid range, every row of the table."""
+        return f"{table} AS {alias} NOT INDEXED"
+
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
         """The horizons a fold may advance to: the newest rows (the write lock is held, so
         nothing else can commit meanwhile), at most ``limit`` events past the stored horizon."""
@@ -125,6 +130,9 @@ class PostgresDialect:
 
     def only(self, column: str) -> str:
         return column  # PostgreSQL's planner weighs both indexes by their statistics
+
+    def by_key(self, table: str, alias: str) -> str:
+        return f"{table} AS {alias}"
 
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
         """The xmin of this transaction's snapshot: every transaction below it has ended, so its

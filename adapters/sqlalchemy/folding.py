@@ -118,8 +118,8 @@ def counted_pairs(d: Dialect, w: Window, *, experiment: bool = False) -> str:
     WHERE {w.new_events} AND {w.assignments} AND e.timestamp + 0 >= a.assigned_at{of_e}
     UNION ALL
     SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0)
-    FROM (SELECT a.experiment_id AS x, MIN(a.assigned_at) AS since FROM user_assignments a
-          WHERE {w.new_assignments}{of_a} GROUP BY a.experiment_id) f
+    FROM (SELECT a.experiment_id AS x, MIN(a.assigned_at) AS since
+          FROM {d.by_key("user_assignments", "a")} WHERE {w.new_assignments}{of_a} GROUP BY a.experiment_id) f
     JOIN events e ON e.experiment_id = f.x AND e.timestamp >= f.since
     JOIN user_assignments a ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
     WHERE {w.new_assignments} AND {w.old_events} AND e.timestamp + 0 >= a.assigned_at
@@ -203,7 +203,7 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
         _period_upsert("user_day_totals", "day", MICROS_PER_DAY),
         _period_upsert("user_hour_totals", "hour", MICROS_PER_HOUR),
         f"""INSERT INTO variant_users (experiment_id, variant_id, users)
-        SELECT a.experiment_id, a.variant_id, COUNT(*) FROM user_assignments a
+        SELECT a.experiment_id, a.variant_id, COUNT(*) FROM {d.by_key("user_assignments", "a")}
         WHERE {w.new_assignments} GROUP BY a.experiment_id, a.variant_id
         ON CONFLICT (experiment_id, variant_id) DO UPDATE SET
           users = variant_users.users + excluded.users

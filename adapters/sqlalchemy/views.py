@@ -72,7 +72,7 @@ class ResultsView:
         )
         self._users = text(
             "SELECT variant_id, users FROM variant_users WHERE experiment_id = :x"
-            " UNION ALL SELECT a.variant_id, COUNT(*) FROM user_assignments a"
+            f" UNION ALL SELECT a.variant_id, COUNT(*) FROM {d.by_key('user_assignments', 'a')}"
             f" WHERE {d.after(d.assignment_key, 'ah')} AND {d.only('a.experiment_id')} = :x"
             " GROUP BY a.variant_id"
         )
