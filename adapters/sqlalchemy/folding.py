@@ -300,6 +300,10 @@ class Folder:
 
         return run
 
+    @property
+    def holds_lease(self) -> bool:
+        return self._lease.held
+
     async def fold(self) -> int:
         """Fold what is pending now; the number of event ids the horizon moved (SQLite) or of
         transactions (PostgreSQL). Returns once committed."""

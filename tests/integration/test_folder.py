@@ -1,0 +1,159 @@
+"""The folder: one per database, folding behind the writes, taken over when its holder goes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from adapters.sqlalchemy.engine import create_engine_for
+from adapters.sqlalchemy.migrate import upgrade
+from adapters.sqlalchemy.store import SqlStore
+from domain.assignment import Assignment
+from domain.event import Event, EventBatch
+from domain.experiment import Experiment, VariantDraft
+from domain.results import ResultQuery
+from tests.integration.conftest import REPO_ROOT
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def experiment(name: str) -> Experiment:
+    return Experiment.create(
+        name=name, description=None, primary_event_type="buy",
+        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
+        new_id=iter(f"{name}-{i}" for i in range(10)).__next__, created_at=T0,
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fold.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    upgrade(url)
+    return url
+
+
+async def pending(store: SqlStore) -> int:
+    """Events not folded yet, by the horizon the folder stored."""
+    key = "id <=" if store.database.dialect.name == "sqlite" else "txid <"
+    async with store.database.engine.connect() as conn:
+        return (await conn.execute(text(
+            f"SELECT COUNT(*) FROM events WHERE NOT ({key} (SELECT events_horizon FROM fold_state))"
+        ))).scalar_one()
+
+
+async def wait_until(predicate, seconds: float = 15) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not within the time allowed")
+
+
+async def test_one_folder_holds_the_lease_and_another_takes_over(database_url: str) -> None:
+    first = SqlStore(create_engine_for(database_url), fold_interval=0.05)
+    second = SqlStore(create_engine_for(database_url), fold_interval=0.05)
+    exp = experiment("lease")
+    await first.add_experiment(exp)
+    await first.start()
+    await wait_until(lambda: _true(first.folder.holds_lease))
+    await second.start()
+    await asyncio.sleep(0.3)
+    assert first.folder.holds_lease and not second.folder.holds_lease
+
+    a = await first.add_assignment(Assignment.decide(exp, "u1", T0))
+    await second.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(hours=1), 2.0)]))
+    await wait_until(lambda: _zero(pending(second)))  # folded by the holder, not the writer
+
+    await first.close()  # the holder goes: the other takes the lease over and folds
+    await wait_until(lambda: _true(second.folder.holds_lease))
+    await second.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(hours=2), 3.0)]))
+    await wait_until(lambda: _zero(pending(second)))
+    agg = (await second.variant_aggregates(exp, ResultQuery(primary_event_type="buy")))[a.variant_id]
+    assert (agg.primary_event_count, agg.value_sum, agg.value_sum_squares) == (2, 5.0, 25.0)
+    await second.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _zero(count) -> bool:  # type: ignore[no-untyped-def]
+    return await count == 0
+
+
+HOLDER = """
+import asyncio, sys
+from adapters.sqlalchemy.engine import create_engine_for
+from adapters.sqlalchemy.store import SqlStore
+
+async def main():
+    store = SqlStore(create_engine_for(sys.argv[1]), fold_interval=0.05)
+    await store.start()
+    while not store.folder.holds_lease:
+        await asyncio.sleep(0.02)
+    print("holding", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_lease_of_a_killed_holder_is_taken_over_within_seconds(database_url: str) -> None:
+    """The holder dies without a word (SIGKILL): its lock goes with its process or session."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, database_url], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    try:
+        assert holder.stdout is not None
+        assert (await asyncio.to_thread(holder.stdout.readline)).strip() == b"holding"
+        store = SqlStore(create_engine_for(database_url), fold_interval=0.05)
+        exp = experiment("killed")
+        await store.add_experiment(exp)
+        await store.start()
+        await asyncio.sleep(0.3)
+        assert not store.folder.holds_lease
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        started = time.monotonic()
+        await wait_until(lambda: _true(store.folder.holds_lease), seconds=10)
+        assert time.monotonic() - started < 10
+        await store.add_assignment(Assignment.decide(exp, "u1", T0))
+        await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0, 1.0)]))
+        await wait_until(lambda: _zero(pending(store)))
+        await store.close()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+async def test_results_read_their_writes_while_nothing_is_folded(database_url: str) -> None:
+    """With the folder stopped, every write still shows in results at once: the tail."""
+    store = SqlStore(create_engine_for(database_url), fold_interval=3600)
+    exp = experiment("tail")
+    await store.add_experiment(exp)
+    await store.fold()
+    a = await store.add_assignment(Assignment.decide(exp, "u1", T0))
+    await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(minutes=m), 1.0) for m in range(5)]))
+    assert await pending(store) == 5
+    for q in (ResultQuery(primary_event_type="buy"),
+              ResultQuery(start=T0, end=T0 + timedelta(days=1), primary_event_type="buy"),
+              ResultQuery(start=T0 + timedelta(minutes=1, seconds=30), end=T0 + timedelta(hours=3), primary_event_type="buy")):
+        agg = (await store.variant_aggregates(exp, q))[a.variant_id]
+        expected = 5 if q.start == T0 or q.start is None else 3
+        assert (agg.users, agg.primary_event_count, agg.value_sum) == (1, expected, float(expected)), q
+    await store.close()
