@@ -51,19 +51,19 @@ class EventTotals:
 class VariantAggregate:
     """What the store answers for one variant: counts and sums only, never raw events.
 
-    Per-user value totals are over the counted primary events; users without one count as 0,
-    so ``value_sum``/``value_sum_squares`` over ``users`` give the mean and variance per user.
+    ``primary`` covers the counted primary events; users without one count as 0, so its
+    ``value_sum``/``value_sum_squares`` over ``users`` give the mean and variance per user.
     """
 
     variant_id: str
     users: int = 0
-    events: int = 0
-    unique_users_with_events: int = 0
     event_counts: Mapping[str, int] = field(default_factory=dict)
-    primary_event_count: int = 0
-    primary_unique_users: int = 0
-    value_sum: float = 0.0
-    value_sum_squares: float = 0.0
+    unique_users_with_events: int = 0
+    primary: EventTotals = EventTotals()
+
+    @property
+    def events(self) -> int:
+        return sum(self.event_counts.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,11 +243,13 @@ class ResultCalculator:
             events=agg.events,
             unique_users_with_events=agg.unique_users_with_events,
             event_counts=dict(agg.event_counts),
-            primary_event_count=agg.primary_event_count,
-            primary_unique_users=agg.primary_unique_users,
-            primary_conversion_rate=_ratio(agg.primary_unique_users, agg.users),
-            value_sum=_finite(agg.value_sum),
-            value_per_user=_ratio(agg.value_sum, agg.users) if math.isfinite(agg.value_sum) else None,
+            primary_event_count=agg.primary.events,
+            primary_unique_users=agg.primary.users,
+            primary_conversion_rate=_ratio(agg.primary.users, agg.users),
+            value_sum=_finite(agg.primary.value_sum),
+            value_per_user=(
+                _ratio(agg.primary.value_sum, agg.users) if math.isfinite(agg.primary.value_sum) else None
+            ),
         )
 
     @staticmethod
@@ -271,8 +273,8 @@ class ResultCalculator:
         )
         z = two_proportion_z_test(x1, n1, x2, n2)
         welch = welch_t_test(
-            n1, control_agg.value_sum, control_agg.value_sum_squares,
-            n2, variant_agg.value_sum, variant_agg.value_sum_squares,
+            n1, control_agg.primary.value_sum, control_agg.primary.value_sum_squares,
+            n2, variant_agg.primary.value_sum, variant_agg.primary.value_sum_squares,
         )
         return Comparison(
             variant_id=variant.variant.id,

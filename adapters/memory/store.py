@@ -9,7 +9,7 @@ from domain.assignment import Assignment
 from domain.errors import DuplicateExperimentName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment
-from domain.results import ResultQuery, VariantAggregate
+from domain.results import EventTotals, ResultQuery, VariantAggregate
 
 
 class MemoryStore:
@@ -88,13 +88,14 @@ class MemoryStore:
             v.id: VariantAggregate(
                 variant_id=v.id,
                 users=users[v.id],
-                events=sum(event_counts[v.id].values()),
-                unique_users_with_events=len(users_with_events[v.id]),
                 event_counts=dict(event_counts[v.id]),
-                primary_event_count=primary_counts[v.id],
-                primary_unique_users=len(user_values[v.id]),
-                value_sum=sum(user_values[v.id].values()),
-                value_sum_squares=sum(t * t for t in user_values[v.id].values()),
+                unique_users_with_events=len(users_with_events[v.id]),
+                primary=EventTotals(
+                    events=primary_counts[v.id],
+                    users=len(user_values[v.id]),
+                    value_sum=sum(user_values[v.id].values()),
+                    value_sum_squares=sum(t * t for t in user_values[v.id].values()),
+                ),
             )
             for v in experiment.variants
         }

@@ -118,7 +118,8 @@ class ResultsView:
                 if t != ANY_TYPE and query.event_type in (None, t) and x.events
             }
             primary = by_type.get(primary_type, EventTotals())
-            result[v.id] = _aggregate(v.id, users[v.id], counts, by_type.get(shown_type, EventTotals()).users, primary)
+            shown = by_type.get(shown_type, EventTotals()).users
+            result[v.id] = VariantAggregate(v.id, users[v.id], counts, shown, primary)
         return result
 
     async def _over_range(
@@ -147,27 +148,11 @@ class ResultsView:
             else:
                 primaries[variant_id] = EventTotals(int(n or 0), int(count), float(s or 0.0), float(s2 or 0.0))
         return {
-            v.id: _aggregate(
+            v.id: VariantAggregate(
                 v.id, users[v.id], by_type[v.id], uniques.get(v.id, 0), primaries.get(v.id, EventTotals())
             )
             for v in experiment.variants
         }
-
-
-def _aggregate(
-    variant_id: str, users: int, counts: dict[str, int], unique_users: int, primary: EventTotals
-) -> VariantAggregate:
-    return VariantAggregate(
-        variant_id=variant_id,
-        users=users,
-        events=sum(counts.values()),
-        unique_users_with_events=unique_users,
-        event_counts=counts,
-        primary_event_count=primary.events,
-        primary_unique_users=primary.users,
-        value_sum=primary.value_sum,
-        value_sum_squares=primary.value_sum_squares,
-    )
 
 
 def _range_sql(d: Dialect, cut: Periods, query: ResultQuery) -> tuple[str, dict[str, Any]]:

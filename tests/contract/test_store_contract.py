@@ -87,7 +87,7 @@ async def test_the_counting_rule_is_exact_to_the_microsecond(store: Store) -> No
         ])
     )
     agg = (await store.variant_aggregates(exp, ResultQuery(primary_event_type="buy")))[assignment.variant_id]
-    assert (agg.users, agg.events, agg.primary_event_count, agg.value_sum, agg.value_sum_squares) == (
+    assert (agg.users, agg.events, agg.primary.events, agg.primary.value_sum, agg.primary.value_sum_squares) == (
         1, 2, 2, 5.0, 25.0,
     )
 
@@ -129,9 +129,9 @@ async def test_aggregates_equal_an_independent_computation(store: Store) -> None
             agg = got[v.id]
             want = expected[v.id]
             assert (agg.users, agg.events, agg.unique_users_with_events, dict(agg.event_counts),
-                    agg.primary_event_count, agg.primary_unique_users) == want[:6], query
-            assert agg.value_sum == pytest.approx(want[6], rel=1e-12)
-            assert agg.value_sum_squares == pytest.approx(want[7], rel=1e-12)
+                    agg.primary.events, agg.primary.users) == want[:6], query
+            assert agg.primary.value_sum == pytest.approx(want[6], rel=1e-12)
+            assert agg.primary.value_sum_squares == pytest.approx(want[7], rel=1e-12)
 
 
 def reference(exp, assignments, events, q: ResultQuery) -> dict[str, tuple]:

@@ -82,7 +82,7 @@ async def test_one_folder_holds_the_lease_and_another_takes_over(database_url: s
     await second.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(hours=2), 3.0)]))
     await wait_until(lambda: _zero(pending(second)))
     agg = (await second.variant_aggregates(exp, ResultQuery(primary_event_type="buy")))[a.variant_id]
-    assert (agg.primary_event_count, agg.value_sum, agg.value_sum_squares) == (2, 5.0, 25.0)
+    assert (agg.primary.events, agg.primary.value_sum, agg.primary.value_sum_squares) == (2, 5.0, 25.0)
     await second.close()
 
 
@@ -155,5 +155,5 @@ async def test_results_read_their_writes_while_nothing_is_folded(database_url: s
               ResultQuery(start=T0 + timedelta(minutes=1, seconds=30), end=T0 + timedelta(hours=3), primary_event_type="buy")):
         agg = (await store.variant_aggregates(exp, q))[a.variant_id]
         expected = 5 if q.start == T0 or q.start is None else 3
-        assert (agg.users, agg.primary_event_count, agg.value_sum) == (1, expected, float(expected)), q
+        assert (agg.users, agg.primary.events, agg.primary.value_sum) == (1, expected, float(expected)), q
     await store.close()

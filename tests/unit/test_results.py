@@ -11,7 +11,7 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from domain.errors import ValidationFailed
 from domain.experiment import Experiment, VariantDraft
-from domain.results import ResultCalculator, ResultQuery, VariantAggregate
+from domain.results import EventTotals, ResultCalculator, ResultQuery, VariantAggregate
 from tests.fakes import SequentialIds
 
 
@@ -28,9 +28,9 @@ def experiment(shares=(50, 50), primary: str | None = "buy") -> Experiment:
 
 def agg(variant_id: str, users: int, converters: int, value_sum: float = 0.0, sq: float = 0.0):
     return VariantAggregate(
-        variant_id=variant_id, users=users, events=converters * 2, unique_users_with_events=converters,
-        event_counts={"buy": converters, "view": converters}, primary_event_count=converters,
-        primary_unique_users=converters, value_sum=value_sum, value_sum_squares=sq,
+        variant_id=variant_id, users=users, unique_users_with_events=converters,
+        event_counts={"buy": converters, "view": converters},
+        primary=EventTotals(converters, converters, value_sum, sq),
     )
 
 
