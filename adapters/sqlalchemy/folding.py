@@ -152,12 +152,10 @@ def variant_increments(deltas: str) -> str:
     """
 
 
-def _period_upsert(table: str, period: str, unit: int) -> str:
-    bucket = floor_div("ts", unit)
+def _period_upsert(table: str, period: str, source: str) -> str:
     return f"""
     INSERT INTO {table} (experiment_id, {period}, event_type, user_id, variant_id, events, value_sum)
-    SELECT experiment_id, {bucket}, event_type, user_id, variant_id, COUNT(*), SUM(v)
-    FROM fold_counted GROUP BY experiment_id, {bucket}, event_type, user_id, variant_id
+    {source}
     ON CONFLICT (experiment_id, {period}, event_type, user_id) DO UPDATE SET
       events = {table}.events + excluded.events,
       value_sum = {table}.value_sum + excluded.value_sum
@@ -165,26 +163,38 @@ def _period_upsert(table: str, period: str, unit: int) -> str:
 
 
 _SCRATCH = (
-    # Per connection, emptied by every fold: what one fold counts, and its per-user deltas.
-    "CREATE TEMP TABLE IF NOT EXISTS fold_counted (experiment_id VARCHAR(32), user_id VARCHAR(256),"
-    " variant_id VARCHAR(32), event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION)",
+    # Per connection, emptied by every fold: what one fold counts per user and hour, and per user.
+    "CREATE TEMP TABLE IF NOT EXISTS fold_hours (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " variant_id VARCHAR(32), event_type VARCHAR(100), hour BIGINT, n BIGINT, s DOUBLE PRECISION)",
     "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
     " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
-    "DELETE FROM fold_counted",
+    "DELETE FROM fold_hours",
     "DELETE FROM fold_deltas",
 )
 
 
 def fold_statements(d: Dialect) -> tuple[Any, ...]:
     """The statements of one fold; parameters :eh :ah (stored horizons), :et :at (new), :now.
-    Variants before users: their increments need each user's totals from before this fold."""
+
+    The counted pairs are grouped once, per user and hour, into a scratch table; every total
+    derives from those rows, fewer than the events. Variants before users: their increments
+    need each user's totals from before this fold.
+    """
     w = fold_window(d)
+    hour = floor_div("p.ts", MICROS_PER_HOUR)
+    day = floor_div("hour", 24)
     statements = (
         *_SCRATCH,
-        "INSERT INTO fold_counted (experiment_id, user_id, variant_id, event_type, ts, v)"
-        + counted_pairs(d, w),
-        "INSERT INTO fold_deltas (experiment_id, user_id, variant_id, event_type, n, s)"
-        + user_deltas("fold_counted"),
+        f"""INSERT INTO fold_hours (experiment_id, user_id, variant_id, event_type, hour, n, s)
+        SELECT p.experiment_id, p.user_id, p.variant_id, p.event_type, {hour}, COUNT(*), SUM(p.v)
+        FROM ({counted_pairs(d, w)}) p
+        GROUP BY p.experiment_id, p.user_id, p.variant_id, p.event_type, {hour}""",
+        f"""INSERT INTO fold_deltas (experiment_id, user_id, variant_id, event_type, n, s)
+        SELECT experiment_id, user_id, variant_id, event_type, SUM(n), SUM(s)
+        FROM fold_hours GROUP BY experiment_id, user_id, variant_id, event_type
+        UNION ALL
+        SELECT experiment_id, user_id, variant_id, '{ANY_TYPE}', SUM(n), SUM(s)
+        FROM fold_hours GROUP BY experiment_id, user_id, variant_id""",
         """INSERT INTO variant_event_totals
              (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
         """ + variant_increments("fold_deltas") + """
@@ -200,8 +210,15 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
           events = user_event_totals.events + excluded.events,
           value_sum = user_event_totals.value_sum + excluded.value_sum
         """,
-        _period_upsert("user_day_totals", "day", MICROS_PER_DAY),
-        _period_upsert("user_hour_totals", "hour", MICROS_PER_HOUR),
+        _period_upsert(
+            "user_hour_totals", "hour",
+            "SELECT experiment_id, hour, event_type, user_id, variant_id, n, s FROM fold_hours WHERE true",
+        ),
+        _period_upsert(
+            "user_day_totals", "day",
+            f"SELECT experiment_id, {day}, event_type, user_id, variant_id, SUM(n), SUM(s) FROM fold_hours"
+            f" GROUP BY experiment_id, {day}, event_type, user_id, variant_id",
+        ),
         f"""INSERT INTO variant_users (experiment_id, variant_id, users)
         SELECT a.experiment_id, a.variant_id, COUNT(*) FROM {d.by_key("user_assignments", "a")}
         WHERE {w.new_assignments} GROUP BY a.experiment_id, a.variant_id
