@@ -47,6 +47,8 @@ def _well_formed(raw: bytes) -> None:
     try:
         msgspec.json.decode(raw, type=msgspec.Raw)
         msgspec.json.decode(raw)
+    except msgspec.ValidationError:
+        pass  # well-formed, with a number beyond a double's range (1e999): invalid, not malformed
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from exc
     except RecursionError:

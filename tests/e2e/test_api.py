@@ -1233,6 +1233,20 @@ def test_malformed_json_after_a_type_error_is_still_400(client: TestClient, path
     assert_problem(response, 400)
 
 
+@pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"1" + b"0" * 400])
+def test_a_number_beyond_a_double_is_422_naming_the_field(client: TestClient, experiment: dict, number: bytes) -> None:
+    # Well-formed JSON that no double holds: invalid input, not a malformed body.
+    good = json.dumps(event(experiment["id"], "u-1")).encode()
+    bad = good[:-1] + b', "value": ' + number + b"}"
+    post = lambda raw: client.post("/events", content=raw, headers={"Content-Type": "application/json"})  # noqa: E731
+    assert_problem(post(bad), 422, {"value"})
+    assert_problem(post(b'{"events": [' + good + b", " + bad + b"]}"), 422, {"events[1].value"})
+    variants = b'[{"name": "a", "traffic_percentage": ' + number + b'}, {"name": "b", "traffic_percentage": 50}]'
+    response = client.post("/experiments", content=b'{"name": "n", "variants": ' + variants + b"}",
+                           headers={"Content-Type": "application/json"})
+    assert_problem(response, 422, {"variants[0].traffic_percentage"})
+
+
 @pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
 def test_event_timestamp_out_of_range_in_utc_is_422(client: TestClient, experiment: dict, timestamp: str) -> None:
     single = client.post("/events", json=event(experiment["id"], "u-1", timestamp=timestamp))
