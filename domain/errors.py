@@ -34,6 +34,17 @@ class ExperimentNotFound(DomainError):
         super().__init__(f"experiment {experiment_id!r} does not exist")
 
 
+class UnknownExperiments(DomainError):
+    """Events that name experiments which do not exist: their positions, with the names."""
+
+    def __init__(self, experiment_ids: dict[int, str]) -> None:
+        self.experiment_ids = experiment_ids
+        super().__init__(
+            f"{len(experiment_ids)} events name experiments that do not exist, "
+            f"such as {next(iter(experiment_ids.values()))!r}"
+        )
+
+
 class DuplicateExperimentName(DomainError):
     def __init__(self, name: str) -> None:
         self.name = name

@@ -1,4 +1,4 @@
-"""What users do: events, validated one by one so a batch can name every bad one."""
+"""What users do: events, the rules an event keeps, and the columns a batch travels in."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from domain.experiment import MAX_EVENT_TYPE_LENGTH
 MAX_PROPERTIES_BYTES = 64 * 1024
 MAX_EVENT_ID_LENGTH = 256
 MAX_BATCH = 10_000
+OUT_OF_RANGE = "is outside years 1 to 9999 once converted to UTC"
 
 
 class TimestampOutOfRange(ValueError):
@@ -27,12 +28,54 @@ def as_utc(moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise TimestampOutOfRange("is outside years 1 to 9999 once converted to UTC") from None
+        raise TimestampOutOfRange(OUT_OF_RANGE) from None
 
 
 def text_error(value: str, field: str) -> FieldError | None:
     """NUL cannot be stored as text by every database, and no name or id needs it."""
     return FieldError(field, "must not contain the NUL character") if "\x00" in value else None
+
+
+def event_errors(
+    *,
+    user_id: str,
+    event_type: str,
+    timestamp: datetime | None = None,
+    value: float | None = None,
+    properties: str | None = None,
+    event_id: str | None = None,
+) -> list[FieldError]:
+    """Every rule one event breaks on its own (its experiment is the use case's to look up).
+
+    The rules that name every bad event of a batch; a decoder may check a whole batch faster
+    its own way, but must accept exactly the events that this accepts.
+    """
+    errors: list[FieldError] = []
+    if timestamp is not None and not MIN_MICROS <= to_micros(timestamp) <= MAX_MICROS:
+        errors.append(FieldError("timestamp", OUT_OF_RANGE))
+    for name, text in (("event_type", event_type), ("event_id", event_id)):
+        if text is not None and (error := text_error(text, name)) is not None:
+            errors.append(error)
+    if (error := user_id_error(user_id, "user_id")) is not None:
+        errors.append(error)
+    if not 1 <= len(event_type) <= MAX_EVENT_TYPE_LENGTH:
+        errors.append(FieldError("event_type", f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters"))
+    if value is not None and not math.isfinite(value):
+        errors.append(FieldError("value", "must be a finite number"))
+    if properties is not None and len(properties.encode()) > MAX_PROPERTIES_BYTES:
+        errors.append(
+            FieldError("properties", f"must be at most {MAX_PROPERTIES_BYTES} bytes serialized")
+        )
+    if event_id is not None and not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH:
+        errors.append(FieldError("event_id", f"must be 1 to {MAX_EVENT_ID_LENGTH} characters"))
+    return errors
+
+
+def batch_size_error(count: int) -> FieldError | None:
+    """A batch is stored in one transaction, all or nothing: its size is bounded."""
+    if not 1 <= count <= MAX_BATCH:
+        return FieldError("events", f"must hold 1 to {MAX_BATCH} events, got {count}")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +114,7 @@ class Event:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = _EPOCH.replace(tzinfo=None)
 _MICROSECOND = timedelta(microseconds=1)
 MIN_MICROS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
 MAX_MICROS = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
@@ -87,11 +131,52 @@ def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
+def micros_of(moments: list[datetime | None]) -> list[int | None]:
+    """``to_micros`` of each moment, None kept: a whole column in one comprehension."""
+    return [
+        None if m is None else (m - (_NAIVE_EPOCH if m.tzinfo is None else _EPOCH)) // _MICROSECOND
+        for m in moments
+    ]
+
+
+@dataclass(slots=True)
+class NewEvents:
+    """Events as a client sent them, in EventBatch's columns, aligned by position.
+
+    A timestamp the client left out is None: the event happened when it was received, which
+    ``stamped`` fills in. Every event already keeps the rules of ``event_errors``, which concern
+    each event alone: whoever reads events from outside checks them, as a decoder can for a whole
+    batch while it decodes. What needs the store or the clock is the use case's to check.
+    """
+
+    experiment_ids: list[str]
+    user_ids: list[str]
+    event_types: list[str]
+    timestamps: list[int | None]
+    values: list[float | None]
+    properties: list[str | None]
+    event_ids: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.experiment_ids)
+
+    def stamped(self, received_at: datetime) -> EventBatch:
+        """The batch to store, the events without a timestamp timed at ``received_at``."""
+        timestamps = self.timestamps
+        if None in timestamps:
+            now = to_micros(received_at)
+            timestamps = [now if t is None else t for t in timestamps]
+        return EventBatch(
+            self.experiment_ids, self.user_ids, self.event_types, timestamps,  # type: ignore[arg-type]
+            self.values, self.properties, self.event_ids,
+        )
+
+
 @dataclass(slots=True)
 class EventBatch:
     """Events as the columns a store writes: one list per field, aligned by position.
 
-    A valid batch goes from the decoder to the store in this shape, with no object per event.
+    A batch reaches the store in this shape, with no object per event on the way.
     Timestamps are microseconds since the epoch, UTC (``to_micros``).
     """
 
