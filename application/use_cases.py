@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Assignment, validate_user_id
-from domain.errors import ExperimentNotFound, FieldError, ValidationFailed
-from domain.event import MAX_BATCH, Event, EventBatch, TimestampOutOfRange, as_utc
+from domain.errors import ExperimentNotFound, FieldError, UnknownExperiments, ValidationFailed
+from domain.event import NewEvents, batch_size_error
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
@@ -100,19 +100,6 @@ class AssignUser:
         return assignment
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field, per event
-class EventDraft:
-    """An event as a client sends it; the timestamp defaults to the time it is received."""
-
-    experiment_id: str
-    user_id: str
-    event_type: str
-    timestamp: datetime | None = None
-    value: float | None = None
-    properties: str | None = None
-    event_id: str | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class RecordOutcome:
     accepted: int
@@ -120,75 +107,34 @@ class RecordOutcome:
 
 
 class RecordEvents:
+    """Store events all or none: each of an existing experiment, timed when received if the
+    client did not say. The rules of each event alone were checked where the events came in."""
+
     def __init__(self, experiments: GetExperiment, store: Store, clock: Clock) -> None:
         self._experiments, self._store, self._clock = experiments, store, clock
 
-    async def __call__(
-        self,
-        drafts: Sequence[EventDraft | None],
-        *,
-        batch: bool,
-        rejected: Sequence[FieldError] = (),
-    ) -> RecordOutcome:
-        """Validate every event first, then store all of them in one transaction, or none.
-
-        A single event for an unknown experiment is ExperimentNotFound; in a batch it is one
-        more invalid event, named by its index like the others. ``rejected`` are errors found
-        before (events a caller could not even read, passed as None), reported with the rest.
-        """
-        if batch and not 1 <= len(drafts) <= MAX_BATCH:
-            raise ValidationFailed(
-                [FieldError("events", f"must hold 1 to {MAX_BATCH} events, got {len(drafts)}")]
+    async def __call__(self, events: NewEvents) -> RecordOutcome:
+        """Raises UnknownExperiments, naming every event of an experiment that does not exist."""
+        if (error := batch_size_error(len(events))) is not None:
+            raise ValidationFailed([error])
+        experiment_ids = events.experiment_ids
+        if unknown := await self.unknown_experiments(experiment_ids):
+            raise UnknownExperiments(
+                {i: x for i, x in enumerate(experiment_ids) if x in unknown}
             )
-        received_at = self._clock.now()
-        known = await self._known_experiments(
-            {d.experiment_id for d in drafts if d is not None}, batch=batch
-        )
-        events: list[Event] = []
-        errors: list[FieldError] = list(rejected)
-        for i, draft in enumerate(drafts):
-            if draft is None:
-                continue
-            prefix = f"events[{i}]." if batch else ""
-            try:
-                timestamp = received_at if draft.timestamp is None else as_utc(draft.timestamp)
-            except TimestampOutOfRange as exc:
-                errors.append(FieldError(f"{prefix}timestamp", str(exc)))
-                timestamp = received_at
-            event = Event(
-                experiment_id=draft.experiment_id,
-                user_id=draft.user_id,
-                event_type=draft.event_type,
-                timestamp=timestamp,
-                value=draft.value,
-                properties=draft.properties,
-                event_id=draft.event_id,
-            )
-            errors.extend(event.errors(prefix))
-            if draft.experiment_id not in known:
-                errors.append(FieldError(f"{prefix}experiment_id", "experiment does not exist"))
-            events.append(event)
-        if errors:
-            raise ValidationFailed(sorted(errors, key=_event_index))
-        accepted = await self._store.add_events(EventBatch.of(events))
-        return RecordOutcome(accepted=accepted, duplicates=len(events) - accepted)
+        batch = events.stamped(self._clock.now())
+        accepted = await self._store.add_events(batch)
+        return RecordOutcome(accepted=accepted, duplicates=len(batch) - accepted)
 
-    async def _known_experiments(self, experiment_ids: set[str], *, batch: bool) -> set[str]:
-        known = set()
-        for experiment_id in experiment_ids:
+    async def unknown_experiments(self, experiment_ids: Iterable[str]) -> set[str]:
+        """Those of ``experiment_ids`` that name no experiment; one cached lookup per id."""
+        unknown = set()
+        for experiment_id in set(experiment_ids):
             try:
                 await self._experiments(experiment_id)
             except ExperimentNotFound:
-                if not batch:
-                    raise
-            else:
-                known.add(experiment_id)
-        return known
-
-
-def _event_index(error: FieldError) -> int:
-    head = error.field.partition("]")[0]
-    return int(head[len("events[") :]) if head.startswith("events[") else -1
+                unknown.add(experiment_id)
+        return unknown
 
 
 class ComputeResults:

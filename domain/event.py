@@ -80,6 +80,8 @@ def batch_size_error(count: int) -> FieldError | None:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One stored event, as a row: for the in-memory store and for tests."""
+
     experiment_id: str
     user_id: str
     event_type: str
@@ -87,30 +89,6 @@ class Event:
     value: float | None = None
     properties: str | None = None  # a JSON object, kept as the text it was serialized to
     event_id: str | None = None
-
-    def errors(self, prefix: str = "") -> list[FieldError]:
-        """Every rule this event breaks, with field paths under ``prefix``."""
-        errors: list[FieldError] = [
-            e for name in ("event_type", "event_id")
-            if (e := text_error(getattr(self, name) or "", prefix + name)) is not None
-        ]
-        if (error := user_id_error(self.user_id, f"{prefix}user_id")) is not None:
-            errors.append(error)
-        if not 1 <= len(self.event_type) <= MAX_EVENT_TYPE_LENGTH:
-            errors.append(
-                FieldError(f"{prefix}event_type", f"must be 1 to {MAX_EVENT_TYPE_LENGTH} characters")
-            )
-        if self.value is not None and not math.isfinite(self.value):
-            errors.append(FieldError(f"{prefix}value", "must be a finite number"))
-        if self.properties is not None and len(self.properties.encode()) > MAX_PROPERTIES_BYTES:
-            errors.append(
-                FieldError(f"{prefix}properties", f"must be at most {MAX_PROPERTIES_BYTES} bytes serialized")
-            )
-        if self.event_id is not None and not 1 <= len(self.event_id) <= MAX_EVENT_ID_LENGTH:
-            errors.append(
-                FieldError(f"{prefix}event_id", f"must be 1 to {MAX_EVENT_ID_LENGTH} characters")
-            )
-        return errors
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

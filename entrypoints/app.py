@@ -20,10 +20,16 @@ from application.use_cases import (
     ListExperiments,
     RecordEvents,
 )
-from domain.errors import FieldError, ValidationFailed
+from domain.errors import FieldError, UnknownExperiments, ValidationFailed
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
-from entrypoints.decoding import DecodedEvents, EventsDTO, ExperimentDTO, variant_drafts
+from entrypoints.decoding import (
+    DecodedEvents,
+    EventsDTO,
+    ExperimentDTO,
+    InvalidBatch,
+    variant_drafts,
+)
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
@@ -90,8 +96,13 @@ async def assign(
 async def record_events(
     data: JSONBody[EventBatchIn], record_events: NamedDependency[RecordEvents]
 ) -> EventsAcceptedOut:
-    decoded: DecodedEvents = data  # type: ignore[assignment]  # EventsDTO decodes either shape
-    outcome = await record_events(decoded.drafts, batch=decoded.batch, rejected=decoded.rejected)
+    body: DecodedEvents = data  # type: ignore[assignment]  # EventsDTO decodes either shape
+    if isinstance(body, InvalidBatch):
+        raise body.failure(await record_events.unknown_experiments(body.experiment_ids.values()))
+    try:
+        outcome = await record_events(body.events)
+    except UnknownExperiments as exc:
+        raise body.unknown(exc) from None
     return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 

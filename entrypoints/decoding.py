@@ -8,17 +8,33 @@ decode strictly and keep the handler's request schema in the OpenAPI document.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, ClassVar
 
 import msgspec
 from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
-from application.use_cases import EventDraft
-from domain.errors import FieldError, ValidationFailed
+from domain.errors import (
+    DomainError,
+    ExperimentNotFound,
+    FieldError,
+    UnknownExperiments,
+    ValidationFailed,
+)
+from domain.event import (
+    MAX_MICROS,
+    MAX_PROPERTIES_BYTES,
+    MIN_MICROS,
+    NewEvents,
+    batch_size_error,
+    event_errors,
+    micros_of,
+)
 from domain.experiment import VariantDraft
-from entrypoints.schemas import EventBatchIn, EventIn, ExperimentIn
+from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn
 
 
 class MalformedBody(ValueError):
@@ -77,11 +93,51 @@ class StrictDTO(MsgspecDTO):
 ExperimentDTO = StrictDTO[ExperimentIn]
 
 
+UNKNOWN_EXPERIMENT = "experiment does not exist"
+
+
 @dataclass(frozen=True, slots=True)
-class DecodedEvents:
-    drafts: list[EventDraft | None]  # None where an event of a batch was of the wrong shape
-    batch: bool
-    rejected: list[FieldError]  # why those were of the wrong shape
+class OneEvent:
+    """The body was a single event."""
+
+    events: NewEvents  # of one
+
+    def unknown(self, exc: UnknownExperiments) -> DomainError:
+        """A single event of an unknown experiment is a 404, like any unknown experiment."""
+        return ExperimentNotFound(exc.experiment_ids[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The body was a batch, and every event kept the rules of an event alone."""
+
+    events: NewEvents
+
+    def unknown(self, exc: UnknownExperiments) -> DomainError:
+        """In a batch, an unknown experiment is one more invalid event, named by its index."""
+        return ValidationFailed(
+            [FieldError(f"events[{i}].experiment_id", UNKNOWN_EXPERIMENT) for i in exc.experiment_ids]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidBatch:
+    """A batch with a bad event: every fault of the events, and the experiments of those that
+    could be read, so that the unknown ones are named too."""
+
+    errors: list[FieldError]
+    experiment_ids: dict[int, str]  # by index in the batch
+
+    def failure(self, unknown: set[str]) -> ValidationFailed:
+        errors = self.errors + [
+            FieldError(f"events[{i}].experiment_id", UNKNOWN_EXPERIMENT)
+            for i, experiment_id in self.experiment_ids.items()
+            if experiment_id in unknown
+        ]
+        return ValidationFailed(sorted(errors, key=_event_index))  # stable: an event's own order
+
+
+DecodedEvents = OneEvent | Batch | InvalidBatch
 
 
 class _Envelope(msgspec.Struct):
@@ -94,49 +150,109 @@ class EventsDTO(StrictDTO[EventBatchIn]):
     schema: ClassVar[Any] = EventIn | EventBatchIn
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
-        try:  # the common case, a well-formed batch, in one pass
-            batch = msgspec.json.decode(value, type=EventBatchIn)
-        except (msgspec.DecodeError, RecursionError):  # DecodeError covers ValidationError too
-            pass
-        else:
-            return DecodedEvents([event_draft(e) for e in batch.events], batch=True, rejected=[])
-        envelope = decode(value, _Envelope)
-        if not envelope.events:
-            return DecodedEvents([event_draft(decode(value, EventIn))], batch=False, rejected=[])
-        # A batch that did not decode above has a bad event (or is no list): name every one.
-        return self._one_by_one(envelope.events)
-
-    @staticmethod
-    def _one_by_one(raw: msgspec.Raw) -> DecodedEvents:
-        """The slow path, only for a batch that has a bad event: name every bad one."""
-        items = decode(raw, list[msgspec.Raw], prefix="events")
-        drafts: list[EventDraft | None] = []
-        rejected: list[FieldError] = []
-        for i, item in enumerate(items):
-            try:
-                drafts.append(event_draft(decode(item, EventIn, prefix=f"events[{i}].")))
-            except ValidationFailed as exc:
-                drafts.append(None)
-                rejected.extend(exc.errors)
-        return DecodedEvents(drafts, batch=True, rejected=rejected)
+        return decode_events(value)
 
     @classmethod
     def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
         return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
 
-def variant_drafts(body: ExperimentIn) -> list[VariantDraft]:
-    return [VariantDraft(v.name, v.traffic_percentage, v.is_control) for v in body.variants]
+def decode_events(raw: bytes) -> DecodedEvents:
+    """A single event or a batch, as columns; a bad single event raises ValidationFailed."""
+    try:  # the common case, a valid batch: decoded and checked in C, then made columns
+        batch = msgspec.json.decode(raw, type=EventBatchIn)
+    except (msgspec.DecodeError, RecursionError):  # DecodeError covers ValidationError too
+        pass
+    else:
+        events = columns(batch.events)
+        if not breaks_a_rule(events):
+            return Batch(events)
+    envelope = decode(raw, _Envelope)
+    if not envelope.events:
+        event = decode(raw, EventFieldsIn)
+        if errors := event_errors_of(event):
+            raise ValidationFailed(errors)
+        return OneEvent(columns([event]))
+    return _one_by_one(envelope.events)
 
 
-def event_draft(e: EventIn) -> EventDraft:
-    return EventDraft(
-        experiment_id=e.experiment_id,
-        user_id=e.user_id,
-        event_type=e.event_type,
-        timestamp=e.timestamp,
-        value=e.value,
-        properties=None if e.properties is None else msgspec.json.encode(e.properties).decode(),
-        event_id=e.event_id,
+def _one_by_one(raw: msgspec.Raw) -> Batch | InvalidBatch:
+    """The slow path, for a batch that broke a rule above: name every bad event."""
+    items = decode(raw, list[msgspec.Raw], prefix="events")
+    if (error := batch_size_error(len(items))) is not None:
+        raise ValidationFailed([error])
+    read: list[EventFieldsIn] = []
+    errors: list[FieldError] = []
+    experiment_ids: dict[int, str] = {}
+    for i, item in enumerate(items):
+        prefix = f"events[{i}]."
+        try:
+            event = decode(item, EventFieldsIn, prefix=prefix)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+            continue
+        read.append(event)
+        experiment_ids[i] = event.experiment_id
+        errors.extend(event_errors_of(event, prefix))
+    if errors:
+        return InvalidBatch(errors, experiment_ids)
+    # Every event keeps the rules: the fast path refused the batch for a reason of its own
+    # (a recursion limit met at a different depth, say), which is no fault of the client's.
+    return Batch(columns(read))
+
+
+def columns(events: Sequence[EventIn | EventFieldsIn]) -> NewEvents:
+    """The events as the columns the store writes: one list per field, no object per event."""
+    encode = msgspec.json.encode
+    return NewEvents(
+        experiment_ids=[e.experiment_id for e in events],
+        user_ids=[e.user_id for e in events],
+        event_types=[e.event_type for e in events],
+        timestamps=micros_of([e.timestamp for e in events]),
+        values=[e.value for e in events],
+        properties=[None if e.properties is None else encode(e.properties).decode() for e in events],
+        event_ids=[e.event_id for e in events],
     )
 
+
+def breaks_a_rule(events: NewEvents) -> bool:
+    """The rules of ``event_errors`` that EventIn's constraints cannot say, over whole columns.
+
+    NUL is refused by one search of the joined columns rather than by a ``pattern`` constraint:
+    a regular expression per string cost more than all the rest of the decoding
+    (bench/decode.py).
+    """
+    texts = chain(events.user_ids, events.event_types, filter(None, events.event_ids))
+    if "\x00" in "".join(texts):
+        return True
+    timestamps = [t for t in events.timestamps if t is not None]
+    if timestamps and (min(timestamps) < MIN_MICROS or max(timestamps) > MAX_MICROS):
+        return True
+    return any(
+        len(p.encode()) > MAX_PROPERTIES_BYTES for p in events.properties if p is not None
+    )
+
+
+def event_errors_of(event: EventFieldsIn, prefix: str = "") -> list[FieldError]:
+    """The domain's ``event_errors`` of one decoded event, its fields named under ``prefix``."""
+    properties = None if event.properties is None else msgspec.json.encode(event.properties).decode()
+    return [
+        FieldError(prefix + e.field, e.message)
+        for e in event_errors(
+            user_id=event.user_id,
+            event_type=event.event_type,
+            timestamp=event.timestamp,
+            value=event.value,
+            properties=properties,
+            event_id=event.event_id,
+        )
+    ]
+
+
+def _event_index(error: FieldError) -> int:
+    head = error.field.partition("]")[0]
+    return int(head[len("events[") :]) if head.startswith("events[") else -1
+
+
+def variant_drafts(body: ExperimentIn) -> list[VariantDraft]:
+    return [VariantDraft(v.name, v.traffic_percentage, v.is_control) for v in body.variants]

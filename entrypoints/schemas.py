@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from application.use_cases import ExperimentPage
-from domain.assignment import Assignment
-from domain.experiment import Experiment
+from domain.assignment import MAX_USER_ID_LENGTH, Assignment
+from domain.event import MAX_EVENT_ID_LENGTH
+from domain.experiment import MAX_EVENT_TYPE_LENGTH, Experiment
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.statistics import Interval
 
-# ---- requests: types only; the rules (lengths, the split) live in the domain, in one place.
+# ---- requests: types only, and the domain names every broken rule. Events are the exception:
+# a batch is decoded with the domain's limits as msgspec constraints, so that a valid batch is
+# checked in C as it is read; a batch that breaks one is decoded again as EventFieldsIn, event by
+# event, for the domain to name every fault (entrypoints/decoding.py).
 
 
 class VariantIn(msgspec.Struct):
@@ -29,7 +34,37 @@ class ExperimentIn(msgspec.Struct):
     primary_event_type: str | None = None
 
 
-class EventIn(msgspec.Struct):
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID_LENGTH)]
+EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_TYPE_LENGTH)]
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
+# msgspec refuses a JSON number beyond a double's range (1e999) as it parses; the bounds say in
+# the schema that a value is finite, and keep infinity out should a decoder let one through.
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+
+
+class EventIn(msgspec.Struct, gc=False):
+    """An event, with the limits the decoder checks in C. What a constraint cannot say (no NUL
+    in text, a timestamp within years 1 to 9999 in UTC, the properties' serialized size) the
+    decoder checks over the batch's columns. ``gc=False``: a batch makes thousands of these,
+    and none can be part of a reference cycle, so the collector need not track them."""
+
+    experiment_id: str
+    user_id: UserId
+    event_type: EventType
+    timestamp: datetime | None = None
+    value: FiniteFloat | None = None
+    properties: dict[str, Any] | None = None
+    event_id: EventId | None = None
+
+
+class EventBatchIn(msgspec.Struct, gc=False):
+    events: list[EventIn]
+
+
+class EventFieldsIn(msgspec.Struct):
+    """An event's types alone: a bad batch is decoded event by event with it, and the domain's
+    ``event_errors`` names every broken rule."""
+
     experiment_id: str
     user_id: str
     event_type: str
@@ -37,10 +72,6 @@ class EventIn(msgspec.Struct):
     value: float | None = None
     properties: dict[str, Any] | None = None
     event_id: str | None = None
-
-
-class EventBatchIn(msgspec.Struct):
-    events: list[EventIn]
 
 
 # ---- responses

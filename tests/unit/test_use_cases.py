@@ -14,12 +14,17 @@ from application.use_cases import (
     CheckHealth,
     ComputeResults,
     CreateExperiment,
-    EventDraft,
     GetExperiment,
     ListExperiments,
     RecordEvents,
 )
-from domain.errors import DuplicateExperimentName, ExperimentNotFound, FieldError, ValidationFailed
+from domain.errors import (
+    DuplicateExperimentName,
+    ExperimentNotFound,
+    UnknownExperiments,
+    ValidationFailed,
+)
+from domain.event import NewEvents, to_micros
 from domain.experiment import VariantDraft
 from domain.results import ResultCalculator
 from tests.fakes import FakeClock, SequentialIds
@@ -107,65 +112,66 @@ async def test_user_id_length(svc: Service) -> None:
     assert (await svc.assign(experiment.id, "x" * 256)).user_id == "x" * 256
 
 
+def events(*rows: tuple, **columns: list) -> NewEvents:
+    """NewEvents from (experiment_id, user_id, event_type[, timestamp]) rows; other columns
+    default to None."""
+    n = len(rows)
+    return NewEvents(
+        experiment_ids=[r[0] for r in rows],
+        user_ids=[r[1] for r in rows],
+        event_types=[r[2] for r in rows],
+        timestamps=[to_micros(r[3]) if len(r) > 3 else None for r in rows],
+        values=columns.get("values", [None] * n),
+        properties=columns.get("properties", [None] * n),
+        event_ids=columns.get("event_ids", [None] * n),
+    )
+
+
 async def test_events_dedupe_by_event_id(svc: Service) -> None:
     experiment = await svc.experiment()
-    draft = EventDraft(experiment.id, "u1", "buy", event_id="e1")
-    outcome = await svc.record([draft, draft, EventDraft(experiment.id, "u1", "view")], batch=True)
+    x = experiment.id
+    batch = events((x, "u1", "buy"), (x, "u1", "buy"), (x, "u1", "view"), event_ids=["e1", "e1", None])
+    outcome = await svc.record(batch)
     assert (outcome.accepted, outcome.duplicates) == (2, 1)
-    again = await svc.record([draft], batch=False)
+    again = await svc.record(events((x, "u1", "buy"), event_ids=["e1"]))
     assert (again.accepted, again.duplicates) == (0, 1)
 
 
-async def test_a_bad_event_rejects_the_whole_batch_naming_each_index(svc: Service) -> None:
+async def test_unknown_experiments_are_named_by_position_and_nothing_is_stored(svc: Service) -> None:
     experiment = await svc.experiment()
     await svc.assign(experiment.id, "u1")
-    drafts = [
-        EventDraft(experiment.id, "u1", "buy"),
-        EventDraft(experiment.id, "u1", ""),
-        EventDraft("nope", "u1", "buy"),
-        None,
-        EventDraft(experiment.id, "u1", "buy", value=float("inf")),
-    ]
-    with pytest.raises(ValidationFailed) as exc:
-        await svc.record(drafts, batch=True, rejected=[FieldError("events[3].user_id", "bad")])
-    assert [e.field for e in exc.value.errors] == [
-        "events[1].event_type", "events[2].experiment_id", "events[3].user_id", "events[4].value",
-    ]
+    batch = events(
+        (experiment.id, "u1", "buy"), ("nope", "u1", "buy"), (experiment.id, "u1", "buy"), ("gone", "u1", "x")
+    )
+    with pytest.raises(UnknownExperiments) as exc:
+        await svc.record(batch)
+    assert exc.value.experiment_ids == {1: "nope", 3: "gone"}
     assert (await svc.results(experiment.id)).total_events == 0
-
-
-async def test_single_event_for_unknown_experiment_is_not_found(svc: Service) -> None:
-    with pytest.raises(ExperimentNotFound):
-        await svc.record([EventDraft("nope", "u1", "buy")], batch=False)
+    assert await svc.record.unknown_experiments(["nope", experiment.id, "nope", "gone"]) == {"nope", "gone"}
+    assert await svc.record.unknown_experiments([]) == set()
 
 
 @pytest.mark.parametrize("size", [0, 10_001])
 async def test_batch_size_bounds(svc: Service, size: int) -> None:
     experiment = await svc.experiment()
-    with pytest.raises(ValidationFailed):
-        await svc.record([EventDraft(experiment.id, "u", "buy")] * size, batch=True)
-
-
-async def test_properties_size_limit(svc: Service) -> None:
-    experiment = await svc.experiment()
-    big = '{"k":"' + "x" * (64 * 1024) + '"}'
-    with pytest.raises(ValidationFailed):
-        await svc.record([EventDraft(experiment.id, "u", "buy", properties=big)], batch=False)
+    with pytest.raises(ValidationFailed) as exc:
+        await svc.record(events(*[(experiment.id, "u", "buy")] * size))
+    assert [e.field for e in exc.value.errors] == ["events"]
 
 
 async def test_events_count_from_the_assignment_on(svc: Service) -> None:
     experiment = await svc.experiment()
-    await svc.record([EventDraft(experiment.id, "u1", "buy")], batch=False)  # before: not counted
+    await svc.record(events((experiment.id, "u1", "buy")))  # received before: not counted
     svc.clock.advance(seconds=1)
     assigned = await svc.assign(experiment.id, "u1")
     at = assigned.assigned_at
     await svc.record(
-        [
-            EventDraft(experiment.id, "u1", "buy", timestamp=at, value=2.0),  # equal: counted
-            EventDraft(experiment.id, "u1", "buy", timestamp=at - timedelta(microseconds=1)),
-            EventDraft(experiment.id, "stranger", "buy"),  # never assigned: stored, not counted
-        ],
-        batch=True,
+        events(
+            (experiment.id, "u1", "buy", at),  # equal: counted
+            (experiment.id, "u1", "buy", at - timedelta(microseconds=1)),
+            (experiment.id, "stranger", "buy"),  # never assigned: stored, not counted
+            values=[2.0, None, None],
+        )
     )
     results = await svc.results(experiment.id)
     row = next(v for v in results.variants if v.variant.id == assigned.variant_id)
@@ -176,10 +182,11 @@ async def test_default_timestamp_is_the_time_received(svc: Service) -> None:
     experiment = await svc.experiment()
     await svc.assign(experiment.id, "u1")
     svc.clock.advance(seconds=5)
-    await svc.record([EventDraft(experiment.id, "u1", "buy")], batch=False)
+    sent_at = datetime(2026, 11, 28, 13, 0, 0, 7, tzinfo=UTC)
+    await svc.record(events((experiment.id, "u1", "buy"), (experiment.id, "u1", "buy", sent_at)))
     received = svc.clock.now()
-    results = await svc.results(experiment.id, start=received, end=received)
-    assert results.total_events == 1
+    assert (await svc.results(experiment.id, start=received, end=received)).total_events == 1
+    assert (await svc.results(experiment.id, start=sent_at, end=sent_at)).total_events == 1
 
 
 async def test_results_reject_bad_filters(svc: Service) -> None:
