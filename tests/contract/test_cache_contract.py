@@ -18,7 +18,7 @@ CACHE_KINDS = ["memory", "redis"]
 
 async def open_cache(kind: str, ttl_seconds: float) -> Cache:
     if kind == "memory":
-        return MemoryCache(ttl_seconds=ttl_seconds)
+        return MemoryCache(ttl_seconds=ttl_seconds, experiment_ttl_seconds=ttl_seconds)
     if kind == "redis":
         import os
         import secrets
@@ -98,3 +98,16 @@ async def test_entries_expire(kind: str) -> None:
     await asyncio.sleep(1.2)
     assert await cache.get_experiment(exp.id) is None
     await cache.close()
+
+
+async def test_a_forgotten_experiment_is_a_miss_and_its_assignments_stay(cache: Cache) -> None:
+    exp = an_experiment()
+    assignment = Assignment.decide(exp, "u1", exp.created_at)
+    await cache.set_experiment(exp)
+    await cache.set_assignment(assignment)
+    await cache.forget_experiment(exp.id)
+    assert await cache.get_experiment(exp.id) is None
+    assert await cache.get_assignment(exp.id, "u1") == assignment
+    await cache.forget_experiment("never cached")
+    await cache.set_experiment(exp)  # cached again after the change, as its next read would
+    assert await cache.get_experiment(exp.id) == exp
