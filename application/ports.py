@@ -61,9 +61,11 @@ class Store(Protocol):
 
 
 class Cache(Protocol):
-    """A cache in front of the store for what never changes once written.
+    """A cache in front of the store, shared by every process of the service or kept by each.
 
-    Experiments and assignments are immutable, so a hit is never stale. A cache that cannot
+    An assignment never changes once stored, so a cached one is never stale. An experiment may
+    change: whoever changes it in the store then calls ``forget_experiment``, and every process
+    stops answering with the old copy within a bound each adapter documents. A cache that cannot
     answer behaves as a miss: the store stays the truth.
     """
 
@@ -74,6 +76,10 @@ class Cache(Protocol):
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None: ...
 
     async def set_assignment(self, assignment: Assignment) -> None: ...
+
+    async def forget_experiment(self, experiment_id: str) -> None:
+        """Drop the experiment from this cache at once, and from every other process's copy
+        within the adapter's bound. Its assignments stay: they never change."""
 
     async def close(self) -> None: ...
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         from entrypoints.container import build_cache
 
-        build_cache(settings.cache_url, settings.cache_ttl_seconds)
+        build_cache(settings)
         migrate(settings)
         check_store(settings)
     except ConfigurationError as exc:

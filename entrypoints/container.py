@@ -31,18 +31,30 @@ def build_store(database_url: str) -> Store:
     return SqlStore(create_engine_for(database_url))
 
 
-def build_cache(cache_url: str, ttl_seconds: int) -> Cache:
+def build_cache(settings: Settings) -> Cache:
+    cache_url = settings.cache_url
     if cache_url == "memory://":
-        return MemoryCache(ttl_seconds=ttl_seconds)
+        return MemoryCache(
+            ttl_seconds=settings.cache_ttl_seconds,
+            experiment_ttl_seconds=settings.near_cache_ttl_seconds,
+        )
     scheme = cache_url.partition("://")[0].lower() if "://" in cache_url else ""
     if scheme in ("redis", "rediss"):
         # Imported here so that a process on the memory cache never loads redis-py.
         from adapters.redis.cache import RedisCache
+        from adapters.redis.near_cache import ForgetChannel, NearCache
 
         try:
-            return RedisCache(cache_url, ttl_seconds=ttl_seconds)
+            shared = RedisCache(cache_url, ttl_seconds=settings.cache_ttl_seconds)
+            changes = ForgetChannel(cache_url)
         except ValueError as exc:  # redis-py's URL parser; its message never holds the password
             raise ConfigurationError(f"CACHE_URL is not a valid Redis URL: {exc}") from None
+        return NearCache(
+            shared,
+            changes,
+            experiment_ttl_seconds=settings.near_cache_ttl_seconds,
+            max_entries=settings.near_cache_max_entries,
+        )
     # Only the scheme is echoed: the rest of a URL may hold a password.
     shown = f"scheme {scheme!r}" if scheme else "value"
     raise ConfigurationError(
@@ -57,7 +69,7 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
     store = providers.Singleton(build_store, settings.provided.database_url)
-    cache = providers.Singleton(build_cache, settings.provided.cache_url, settings.provided.cache_ttl_seconds)
+    cache = providers.Singleton(build_cache, settings)
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(TimeOrderedIds)
     calculator = providers.Singleton(ResultCalculator)

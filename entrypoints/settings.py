@@ -19,6 +19,8 @@ class Settings:
     port: int = 8000
     workers: int = 1
     cache_ttl_seconds: int = 3600
+    near_cache_ttl_seconds: int = 5
+    near_cache_max_entries: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -32,6 +34,8 @@ class Settings:
             port=_int(env, "PORT", 8000),
             workers=_int(env, "WORKERS", 1),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 3600),
+            near_cache_ttl_seconds=_int(env, "NEAR_CACHE_TTL_SECONDS", 5),
+            near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
         )
 
 

@@ -6,10 +6,14 @@ import asyncio
 
 
 class OutageProxy:
-    """While cut, open connections are dropped and new ones are closed at once."""
+    """While cut, open connections are dropped and new ones are closed at once. While silent,
+    connections stay open but nothing crosses in either direction, as when a network path dies
+    without a reset. ``bytes_to_server`` counts what clients sent through it."""
 
     def __init__(self, host: str, port: int) -> None:
         self.up = True
+        self.silent = False
+        self.bytes_to_server = 0
         self._target = (host, port)
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
@@ -25,9 +29,13 @@ class OutageProxy:
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         self._writers += [writer, up_writer]
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.silent:
+                        continue
+                    if up:
+                        self.bytes_to_server += len(data)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -35,7 +43,7 @@ class OutageProxy:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
     def cut(self) -> None:
         self.up = False
@@ -45,6 +53,7 @@ class OutageProxy:
 
     def restore(self) -> None:
         self.up = True
+        self.silent = False
 
     async def stop(self) -> None:
         self.cut()

@@ -9,26 +9,45 @@ from domain.experiment import Experiment
 
 
 class MemoryCache:
-    """Keys ``experiment:{experiment_id}`` and ``assignment:{experiment_id}:{user_id}``.
+    """Experiments by id, assignments by (experiment id, user id), each process its own.
 
     cachetools' TTLCache evicts least-recently-used entries past ``max_entries``, so memory stays
-    bounded however many users arrive.
+    bounded however many users arrive. Assignments are kept ``ttl_seconds``. Experiments are kept
+    only ``experiment_ttl_seconds``: with several worker processes each holds its own copy, and
+    ``forget_experiment`` reaches only the process it is called in, so that TTL is how long the
+    other processes may still answer with an experiment as it was before a change.
     """
 
-    def __init__(self, ttl_seconds: float = 3600, max_entries: int = 1_000_000) -> None:
-        self._entries: TTLCache[str, object] = TTLCache(maxsize=max_entries, ttl=ttl_seconds)
+    def __init__(
+        self,
+        ttl_seconds: float = 3600,
+        max_entries: int = 1_000_000,
+        *,
+        experiment_ttl_seconds: float = 5,
+        max_experiments: int = 10_000,
+    ) -> None:
+        self._assignments: TTLCache[tuple[str, str], Assignment] = TTLCache(
+            maxsize=max_entries, ttl=ttl_seconds
+        )
+        self._experiments: TTLCache[str, Experiment] = TTLCache(
+            maxsize=max_experiments, ttl=experiment_ttl_seconds
+        )
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
-        return self._entries.get(f"experiment:{experiment_id}")  # type: ignore[return-value]
+        return self._experiments.get(experiment_id)
 
     async def set_experiment(self, experiment: Experiment) -> None:
-        self._entries[f"experiment:{experiment.id}"] = experiment
+        self._experiments[experiment.id] = experiment
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
-        return self._entries.get(f"assignment:{experiment_id}:{user_id}")  # type: ignore[return-value]
+        return self._assignments.get((experiment_id, user_id))
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        self._entries[f"assignment:{assignment.experiment_id}:{assignment.user_id}"] = assignment
+        self._assignments[(assignment.experiment_id, assignment.user_id)] = assignment
+
+    async def forget_experiment(self, experiment_id: str) -> None:
+        self._experiments.pop(experiment_id, None)
 
     async def close(self) -> None:
-        self._entries.clear()
+        self._experiments.clear()
+        self._assignments.clear()

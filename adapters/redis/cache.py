@@ -190,6 +190,11 @@ class RedisCache:
         key = self._key("assignment", assignment.experiment_id, assignment.user_id)
         await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
 
+    async def forget_experiment(self, experiment_id: str) -> None:
+        # Every process reads the one shared entry, so its deletion is seen at once; if Redis
+        # cannot be reached now, though, the old entry outlives the change by up to its TTL.
+        await self._call("DEL", self._key("experiment", experiment_id))
+
     async def close(self) -> None:
         try:
             await self._client.aclose()

@@ -13,45 +13,50 @@ from domain.assignment import Assignment
 from domain.experiment import Experiment, VariantDraft
 from tests.fakes import SequentialIds
 
-CACHE_KINDS = ["memory", "redis"]
+CACHE_KINDS = ["memory", "redis", "near"]
 
 
 async def open_cache(kind: str, ttl_seconds: float) -> Cache:
     if kind == "memory":
-        return MemoryCache(ttl_seconds=ttl_seconds)
-    if kind == "redis":
-        import os
-        import secrets
+        return MemoryCache(ttl_seconds=ttl_seconds, experiment_ttl_seconds=ttl_seconds)
+    if kind not in ("redis", "near"):
+        raise ValueError(kind)
+    import os
+    import secrets
 
-        from redis.asyncio import Redis
+    from redis.asyncio import Redis
 
-        from adapters.redis.cache import RedisCache
+    from adapters.redis.cache import RedisCache
+    from adapters.redis.near_cache import ForgetChannel, NearCache
 
-        # A database of its own and a random prefix: runs sharing the server never meet, and
-        # closing deletes exactly the keys this cache wrote.
-        url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-        prefix = f"test-{secrets.token_hex(6)}:"
-        admin = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            await admin.ping()
-        except Exception as exc:
-            await admin.aclose()
-            message = f"Redis is not reachable at {url}: {type(exc).__name__}"
-            if os.environ.get("CI"):
-                pytest.fail(message)  # CI starts the server, so its absence there is a failure
-            pytest.skip(message)
-        cache = RedisCache(url, ttl_seconds=ttl_seconds, key_prefix=prefix)
-        close = cache.close
+    # A database of its own and a random prefix: runs sharing the server never meet, and
+    # closing deletes exactly the keys this cache wrote.
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    prefix = f"test-{secrets.token_hex(6)}:"
+    admin = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        await admin.ping()
+    except Exception as exc:
+        await admin.aclose()
+        message = f"Redis is not reachable at {url}: {type(exc).__name__}"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI starts the server, so its absence there is a failure
+        pytest.skip(message)
+    shared = RedisCache(url, ttl_seconds=ttl_seconds, key_prefix=prefix)
+    cache: Cache = shared
+    if kind == "near":
+        changes = ForgetChannel(url, key_prefix=prefix)
+        cache = NearCache(shared, changes, experiment_ttl_seconds=ttl_seconds)
+    close = cache.close
 
-        async def close_and_delete_own_keys() -> None:
-            await close()
-            async for key in admin.scan_iter(match=f"{prefix}*"):
-                await admin.delete(key)
-            await admin.aclose()
+    async def close_and_delete_own_keys() -> None:
+        await close()
+        async for key in admin.scan_iter(match=f"{prefix}*"):
+            await admin.delete(key)
+        await admin.aclose()
 
-        cache.close = close_and_delete_own_keys  # type: ignore[method-assign]
-        return cache
-    raise ValueError(kind)
+    cache.close = close_and_delete_own_keys  # type: ignore[method-assign]
+    return cache
 
 
 @pytest.fixture(params=CACHE_KINDS)
@@ -98,3 +103,16 @@ async def test_entries_expire(kind: str) -> None:
     await asyncio.sleep(1.2)
     assert await cache.get_experiment(exp.id) is None
     await cache.close()
+
+
+async def test_a_forgotten_experiment_is_a_miss_and_its_assignments_stay(cache: Cache) -> None:
+    exp = an_experiment()
+    assignment = Assignment.decide(exp, "u1", exp.created_at)
+    await cache.set_experiment(exp)
+    await cache.set_assignment(assignment)
+    await cache.forget_experiment(exp.id)
+    assert await cache.get_experiment(exp.id) is None
+    assert await cache.get_assignment(exp.id, "u1") == assignment
+    await cache.forget_experiment("never cached")
+    await cache.set_experiment(exp)  # cached again after the change, as its next read would
+    assert await cache.get_experiment(exp.id) == exp

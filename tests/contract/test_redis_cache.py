@@ -172,15 +172,17 @@ async def test_the_cache_comes_back_after_an_outage(
 
 async def test_the_composition_root_maps_cache_urls() -> None:
     from adapters.memory.cache import MemoryCache
+    from adapters.redis.near_cache import NearCache
     from entrypoints.container import build_cache
-    from entrypoints.settings import ConfigurationError
+    from entrypoints.settings import ConfigurationError, Settings
 
-    assert isinstance(build_cache("memory://", 60), MemoryCache)
+    assert isinstance(build_cache(Settings(cache_url="memory://")), MemoryCache)
     for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@cache.example:6380/2"):
-        cache = build_cache(url, 60)  # builds a client; connects on first use only
-        assert isinstance(cache, RedisCache)
+        # Builds clients and no task: they connect, and the listener starts, on first use only.
+        cache = build_cache(Settings(cache_url=url))
+        assert isinstance(cache, NearCache)
         await cache.close()
     for url in ("foo://user:pw@x", "memcached://x", "redis://host:port/0", "nonsense"):
         with pytest.raises(ConfigurationError) as caught:
-            build_cache(url, 60)
+            build_cache(Settings(cache_url=url))
         assert "pw" not in str(caught.value) and "\n" not in str(caught.value)

@@ -26,7 +26,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT = 20.0
 FAIL_FAST_TIMEOUT = 15.0
 # Settings the server reads; cleared so that the environment running the tests cannot leak in.
-SERVER_VARIABLES = ("DATABASE_URL", "CACHE_URL", "API_TOKENS", "HOST", "PORT", "WORKERS", "CACHE_TTL_SECONDS")
+SERVER_VARIABLES = (
+    "DATABASE_URL",
+    "CACHE_URL",
+    "API_TOKENS",
+    "HOST",
+    "PORT",
+    "WORKERS",
+    "CACHE_TTL_SECONDS",
+    "NEAR_CACHE_TTL_SECONDS",
+    "NEAR_CACHE_MAX_ENTRIES",
+)
 
 
 def free_port() -> int:
@@ -256,8 +266,16 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         {"DATABASE_URL": "postgresql://nouser:s3cr3t-pw@127.0.0.1:1/db"},
         {"PORT": "abc"},
         {"CACHE_URL": "memcached://127.0.0.1:1"},
+        {"NEAR_CACHE_TTL_SECONDS": "0"},
     ],
-    ids=["mysql", "postgres-unreachable", "postgres-with-password", "port-abc", "cache-scheme"],
+    ids=[
+        "mysql",
+        "postgres-unreachable",
+        "postgres-with-password",
+        "port-abc",
+        "cache-scheme",
+        "near-cache-ttl-zero",
+    ],
 )
 def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:
     env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", API_TOKENS="t1", PORT=str(free_port()))
