@@ -111,6 +111,13 @@ class Service:
     def peak_rss_mib(self) -> float:
         return peak_rss_mib(self.process.pid)
 
+    def failure(self, what: str) -> str:
+        """What went wrong, whether the server still runs, and the end of its log."""
+        code = self.process.poll()
+        state = "still running" if code is None else f"exited with {code}"
+        tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+        return f"{what}; the {self.label} server {state}; its log ends with:\n{tail}"
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -135,14 +142,16 @@ def start_service(label: str, database_url: str, cache_url: str, tmp: Path) -> S
         if process.poll() is not None:
             break
         try:
-            if httpx.get(f"{service.base}/health", timeout=1).status_code == 200:
+            healthy = httpx.get(f"{service.base}/health", timeout=1).status_code == 200
+            # ours, not another process that took the port first: ours says it is listening
+            if healthy and f"running on http://127.0.0.1:{port} " in log.read_text(errors="replace"):
                 return service
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
+    message = service.failure("it did not become healthy")
     service.stop()
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-    raise SystemExit(f"the {label} server did not become healthy; its log ends with:\n{tail}")
+    raise SystemExit(message)
 
 
 def start_trivial(port: int) -> subprocess.Popen:
@@ -357,6 +366,9 @@ def measure_assignment(services: dict[str, Service], new_users_for: set[str], se
         for _ in range(rounds):
             for key, url, script in loads:
                 runs[key].append(wrk(url, seconds, script))
+                for service in services.values():
+                    if service.process.poll() is not None:
+                        raise SystemExit(service.failure(f"during the {key} load"))
     finally:
         trivial.terminate()
         trivial.wait()
@@ -489,7 +501,7 @@ def run_ingest_load(service: Service, seconds: int, tmp: Path, drain_timeout_s: 
     drain = lag.end_of_load(time.monotonic(), drain_timeout_s)
     lag.close()
     if run.errors:
-        raise SystemExit(f"ingestion on {service.label} answered {run.errors} errors")
+        raise SystemExit(service.failure(f"ingestion answered {run.errors} errors"))
     return run.requests, run.requests * 1000 / run.elapsed, lag, drain
 
 
@@ -768,6 +780,8 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
                     times.append(one)
             ms["whole hours"], ms["time of day"] = statistics.median(hours), statistics.median(tod)
         rss = service.peak_rss_mib()
+    except httpx.HTTPError as exc:
+        raise SystemExit(service.failure(f"a results call failed ({first_line(exc)})")) from None
     finally:
         service.stop()
     raw_sql = ranges.raw_sql("?" if kind == "sqlite" else "%s")
