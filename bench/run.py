@@ -595,7 +595,7 @@ class Ranges:
     def for_events(cls, n_events: int) -> Ranges:
         """Bench event i is at T0 + i ms. The time-of-day range starts half a second past a
         whole second a fifth into the data and ends at a whole second four fifths in, so both of
-        its edge hours hold events inside and outside it (at 10M: 14:46:40.5 to 16:26:40 on
+        its edge hours hold events inside and outside it (at 10M: 14:46:39.5 to 16:26:39 on
         2026-09-21; the whole hours around it, 14:00 to 16:59:59.999999)."""
         first, last = T0_US, T0_US + (n_events - 1) * 1000
         span_s = (last - first) // 1_000_000
