@@ -81,7 +81,7 @@ def fold_window(d: Dialect) -> Window:
     e, a = d.event_key, d.assignment_key
     return Window(
         new_events=f"{d.after(e, 'eh')} AND {d.upto(e, 'et')}",
-        assignments=d.upto(a, "at"),
+        assignments=d.upto(d.only(a), "at"),  # a filter: the new events lead (see rebuild)
         old_events=d.upto(e, "eh"),
         new_assignments=f"{d.after(a, 'ah')} AND {d.upto(a, 'at')}",
     )
@@ -237,7 +237,9 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
     """Every total recomputed from raw rows up to the new horizons (:et, :at): the repair for
     any doubt. Plain SQL both databases run, grouped per user in one pass each."""
     e_in = d.upto(d.event_key, "et")
-    a_in = d.upto(d.assignment_key, "at")
+    # A filter on each assignment, never the way in: driven by the assignments' rowids, SQLite
+    # read every event of the experiment once per assignment (ten minutes at 100,000 events).
+    a_in = d.upto(d.only(d.assignment_key), "at")
     pairs = f"""
     FROM events e JOIN user_assignments a
       ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
