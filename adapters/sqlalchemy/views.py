@@ -195,18 +195,19 @@ def _range_sql(d: Dialect, cut: Periods, query: ResultQuery) -> tuple[str, dict[
     primary = "" if query.primary_event_type is None else " WHERE t = :primary"
     params.update(shown=query.event_type, primary=query.primary_event_type)
     union = " UNION ALL ".join(sources)
+    # Counts per type add up over the sources as they are; only unique users and the
+    # per-user value totals need the rows of one user together.
     sql = f"""
-    WITH src (v, u, t, n, s) AS ({union}),
-    per_type AS (SELECT v, u, t, SUM(n) AS n, SUM(s) AS s FROM src GROUP BY v, u, t)
+    WITH src (v, u, t, n, s) AS ({union})
     SELECT 'type', v, t, SUM(n), CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE PRECISION),
            CAST(NULL AS DOUBLE PRECISION)
-    FROM per_type{shown} GROUP BY v, t
+    FROM src{shown} GROUP BY v, t
     UNION ALL
     SELECT 'uniq', v, CAST(NULL AS VARCHAR(100)), COUNT(DISTINCT u), CAST(NULL AS BIGINT),
            CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION)
-    FROM per_type{shown} GROUP BY v
+    FROM src{shown} GROUP BY v
     UNION ALL
     SELECT 'prim', v, CAST(NULL AS VARCHAR(100)), COUNT(*), SUM(n), SUM(s), SUM(s * s)
-    FROM (SELECT v, SUM(n) AS n, SUM(s) AS s FROM per_type{primary} GROUP BY v, u) pu GROUP BY v
+    FROM (SELECT v, SUM(n) AS n, SUM(s) AS s FROM src{primary} GROUP BY v, u) pu GROUP BY v
     """
     return sql, params
