@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # every pooled connection stayed busy
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlalchemy.dialects import Dialect, dialect_of
@@ -30,7 +31,7 @@ def unavailable_on_connection_loss(method: Callable[P, Awaitable[T]]) -> Callabl
             return await method(*args, **kwargs)
         except IntegrityError:
             raise
-        except (DBAPIError, OSError) as exc:
+        except (DBAPIError, OSError, PoolTimeout) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
 
     return wrapper

@@ -107,11 +107,13 @@ def create_engine_for(url: str, *, driver: str | None = None) -> AsyncEngine:
     connect_args: dict[str, object] = {}
     if parsed.get_driver_name() == "asyncpg":
         parsed, connect_args = _libpq_options_for_asyncpg(parsed)
-    # Twenty connections kept, ten more in a burst: three instances stay within PostgreSQL's
-    # default of 100 connections. No ping before each checkout: it was a round trip (and a
+    # Twenty connections, no more: a request past them waits for one (up to 30 s, then 503)
+    # rather than opening one of its own, which forks a server process and was half of a new
+    # user's cost under load; and four instances stay within PostgreSQL's default of 100
+    # connections. No ping before each checkout: it was a round trip (and a
     # transaction) per request; a connection found dead fails that request with a 503, and
     # SQLAlchemy then replaces every connection of the pool.
-    return create_async_engine(parsed, pool_size=20, max_overflow=10, connect_args=connect_args)
+    return create_async_engine(parsed, pool_size=20, max_overflow=0, connect_args=connect_args)
 
 
 def _libpq_options_for_asyncpg(url: URL) -> tuple[URL, dict[str, object]]:
