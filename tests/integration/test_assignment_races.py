@@ -42,13 +42,13 @@ async def first_calls_all_at_once(
         for s in servers
     ]
     try:
-        await asyncio.gather(
-            *(clients[i % len(clients)].get("/health") for i in range(calls))
-        )
+        await asyncio.gather(*(clients[i % len(clients)].get("/health") for i in range(calls)))
         order = [(user, i) for i in range(CALLS_PER_USER) for user in users]
         responses = await asyncio.gather(
             *(
-                clients[(i + n) % len(clients)].get(f"/experiments/{experiment_id}/assignment/{user}")
+                clients[(i + n) % len(clients)].get(
+                    f"/experiments/{experiment_id}/assignment/{user}"
+                )
                 for n, (user, i) in enumerate(order)
             )
         )

@@ -71,7 +71,9 @@ async def assign_new_users(client: httpx.AsyncClient, load: Load) -> None:
             load.assigned[user] = response.json()
             load.assigned_order.append(user)
         else:
-            load.unexpected.append(f"assignment {user}: {response.status_code} {response.text[:300]}")
+            load.unexpected.append(
+                f"assignment {user}: {response.status_code} {response.text[:300]}"
+            )
 
 
 def an_event(rng: random.Random, load: Load, event_id: str) -> dict:
@@ -114,7 +116,8 @@ async def post_batches(client: httpx.AsyncClient, load: Load, seed: int) -> None
     rng = random.Random(seed)
     for batch_number in itertools.count():
         events = [
-            an_event(rng, load, f"ev-{seed}-{batch_number}-{i}") for i in range(rng.randint(50, 500))
+            an_event(rng, load, f"ev-{seed}-{batch_number}-{i}")
+            for i in range(rng.randint(50, 500))
         ]
         ids = [e["event_id"] for e in events]
         load.batches.append(ids)
@@ -122,7 +125,8 @@ async def post_batches(client: httpx.AsyncClient, load: Load, seed: int) -> None
             response = await client.post("/events", json={"events": events})
         except httpx.TransportError:
             return
-        if response.status_code == 202 and response.json() == {"accepted": len(ids), "duplicates": 0}:
+        all_new = {"accepted": len(ids), "duplicates": 0}
+        if response.status_code == 202 and response.json() == all_new:
             load.acknowledged_events.update(ids)
         else:
             load.unexpected.append(f"batch: {response.status_code} {response.text[:300]}")
@@ -152,9 +156,12 @@ async def load_then_kill(server: ServerProcess, experiment_id: str, kill_after: 
     async with httpx.AsyncClient(
         base_url=server.base_url, headers=AUTH, limits=limits, timeout=30
     ) as client:
-        clients = [asyncio.create_task(assign_new_users(client, load)) for _ in range(ASSIGNING_CLIENTS)]
+        clients = [
+            asyncio.create_task(assign_new_users(client, load)) for _ in range(ASSIGNING_CLIENTS)
+        ]
         clients += [
-            asyncio.create_task(post_batches(client, load, seed)) for seed in range(BATCHING_CLIENTS)
+            asyncio.create_task(post_batches(client, load, seed))
+            for seed in range(BATCHING_CLIENTS)
         ]
         await asyncio.sleep(kill_after)
         for _ in range(200):  # a slow start: give it up to 10 s more to acknowledge anything
@@ -199,7 +206,9 @@ def check_acknowledged_writes_are_stored(database_url: str, load: Load) -> None:
 
 async def check_assignments_answer_as_before(base_url: str, load: Load) -> None:
     limits = httpx.Limits(max_connections=16)
-    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=AUTH, limits=limits, timeout=30
+    ) as client:
         users = list(load.assigned)
         responses = await asyncio.gather(
             *(client.get(f"/experiments/{load.experiment_id}/assignment/{u}") for u in users)
@@ -217,14 +226,25 @@ def result_queries(day: date) -> list[dict[str, str]]:
         {"event_type": "view"},
         {"primary_event_type": "click"},
         {"start_date": f"{d1}", "end_date": f"{d1}"},
-        {"start_date": f"{day}", "end_date": f"{d1}", "event_type": "buy", "primary_event_type": "view"},
+        {
+            "start_date": f"{day}",
+            "end_date": f"{d1}",
+            "event_type": "buy",
+            "primary_event_type": "view",
+        },
         {"start_date": f"{d1}T05:30:00", "end_date": f"{d2}T17:45:00"},
-        {"start_date": f"{day}T05:30:00", "end_date": f"{d1}T17:45:00", "event_type": "click",
-         "primary_event_type": "buy"},
+        {
+            "start_date": f"{day}T05:30:00",
+            "end_date": f"{d1}T17:45:00",
+            "event_type": "click",
+            "primary_event_type": "buy",
+        },
     ]
 
 
-async def results_of(base_url: str, experiment_id: str, queries: list[dict[str, str]]) -> list[dict]:
+async def results_of(
+    base_url: str, experiment_id: str, queries: list[dict[str, str]]
+) -> list[dict]:
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=30) as client:
         bodies = []
         for query in queries:
@@ -245,8 +265,13 @@ def _bound(value: str | None, *, at_end: bool) -> int | None:
 
 
 FIGURES = (
-    "users", "events", "unique_users_with_events", "event_counts", "primary_event_count",
-    "primary_unique_users", "value_sum",
+    "users",
+    "events",
+    "unique_users_with_events",
+    "event_counts",
+    "primary_event_count",
+    "primary_unique_users",
+    "value_sum",
 )
 
 
@@ -281,13 +306,17 @@ def counted_from_raw_rows(conn: Connection, experiment_id: str, query: dict[str,
     for variant_id, n in users:
         figures[variant_id]["users"] = n
     for variant_id, event_type_, n in conn.execute(
-        text(f"SELECT a.variant_id, e.event_type, COUNT(*) {shown} GROUP BY a.variant_id, e.event_type"),
+        text(
+            f"SELECT a.variant_id, e.event_type, COUNT(*) {shown}"
+            " GROUP BY a.variant_id, e.event_type"
+        ),
         params,
     ):
         figures[variant_id]["event_counts"][event_type_] = n
         figures[variant_id]["events"] += n
     for variant_id, n in conn.execute(
-        text(f"SELECT a.variant_id, COUNT(DISTINCT e.user_id) {shown} GROUP BY a.variant_id"), params
+        text(f"SELECT a.variant_id, COUNT(DISTINCT e.user_id) {shown} GROUP BY a.variant_id"),
+        params,
     ):
         figures[variant_id]["unique_users_with_events"] = n
     for variant_id, n, converters, value_sum in conn.execute(
@@ -303,7 +332,9 @@ def counted_from_raw_rows(conn: Connection, experiment_id: str, query: dict[str,
     return figures
 
 
-def check_results_count_the_raw_rows(database_url: str, experiment_id: str, queries, bodies) -> None:
+def check_results_count_the_raw_rows(
+    database_url: str, experiment_id: str, queries, bodies
+) -> None:
     engine = raw_engine(database_url)
     with engine.connect() as conn:
         expectations = [counted_from_raw_rows(conn, experiment_id, query) for query in queries]
@@ -360,7 +391,9 @@ KILL_POINTS = pytest.mark.parametrize("kill_after", [0.3, 2.0], ids=["early", "l
 
 
 @KILL_POINTS
-async def test_sqlite_survives_kill_9_under_load(start_servers, tmp_path, kill_after: float) -> None:
+async def test_sqlite_survives_kill_9_under_load(
+    start_servers, tmp_path, kill_after: float
+) -> None:
     env = environment(f"sqlite:///{tmp_path / 'crash.db'}", WORKERS="1")
     await crash_and_check(start_servers, env, kill_after)
 

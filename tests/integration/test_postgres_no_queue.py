@@ -38,8 +38,11 @@ QUERIES = [
     ResultQuery(primary_event_type="buy"),
     ResultQuery(event_type="view", primary_event_type=None),
     ResultQuery(start=T0, end=T0 + timedelta(days=1, microseconds=-1), primary_event_type="buy"),
-    ResultQuery(start=T0 + timedelta(hours=2, minutes=30), end=T0 + timedelta(hours=20),
-                primary_event_type="click"),
+    ResultQuery(
+        start=T0 + timedelta(hours=2, minutes=30),
+        end=T0 + timedelta(hours=20),
+        primary_event_type="click",
+    ),
 ]
 
 
@@ -63,8 +66,12 @@ async def hold_raw_rows(
     await held.execute(
         "INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
         " VALUES (%s, %s, %s, %s)",
-        (assignment.experiment_id, assignment.user_id, assignment.variant_id,
-         micros(assignment.assigned_at)),
+        (
+            assignment.experiment_id,
+            assignment.user_id,
+            assignment.variant_id,
+            micros(assignment.assigned_at),
+        ),
     )
     async with held.cursor() as cursor:
         await cursor.executemany(
@@ -72,8 +79,15 @@ async def hold_raw_rows(
             " (experiment_id, user_id, event_type, timestamp, value, properties, event_id)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
             [
-                (e.experiment_id, e.user_id, e.event_type, micros(e.timestamp), e.value,
-                 e.properties, e.event_id)
+                (
+                    e.experiment_id,
+                    e.user_id,
+                    e.event_type,
+                    micros(e.timestamp),
+                    e.value,
+                    e.properties,
+                    e.event_id,
+                )
                 for e in events
             ],
         )
@@ -103,9 +117,16 @@ async def assert_results(store: SqlStore, exp: Experiment, assignments, events) 
         expected = reference(exp, assignments, events, query)
         for v in exp.variants:
             agg = got[v.id]
-            assert (agg.users, agg.events, agg.unique_users_with_events, dict(agg.event_counts),
-                    agg.primary_event_count, agg.primary_unique_users, agg.value_sum,
-                    agg.value_sum_squares) == expected[v.id], query
+            assert (
+                agg.users,
+                agg.events,
+                agg.unique_users_with_events,
+                dict(agg.event_counts),
+                agg.primary_event_count,
+                agg.primary_unique_users,
+                agg.value_sum,
+                agg.value_sum_squares,
+            ) == expected[v.id], query
 
 
 async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(migrated: str) -> None:
@@ -118,7 +139,9 @@ async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(mig
     held_events = [
         Event(exp.id, "held-user", "buy", T0 + 2 * hour, 2.5, None, "held-1"),
         Event(exp.id, "held-user", "view", T0 + 3 * hour, None, '{"a":1}', "held-2"),
-        Event(exp.id, "held-user", "buy", T0 + hour / 2, 100.0, None, "held-3"),  # before: not counted
+        Event(
+            exp.id, "held-user", "buy", T0 + hour / 2, 100.0, None, "held-3"
+        ),  # before: not counted
         Event(exp.id, "late-user", "click", T0 + 4 * hour, 1.25, None, "held-4"),
     ]
     assignments: dict[str, Assignment] = {}
@@ -126,7 +149,9 @@ async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(mig
 
     def batch(tag: str, users: list[str]) -> list[Event]:
         made = [
-            Event(exp.id, user, kind, T0 + hour * (1 + i), 0.25 * (i + 1), None, f"{tag}-{user}-{i}")
+            Event(
+                exp.id, user, kind, T0 + hour * (1 + i), 0.25 * (i + 1), None, f"{tag}-{user}-{i}"
+            )
             for user in users
             for i, kind in enumerate(["buy", "view", "click", "buy", "view"])
         ]
@@ -152,14 +177,19 @@ async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(mig
 
         # 2. A batch that repeats one of the open transaction's event_ids must wait to learn
         # whether that one is a duplicate; while it waits, the others still store.
-        collision = [held_events[0], Event(exp.id, "fresh-1", "click", T0 + 5 * hour, 0.5, None, "c-1")]
+        collision = [
+            held_events[0],
+            Event(exp.id, "fresh-1", "click", T0 + 5 * hour, 0.5, None, "c-1"),
+        ]
         colliding = asyncio.create_task(store.add_events(EventBatch.of(collision)))
         await until_waiting_or_done(migrated, colliding)
         second = await within_the_wait(
             asyncio.gather(
                 store.add_assignment(Assignment.decide(exp, "fresh-2", T0 + 2 * hour)),
                 store.add_assignment(Assignment.decide(exp, "late-user", T0 + 2 * hour)),
-                store.add_events(EventBatch.of(batch("three", ["fresh-2", "late-user", "held-user"]))),
+                store.add_events(
+                    EventBatch.of(batch("three", ["fresh-2", "late-user", "held-user"]))
+                ),
             ),
             "writes of the experiment beside one waiting for the open transaction",
         )
@@ -170,7 +200,9 @@ async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(mig
         await assert_results(store, exp, assignments, events)
 
         await held.commit()
-        assert await within_the_wait(colliding, "the colliding batch, once the transaction ended") == 1
+        assert (
+            await within_the_wait(colliding, "the colliding batch, once the transaction ended") == 1
+        )
     finally:
         if colliding is not None and not colliding.done():
             colliding.cancel()
