@@ -34,9 +34,12 @@ async def first_calls_all_at_once(
     servers: list[ServerProcess], experiment_id: str, users: list[str]
 ) -> dict[str, list[dict]]:
     """Each user's calls alternate over the servers; all of them are sent together, on
-    connections opened beforehand so that none waits for a handshake."""
+    connections opened beforehand so that none waits for a handshake. (Kept for 2 s at most:
+    under uvicorn's 5 s, so that none is reused just as the server closes it.)"""
     calls = USERS * CALLS_PER_USER
-    limits = httpx.Limits(max_connections=calls, max_keepalive_connections=calls)
+    limits = httpx.Limits(
+        max_connections=calls, max_keepalive_connections=calls, keepalive_expiry=2
+    )
     clients = [
         httpx.AsyncClient(base_url=s.base_url, headers=AUTH, limits=limits, timeout=60)
         for s in servers
@@ -56,7 +59,7 @@ async def first_calls_all_at_once(
         await asyncio.gather(*(c.aclose() for c in clients))
     answers: dict[str, list[dict]] = defaultdict(list)
     for (user, _), response in zip(order, responses, strict=True):
-        assert response.status_code == 200, response.text
+        assert response.status_code == 200, (response.text, [s.output() for s in servers])
         answers[user].append(response.json())
     return answers
 

@@ -60,20 +60,24 @@ class Load:
         return f"user-{self.next_user}"
 
 
+async def assign_one(client: httpx.AsyncClient, load: Load) -> bool:
+    """One new user's first call; False once the server is gone."""
+    user = load.new_user()
+    try:
+        response = await client.get(f"/experiments/{load.experiment_id}/assignment/{user}")
+    except httpx.TransportError:
+        return False
+    if response.status_code == 200:
+        load.assigned[user] = response.json()
+        load.assigned_order.append(user)
+    else:
+        load.unexpected.append(f"assignment {user}: {response.status_code} {response.text[:300]}")
+    return True
+
+
 async def assign_new_users(client: httpx.AsyncClient, load: Load) -> None:
-    while True:
-        user = load.new_user()
-        try:
-            response = await client.get(f"/experiments/{load.experiment_id}/assignment/{user}")
-        except httpx.TransportError:
-            return  # the server is gone
-        if response.status_code == 200:
-            load.assigned[user] = response.json()
-            load.assigned_order.append(user)
-        else:
-            load.unexpected.append(
-                f"assignment {user}: {response.status_code} {response.text[:300]}"
-            )
+    while await assign_one(client, load):
+        pass
 
 
 def an_event(rng: random.Random, load: Load, event_id: str) -> dict:
@@ -112,24 +116,30 @@ def an_event(rng: random.Random, load: Load, event_id: str) -> dict:
     return event
 
 
+async def post_one_batch(
+    client: httpx.AsyncClient, load: Load, rng: random.Random, tag: str
+) -> bool:
+    """One batch of 50 to 500 new events; False once the server is gone."""
+    events = [an_event(rng, load, f"ev-{tag}-{i}") for i in range(rng.randint(50, 500))]
+    ids = [e["event_id"] for e in events]
+    load.batches.append(ids)
+    try:
+        response = await client.post("/events", json={"events": events})
+    except httpx.TransportError:
+        return False
+    all_new = {"accepted": len(ids), "duplicates": 0}
+    if response.status_code == 202 and response.json() == all_new:
+        load.acknowledged_events.update(ids)
+    else:
+        load.unexpected.append(f"batch: {response.status_code} {response.text[:300]}")
+    return True
+
+
 async def post_batches(client: httpx.AsyncClient, load: Load, seed: int) -> None:
     rng = random.Random(seed)
     for batch_number in itertools.count():
-        events = [
-            an_event(rng, load, f"ev-{seed}-{batch_number}-{i}")
-            for i in range(rng.randint(50, 500))
-        ]
-        ids = [e["event_id"] for e in events]
-        load.batches.append(ids)
-        try:
-            response = await client.post("/events", json={"events": events})
-        except httpx.TransportError:
+        if not await post_one_batch(client, load, rng, f"{seed}-{batch_number}"):
             return
-        all_new = {"accepted": len(ids), "duplicates": 0}
-        if response.status_code == 202 and response.json() == all_new:
-            load.acknowledged_events.update(ids)
-        else:
-            load.unexpected.append(f"batch: {response.status_code} {response.text[:300]}")
 
 
 async def create_experiment(base_url: str) -> dict:
@@ -149,13 +159,18 @@ async def create_experiment(base_url: str) -> dict:
 
 
 async def load_then_kill(server: ServerProcess, experiment_id: str, kill_after: float) -> Load:
-    """Drive the load; once it has run ``kill_after`` seconds (and had at least one write of
-    each kind acknowledged), SIGKILL the server's process group with requests in flight."""
+    """Drive the load; once it has run ``kill_after`` seconds, SIGKILL the server's process
+    group with requests in flight."""
     load = Load(experiment_id, now=datetime.now(UTC))
     limits = httpx.Limits(max_connections=ASSIGNING_CLIENTS + BATCHING_CLIENTS)
     async with httpx.AsyncClient(
         base_url=server.base_url, headers=AUTH, limits=limits, timeout=30
     ) as client:
+        # A first round, acknowledged before the load starts: even the earliest kill then
+        # finds counted events (of users assigned, stamped after it) in the database.
+        for _ in range(20):
+            assert await assign_one(client, load)
+        assert await post_one_batch(client, load, random.Random(-1), "first")
         clients = [
             asyncio.create_task(assign_new_users(client, load)) for _ in range(ASSIGNING_CLIENTS)
         ]
@@ -164,16 +179,11 @@ async def load_then_kill(server: ServerProcess, experiment_id: str, kill_after: 
             for seed in range(BATCHING_CLIENTS)
         ]
         await asyncio.sleep(kill_after)
-        for _ in range(200):  # a slow start: give it up to 10 s more to acknowledge anything
-            if load.assigned and load.acknowledged_events or any(c.done() for c in clients):
-                break
-            await asyncio.sleep(0.05)
         os.killpg(server.process.pid, signal.SIGKILL)
         await asyncio.to_thread(server.process.wait)
         # Every client ends at its first request that finds the server gone.
         await asyncio.wait_for(asyncio.gather(*clients), timeout=30)
     assert not load.unexpected, load.unexpected[:5]
-    assert load.assigned and load.acknowledged_events, "the load got nothing acknowledged"
     return load
 
 
