@@ -376,6 +376,7 @@ async def crash_and_check(
     experiment_id = (await create_experiment(server.base_url))["id"]
     load = await load_then_kill(server, experiment_id, kill_after)
 
+    env = {**env, "WORKERS": "1"}  # from here on it serves reads alone
     (server,) = start_servers(env)
     # (a) What was acknowledged is stored, and answered as before.
     check_acknowledged_writes_are_stored(database_url, load)
@@ -413,5 +414,6 @@ async def test_sqlite_survives_kill_9_under_load(
 async def test_postgres_survives_kill_9_under_load(
     start_servers, postgres_database: str, kill_after: float
 ) -> None:
+    # Two worker processes: more writers at once, and a process group of three to kill.
     env = environment(postgres_database, WORKERS="2")
     await crash_and_check(start_servers, env, kill_after)
