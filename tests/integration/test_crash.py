@@ -296,7 +296,7 @@ def counted_from_raw_rows(conn: Connection, experiment_id: str, query: dict[str,
     counted = (
         " FROM events e JOIN user_assignments a"
         "   ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id"
-        # + 0: else SQLite scans an index range of events per assignment (see REBUILD_SQL).
+        # + 0: else SQLite walks an index range of events once per assignment: seconds.
         " WHERE e.experiment_id = :x AND e.timestamp + 0 >= a.assigned_at"
         + (" AND e.timestamp >= :start" if start is not None else "")
         + (" AND e.timestamp <= :end" if end is not None else "")
