@@ -178,6 +178,7 @@ class Reopenable:
     async def open(self) -> Store:
         store = await open_store(self.kind, self._tmp_path, self._postgres_url)
         self._open.append(store)
+        await store.start()  # as a server runs it: its background work too
         return store
 
     async def reopen(self, store: Store) -> Store:
@@ -190,6 +191,7 @@ class Reopenable:
         assert url is not None
         again = SqlStore(create_engine_for(url))
         self._open.append(again)
+        await again.start()
         return again
 
     async def close(self, store: Store) -> None:
@@ -218,8 +220,8 @@ def assert_aggregates(got, expected) -> None:
     for variant_id, want in expected.items():
         agg = got[variant_id]
         assert (agg.users, agg.events, agg.unique_users_with_events, dict(agg.event_counts),
-                agg.primary_event_count, agg.primary_unique_users, agg.value_sum,
-                agg.value_sum_squares) == want
+                agg.primary.events, agg.primary.users, agg.primary.value_sum,
+                agg.primary.value_sum_squares) == want
 
 
 def a_batch(exp: Experiment, tag: str, size: int, users: int = 12) -> list[Event]:

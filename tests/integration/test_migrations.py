@@ -64,8 +64,8 @@ def test_upgrade_builds_exactly_the_tables_the_code_uses_on_postgresql(postgres_
 # ---- Upgrading a database the landed code wrote ----------------------------------------------
 # What the landed code (schema 0004) kept beside the raw rows: its totals, as its own rebuild
 # computed them. The text below is adapters/sqlalchemy/aggregates.py's ``day_of`` and
-# ``REBUILD_SQL`` as they were at revision 0004, frozen here so that this fixture keeps meaning
-# "a database as the landed code left it" whatever the store's code becomes.
+# ``REBUILD_SQL`` as they were at revision 0004 (commit 1b7bff4), frozen here so that this
+# fixture keeps meaning "a database as the landed code left it".
 
 LANDED_MICROS_PER_DAY = 86_400_000_000
 
@@ -303,10 +303,10 @@ def figures(aggregates) -> dict[str, tuple]:
             a.events,
             a.unique_users_with_events,
             dict(a.event_counts),
-            a.primary_event_count,
-            a.primary_unique_users,
-            a.value_sum,
-            a.value_sum_squares,
+            a.primary.events,
+            a.primary.users,
+            a.primary.value_sum,
+            a.primary.value_sum_squares,
         )
         for variant_id, a in aggregates.items()
     }

@@ -122,15 +122,16 @@ async def assert_results(store: SqlStore, exp: Experiment, assignments, events) 
                 agg.events,
                 agg.unique_users_with_events,
                 dict(agg.event_counts),
-                agg.primary_event_count,
-                agg.primary_unique_users,
-                agg.value_sum,
-                agg.value_sum_squares,
+                agg.primary.events,
+                agg.primary.users,
+                agg.primary.value_sum,
+                agg.primary.value_sum_squares,
             ) == expected[v.id], query
 
 
 async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(migrated: str) -> None:
     store = SqlStore(create_engine_for(migrated))
+    await store.start()  # folding in the background, as in a server
     exp = experiment("x", shares=(50, 30, 20))
     await store.add_experiment(exp)
     hour = timedelta(hours=1)
