@@ -197,7 +197,11 @@ async def test_an_open_transaction_of_an_experiment_holds_up_no_other_writer(mig
         assignments["fresh-2"], assignments["late-user"] = second[0], second[1]
         assert second[2] == 15
 
-        # What is committed is counted; what is not yet committed is not.
+        # What is committed is counted; what is not yet committed is not. So it stays after a
+        # rebuild of the totals (safe while the service runs), which must leave the open
+        # transaction's rows to be counted once they commit.
+        await assert_results(store, exp, assignments, events)
+        await within_the_wait(store.rebuild_aggregates(), "a rebuild of the totals")
         await assert_results(store, exp, assignments, events)
 
         await held.commit()
