@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
+from adapters.sqlalchemy.engine import create_engine_for
 from adapters.sqlalchemy.migrate import upgrade
+from adapters.sqlalchemy.store import SqlStore
 from adapters.sqlalchemy.tables import metadata
+from domain.assignment import Assignment
+from domain.event import Event
+from domain.experiment import Experiment, VariantDraft
+from domain.results import ResultQuery
+from tests.contract.test_store_contract import reference
+from tests.fakes import SequentialIds
+from tests.integration.database import micros, raw_engine
 
 
 # Indexes on PostgreSQL alone (``ddl_if``): SQLite folds by rowid and needs none.
@@ -47,3 +59,291 @@ def test_upgrade_builds_exactly_the_tables_the_code_uses_on_postgresql(postgres_
     engine.dispose()
     # event_id's uniqueness is an index on PostgreSQL.
     assert indexed == {("experiment_id", "timestamp"), ("txid",), ("event_id",)}
+
+
+# ---- Upgrading a database the landed code wrote ----------------------------------------------
+# What the landed code (schema 0004) kept beside the raw rows: its totals, as its own rebuild
+# computed them. The text below is adapters/sqlalchemy/aggregates.py's ``day_of`` and
+# ``REBUILD_SQL`` as they were at revision 0004 (commit 1b7bff4), frozen here so that this
+# fixture keeps meaning "a database as the landed code left it".
+
+LANDED_MICROS_PER_DAY = 86_400_000_000
+
+
+def landed_day_of(micros: str) -> str:
+    """SQL for the UTC day (days since 1970-01-01) of a timestamp in microseconds: a floor
+    division, where both databases' integer division truncates towards zero."""
+    return (
+        f"(CASE WHEN {micros} >= 0 THEN {micros} / {LANDED_MICROS_PER_DAY}"
+        f" ELSE -((-{micros} - 1) / {LANDED_MICROS_PER_DAY}) - 1 END)"
+    )
+
+
+LANDED_REBUILD_SQL = (
+    """
+    INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
+    SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0))
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE e.timestamp + 0 >= a.assigned_at
+    GROUP BY e.experiment_id, e.user_id, e.event_type
+    """,
+    """
+    INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
+    SELECT e.experiment_id, e.user_id, '', COUNT(*), SUM(COALESCE(e.value, 0.0))
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE e.timestamp + 0 >= a.assigned_at
+    GROUP BY e.experiment_id, e.user_id
+    """,
+    """
+    INSERT INTO variant_event_totals
+      (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
+    SELECT u.experiment_id, a.variant_id, u.event_type, SUM(u.events), COUNT(*),
+           SUM(u.value_sum), SUM(u.value_sum * u.value_sum)
+    FROM user_event_totals u JOIN user_assignments a
+      ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
+    GROUP BY u.experiment_id, a.variant_id, u.event_type
+    """,
+    f"""
+    INSERT INTO user_day_totals (experiment_id, day, user_id, event_type, events, value_sum)
+    SELECT e.experiment_id, {landed_day_of("e.timestamp")}, e.user_id, e.event_type, COUNT(*),
+           SUM(COALESCE(e.value, 0.0))
+    FROM events e JOIN user_assignments a
+      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    WHERE e.timestamp + 0 >= a.assigned_at
+    GROUP BY e.experiment_id, {landed_day_of("e.timestamp")}, e.user_id, e.event_type
+    """,
+)
+
+DAY = timedelta(days=1)
+MICRO = timedelta(microseconds=1)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+T1970 = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Landed:
+    """One experiment's rows as written under schema 0004, and the queries to read it by."""
+
+    experiment: Experiment
+    assignments: dict[str, Assignment]
+    events: list[Event]
+    queries: list[ResultQuery]
+
+
+def landed_data() -> list[Landed]:
+    """Two experiments: one over four days of November 2026, one around 1970-01-01 (negative
+    timestamps, days either side of day 0). Users assigned at any time, some never; events before
+    and after their user's assignment, at it to the microsecond, of three types, with and without
+    values and event_ids. Values are multiples of 1/4: every sum is exact in any order."""
+    rng = random.Random(2004)
+    out = []
+    for name, start, shares, primary in (
+        ("landed-2026", T0, (40, 35, 25), "buy"),
+        ("landed-1970", T1970 - DAY, (50, 50), None),
+    ):
+        exp = Experiment.create(
+            name=name,
+            description="written by schema 0004",
+            primary_event_type=primary,
+            variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
+            new_id=SequentialIds(name).new_id,
+            created_at=start,
+        )
+        assignments = {}
+        for i in range(24):
+            at = start + timedelta(
+                seconds=rng.randrange(3 * 86_400), microseconds=rng.randrange(10**6)
+            )
+            if i < 18:  # the rest never assigned: their events are stored, never counted
+                assignments[f"u{i}"] = Assignment.decide(exp, f"u{i}", at)
+        events = []
+        for n in range(500):
+            user = f"u{rng.randrange(24)}"
+            when = start + timedelta(
+                seconds=rng.randrange(4 * 86_400), microseconds=rng.randrange(10**6)
+            )
+            if user in assignments and rng.random() < 0.1:
+                when = assignments[user].assigned_at
+            events.append(
+                Event(
+                    exp.id,
+                    user,
+                    rng.choice(["buy", "view", "view", "click"]),
+                    when,
+                    rng.choice([None, rng.randrange(1, 800) / 4]),
+                    rng.choice([None, '{"sku":"A-1"}']),
+                    rng.choice([None, f"{name}-{n}"]),
+                )
+            )
+        out.append(Landed(exp, assignments, events, []))
+    late, early = out
+    late.queries = [
+        ResultQuery(primary_event_type="buy"),
+        ResultQuery(primary_event_type=None),
+        ResultQuery(event_type="view", primary_event_type="buy"),
+        ResultQuery(start=T0 + DAY, end=T0 + 3 * DAY - MICRO, primary_event_type="buy"),
+        ResultQuery(
+            start=T0 + 2 * DAY,
+            end=T0 + 3 * DAY - MICRO,
+            event_type="click",
+            primary_event_type="click",
+        ),
+        ResultQuery(end=T0 + 2 * DAY - MICRO, primary_event_type="view"),
+        ResultQuery(
+            start=T0 + DAY + timedelta(hours=5, minutes=30),
+            end=T0 + 3 * DAY + timedelta(hours=17, minutes=45),
+            primary_event_type="buy",
+        ),
+        ResultQuery(
+            start=T0 + timedelta(hours=12),
+            end=T0 + 2 * DAY + timedelta(hours=6),
+            event_type="buy",
+            primary_event_type=None,
+        ),
+    ]
+    early.queries = [
+        ResultQuery(primary_event_type=None),
+        ResultQuery(event_type="buy", primary_event_type="view"),
+        ResultQuery(start=T1970 - DAY, end=T1970 - MICRO, primary_event_type=None),
+        ResultQuery(start=T1970 - DAY, end=T1970 + DAY - MICRO, primary_event_type="buy"),
+        ResultQuery(
+            start=T1970, end=T1970 + 2 * DAY - MICRO, event_type="view", primary_event_type=None
+        ),
+        ResultQuery(
+            start=T1970 - timedelta(hours=4),
+            end=T1970 + timedelta(hours=2, minutes=15),
+            primary_event_type="click",
+        ),
+    ]
+    return out
+
+
+def write_as_schema_0004(url: str, data: list[Landed]) -> None:
+    """The rows in raw SQL, as schema 0004 holds them; the totals as the landed code kept them."""
+    engine = raw_engine(url)
+    with engine.begin() as conn:
+        for landed in data:
+            exp = landed.experiment
+            conn.execute(
+                text(
+                    "INSERT INTO experiments"
+                    " (id, name, description, primary_event_type, created_at)"
+                    " VALUES (:id, :name, :description, :primary, :created_at)"
+                ),
+                {
+                    "id": exp.id,
+                    "name": exp.name,
+                    "description": exp.description,
+                    "primary": exp.primary_event_type,
+                    "created_at": micros(exp.created_at),
+                },
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO variants (id, experiment_id, position, name, traffic_basis_points,"
+                    " is_control) VALUES (:id, :x, :position, :name, :points, :control)"
+                ),
+                [
+                    {
+                        "id": v.id,
+                        "x": exp.id,
+                        "position": i,
+                        "name": v.name,
+                        "points": v.traffic_basis_points,
+                        "control": v.is_control,
+                    }
+                    for i, v in enumerate(exp.variants)
+                ],
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
+                    " VALUES (:x, :u, :v, :at)"
+                ),
+                [
+                    {
+                        "x": a.experiment_id,
+                        "u": a.user_id,
+                        "v": a.variant_id,
+                        "at": micros(a.assigned_at),
+                    }
+                    for a in landed.assignments.values()
+                ],
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO events"
+                    " (experiment_id, user_id, event_type, timestamp, value, properties, event_id)"
+                    " VALUES (:x, :u, :t, :ts, :value, :properties, :event_id)"
+                ),
+                [
+                    {
+                        "x": e.experiment_id,
+                        "u": e.user_id,
+                        "t": e.event_type,
+                        "ts": micros(e.timestamp),
+                        "value": e.value,
+                        "properties": e.properties,
+                        "event_id": e.event_id,
+                    }
+                    for e in landed.events
+                ],
+            )
+        for statement in LANDED_REBUILD_SQL:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def figures(aggregates) -> dict[str, tuple]:
+    return {
+        variant_id: (
+            a.users,
+            a.events,
+            a.unique_users_with_events,
+            dict(a.event_counts),
+            a.primary.events,
+            a.primary.users,
+            a.primary.value_sum,
+            a.primary.value_sum_squares,
+        )
+        for variant_id, a in aggregates.items()
+    }
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_database_written_by_schema_0004_upgrades_with_its_results_intact(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        request.getfixturevalue("postgres_database")
+        if kind == "postgres"
+        else f"sqlite:///{tmp_path / 'landed.db'}"
+    )
+    data = landed_data()
+    await asyncio.to_thread(upgrade, url, "0004")
+    await asyncio.to_thread(write_as_schema_0004, url, data)
+    await asyncio.to_thread(upgrade, url)
+
+    store = SqlStore(create_engine_for(url))
+    try:
+        upgraded = {}
+        for landed in data:
+            assert await store.get_experiment(landed.experiment.id) == landed.experiment
+            for query in landed.queries:
+                upgraded[landed.experiment.id, query] = figures(
+                    await store.variant_aggregates(landed.experiment, query)
+                )
+        await store.rebuild_aggregates()
+        for landed in data:
+            for query in landed.queries:
+                rebuilt = figures(await store.variant_aggregates(landed.experiment, query))
+                expected = reference(landed.experiment, landed.assignments, landed.events, query)
+                assert upgraded[landed.experiment.id, query] == expected, (
+                    landed.experiment.name,
+                    query,
+                )
+                assert rebuilt == expected, (landed.experiment.name, query)
+    finally:
+        await store.close()
