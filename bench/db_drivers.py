@@ -90,7 +90,16 @@ async def one_round(url: str, driver: str) -> dict[str, float]:
             )
         ]
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
-    store = SqlStore(create_engine_for(url, driver=driver))
+        conn.execute("INSERT INTO fold_state VALUES (1, 1, 1, 0)")  # as migration 0005 leaves it
+    if driver == "asyncpg":
+        engine = create_engine_for(url)  # the service's own engine
+    else:  # the same URL on another async driver, built here: the service offers no switch
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from adapters.sqlalchemy.engine import parse_url
+
+        engine = create_async_engine(parse_url(url, asynchronous=True).set(drivername=f"postgresql+{driver}"))
+    store = SqlStore(engine)
     exp = new_experiment()
     await store.add_experiment(exp)
     results: dict[str, float] = {}

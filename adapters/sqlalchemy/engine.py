@@ -91,8 +91,7 @@ def sqlite_writer_engine(engine: AsyncEngine) -> Engine:
     return writer
 
 
-def create_engine_for(url: str, *, driver: str | None = None) -> AsyncEngine:
-    """``driver`` overrides the async driver (``psycopg``); bench/db_drivers.py compares them."""
+def create_engine_for(url: str) -> AsyncEngine:
     parsed = parse_url(url, asynchronous=True)
     ensure_sqlite_directory(parsed)
     if parsed.get_backend_name() == "sqlite":
@@ -102,8 +101,6 @@ def create_engine_for(url: str, *, driver: str | None = None) -> AsyncEngine:
         engine = create_async_engine(parsed, pool_size=32, max_overflow=32)
         configure_sqlite(engine.sync_engine)
         return engine
-    if driver is not None:
-        parsed = parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}")
     connect_args: dict[str, object] = {}
     if parsed.get_driver_name() == "asyncpg":
         parsed, connect_args = _libpq_options_for_asyncpg(parsed)
