@@ -140,8 +140,8 @@ class PostgresDialect:
         REPEATABLE READ transaction, so that the fold runs in this very snapshot. No limit: a
         window is a range of transactions, not of rows."""
         horizon = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
-        # A fold groups a second of writes: sorted in memory, not in files (the default 4 MB
-        # spilled at ~50,000 events).
+        # A fold groups a second of writes: sorted in memory, where the default 4 MB spills to
+        # files.
         conn.execute(text("SET LOCAL work_mem = '64MB'"))
         return horizon, horizon
 

@@ -105,9 +105,8 @@ def create_engine_for(url: str) -> AsyncEngine:
     if parsed.get_driver_name() == "asyncpg":
         parsed, connect_args = _libpq_options_for_asyncpg(parsed)
     # Twenty connections, no more: a request past them waits for one (up to 30 s, then 503)
-    # rather than opening one of its own, which forks a server process and was half of a new
-    # user's cost under load; and four instances stay within PostgreSQL's default of 100
-    # connections. No ping before each checkout: it was a round trip (and a
+    # rather than opening one of its own, which forks a server process; and four instances stay
+    # within PostgreSQL's default of 100 connections. No ping before each checkout: it was a round trip (and a
     # transaction) per request; a connection found dead fails that request with a 503, and
     # SQLAlchemy then replaces every connection of the pool.
     return create_async_engine(parsed, pool_size=20, max_overflow=0, connect_args=connect_args)

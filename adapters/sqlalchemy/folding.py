@@ -238,7 +238,7 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
     any doubt. Plain SQL both databases run, grouped per user in one pass each."""
     e_in = d.upto(d.event_key, "et")
     # A filter on each assignment, never the way in: driven by the assignments' rowids, SQLite
-    # read every event of the experiment once per assignment (ten minutes at 100,000 events).
+    # reads every event of the experiment once per assignment.
     a_in = d.upto(d.only(d.assignment_key), "at")
     pairs = f"""
     FROM events e JOIN user_assignments a
