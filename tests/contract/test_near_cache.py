@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +22,7 @@ from tests.proxy import OutageProxy
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.contract.conftest import REDIS_URL
 
 
 def an_experiment() -> Experiment:
@@ -93,20 +92,10 @@ class Deployment:
 
 
 @pytest.fixture
-async def deployment() -> AsyncIterator[Deployment]:
-    admin = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        await admin.ping()
-    except Exception as exc:
-        await admin.aclose()
-        message = f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    opened = Deployment(admin)
+async def deployment(redis_admin: Redis) -> AsyncIterator[Deployment]:
+    opened = Deployment(redis_admin)
     yield opened
     await opened.close()
-    await admin.aclose()
 
 
 async def holding(cache: NearCache, changes: ForgetChannel, experiment: Experiment) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from tests.proxy import OutageProxy
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from tests.contract.conftest import REDIS_URL
 
 
 def an_experiment() -> Experiment:
@@ -34,21 +33,6 @@ def an_experiment() -> Experiment:
         new_id=SequentialIds(f"t{secrets.token_hex(6)}-").new_id,
         created_at=datetime(2026, 11, 28, 1, 2, 3, 999999, tzinfo=UTC),
     )
-
-
-@pytest.fixture
-async def redis_admin() -> AsyncIterator[Redis]:
-    admin = Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        await admin.ping()
-    except Exception as exc:
-        await admin.aclose()
-        message = f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    yield admin
-    await admin.aclose()
 
 
 async def test_keys_ttls_and_values_are_as_documented(redis_admin: Redis) -> None:
