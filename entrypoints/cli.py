@@ -57,6 +57,8 @@ def serve(settings: Settings) -> int:
         # Every worker process reads the same token from the environment it inherits.
         os.environ["API_TOKENS"] = token
         print(f"API_TOKENS is not set; generated a bearer token for this run: {token}", flush=True)
+    if settings.workers > 1:
+        _fresh_metrics_directory()
     uvicorn.run(
         "entrypoints.asgi:app_from_env",
         factory=True,
@@ -69,6 +71,19 @@ def serve(settings: Settings) -> int:
         access_log=False,
     )
     return 0
+
+
+def _fresh_metrics_directory() -> None:
+    """Workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR and a scrape adds them
+    up (prometheus_client's multiprocess mode). A fresh directory per run: files left by an
+    earlier run would add its counts to this one's. Set before any worker imports the client."""
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="experiments-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
