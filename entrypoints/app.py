@@ -202,7 +202,7 @@ def create_app(container: Container) -> Litestar:
         exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
         request_max_body_size=MAX_BODY_BYTES,
         on_startup=[start_adapters],
-        on_shutdown=[close_adapters],
+        on_shutdown=[close_adapters, metrics.process_ended],
         openapi_config=OpenAPIConfig(
             title="Experimentation service",
             version="1.0.0",

@@ -233,3 +233,11 @@ async def exposition(store: Any) -> tuple[bytes, str]:
     scrape = CollectorRegistry()
     scrape.register(_ScrapeTime(await folder_lag(store)))
     return generate_latest(registry) + generate_latest(scrape), CONTENT_TYPE_LATEST
+
+
+def process_ended() -> None:
+    """At a worker's shutdown: its live gauges (the breaker) no longer count in a scrape."""
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
