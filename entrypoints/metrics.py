@@ -28,6 +28,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -36,6 +37,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from domain.assignment import Assignment
 from domain.errors import StoreUnavailable
 
+disable_created_metrics()  # the *_created samples would double the text and say little here
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 REQUESTS = Counter(
