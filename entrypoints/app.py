@@ -152,7 +152,7 @@ def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | da
         return None
 
 
-def _metrics_route(container: Container, tokens: BearerTokens) -> Any:
+def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics.RequestMetrics) -> Any:
     store = container.store
 
     @get(
@@ -162,7 +162,7 @@ def _metrics_route(container: Container, tokens: BearerTokens) -> Any:
         before_request=tokens.before_request if container.settings().metrics_token_required else None,
     )
     async def metrics_text() -> Response[bytes]:
-        body, content_type = await metrics.exposition(store())
+        body, content_type = await metrics.exposition(store(), requests)
         return Response(body, media_type=content_type)
 
     return metrics_text
@@ -182,6 +182,7 @@ def create_app(container: Container) -> Litestar:
         await container.store().close()
         await container.cache().close()
 
+    requests = metrics.RequestMetrics(None)
     api = Router(
         path="/",
         route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
@@ -189,7 +190,7 @@ def create_app(container: Container) -> Litestar:
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, _metrics_route(container, tokens), api],
+        route_handlers=[health, _metrics_route(container, tokens, requests), api],
         dependencies={
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
@@ -201,8 +202,8 @@ def create_app(container: Container) -> Litestar:
         },
         exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
         request_max_body_size=MAX_BODY_BYTES,
-        on_startup=[start_adapters],
-        on_shutdown=[close_adapters, metrics.process_ended],
+        on_startup=[start_adapters, requests.start],
+        on_shutdown=[close_adapters, requests.stop, metrics.process_ended],
         openapi_config=OpenAPIConfig(
             title="Experimentation service",
             version="1.0.0",
@@ -213,7 +214,8 @@ def create_app(container: Container) -> Litestar:
         ),
         debug=False,
     )
-    app.asgi_handler = metrics.RequestMetrics(app.asgi_handler)
+    requests.wrap(app.asgi_handler)
+    app.asgi_handler = requests
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.sqlalchemy.migrate import upgrade
+from entrypoints.metrics import RequestMetrics
 
 TOKEN = "metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,6 +61,7 @@ def test_a_scrape_adds_up_the_counts_of_both_workers(
     for _ in range(REQUESTS):
         with httpx.Client(base_url=server.base_url) as client:
             assert client.get("/health").status_code == 200
+    time.sleep(RequestMetrics.FLUSH_SECONDS * 2.5)  # each worker moves its counts in every second
     per_worker = per_worker_health_counts(directory)
     assert len(per_worker) == 2, per_worker  # both workers served some
     assert all(count > 0 for count in per_worker.values()), per_worker
