@@ -20,6 +20,7 @@ import asyncio
 import os
 import time
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from time import perf_counter
 from typing import Any
@@ -84,6 +85,10 @@ _ASSIGNMENT_HIT = ASSIGNMENTS.labels("cache_hit")
 _ASSIGNMENT_NEW = ASSIGNMENTS.labels("new")
 _ASSIGNMENT_STORED = ASSIGNMENTS.labels("stored")
 _CACHE = {(k, r): CACHE.labels(k, r) for k in ("assignment", "experiment") for r in ("hit", "miss")}
+_ASSIGNMENT_CACHE_HIT, _ASSIGNMENT_MISS = _CACHE["assignment", "hit"], _CACHE["assignment", "miss"]
+# Increments made on the request path, moved into their counters by RequestMetrics.flush: a
+# dict entry costs less than a counter's lock.
+_pending_counts: defaultdict[Any, int] = defaultdict(int)
 for _outcome in ("accepted", "duplicate", "rejected"):
     EVENTS.labels(_outcome)  # present at 0 from the start
 
@@ -134,6 +139,10 @@ class RequestMetrics:
         self._app = app
 
     def flush(self) -> None:
+        counts = dict(_pending_counts)
+        for child, n in counts.items():
+            _pending_counts[child] -= n
+            child.inc(n)
         pending, self._pending = self._pending, {}
         for (method, route, status), (count, total, *buckets) in pending.items():
             labels = (method, route, str(status))
@@ -167,10 +176,10 @@ class CountingCache:
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
         assignment = await self._cache.get_assignment(experiment_id, user_id)
         if assignment is None:
-            _CACHE["assignment", "miss"].inc()
+            _pending_counts[_ASSIGNMENT_MISS] += 1
         else:
-            _CACHE["assignment", "hit"].inc()
-            _ASSIGNMENT_HIT.inc()
+            _pending_counts[_ASSIGNMENT_CACHE_HIT] += 1
+            _pending_counts[_ASSIGNMENT_HIT] += 1
         return assignment
 
     async def get_experiment(self, experiment_id: str) -> Any:
