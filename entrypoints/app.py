@@ -21,8 +21,8 @@ from application.use_cases import (
     RecordEvents,
 )
 from domain.errors import FieldError, UnknownExperiments, ValidationFailed
-from entrypoints.auth import BearerTokens
 from entrypoints import metrics
+from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
 from entrypoints.decoding import (
     DecodedEvents,
