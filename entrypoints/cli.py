@@ -57,8 +57,6 @@ def serve(settings: Settings) -> int:
         # Every worker process reads the same token from the environment it inherits.
         os.environ["API_TOKENS"] = token
         print(f"API_TOKENS is not set; generated a bearer token for this run: {token}", flush=True)
-    if settings.workers > 1:
-        _fresh_metrics_directory()
     uvicorn.run(
         "entrypoints.asgi:app_from_env",
         factory=True,
@@ -73,10 +71,16 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _fresh_metrics_directory() -> None:
+def _metrics_directory(command: str, settings: Settings) -> None:
     """Workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR and a scrape adds them
     up (prometheus_client's multiprocess mode). A fresh directory per run: files left by an
-    earlier run would add its counts to this one's. Set before any worker imports the client."""
+    earlier run would add its counts to this one's. Otherwise the variable is removed: the
+    client takes its mere presence (even empty) for multiprocess mode, and would write its
+    files in the working directory. Runs before anything imports the client."""
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    os.environ.pop("prometheus_multiproc_dir", None)
+    if command != "serve" or settings.workers <= 1:
+        return
     import atexit
     import shutil
     import tempfile
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        _metrics_directory(args.command, settings)
         from entrypoints.container import build_cache
 
         build_cache(settings)

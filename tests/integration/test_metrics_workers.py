@@ -53,10 +53,11 @@ def test_a_scrape_adds_up_the_counts_of_both_workers(
             "API_TOKENS": TOKEN,
             "WORKERS": "2",
             "TMPDIR": str(scratch),
-            "PROMETHEUS_MULTIPROC_DIR": "",
         }
     )
     (directory,) = scratch.glob("experiments-metrics-*")
+    # Only the workers write metric files, and only there.
+    assert not list(Path(__file__).resolve().parents[2].glob("counter_*.db"))
     # A new connection per request: the kernel hands each to either worker.
     for _ in range(REQUESTS):
         with httpx.Client(base_url=server.base_url) as client:
