@@ -21,6 +21,7 @@ from application.use_cases import (
     RecordEvents,
 )
 from domain.errors import FieldError, UnknownExperiments, ValidationFailed
+from entrypoints import metrics
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
 from entrypoints.decoding import (
@@ -98,11 +99,17 @@ async def record_events(
 ) -> EventsAcceptedOut:
     body: DecodedEvents = data  # type: ignore[assignment]  # EventsDTO decodes either shape
     if isinstance(body, InvalidBatch):
+        metrics.count_rejected(body.size)
         raise body.failure(await record_events.unknown_experiments(body.experiment_ids.values()))
     try:
         outcome = await record_events(body.events)
     except UnknownExperiments as exc:
+        metrics.count_rejected(len(body.events))
         raise body.unknown(exc) from None
+    except ValidationFailed:
+        metrics.count_rejected(len(body.events))
+        raise
+    metrics.count_events(outcome.accepted, outcome.duplicates)
     return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
@@ -145,6 +152,22 @@ def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | da
         return None
 
 
+def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics.RequestMetrics) -> Any:
+    store = container.store
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics (README.md, Metrics)",
+        include_in_schema=False,
+        before_request=tokens.before_request if container.settings().metrics_token_required else None,
+    )
+    async def metrics_text() -> Response[bytes]:
+        body, content_type = await metrics.exposition(store(), requests)
+        return Response(body, media_type=content_type)
+
+    return metrics_text
+
+
 def create_app(container: Container) -> Litestar:
     settings = container.settings()
     tokens = BearerTokens(settings.api_tokens)
@@ -159,14 +182,15 @@ def create_app(container: Container) -> Litestar:
         await container.store().close()
         await container.cache().close()
 
+    requests = metrics.RequestMetrics(None)
     api = Router(
         path="/",
         route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
         before_request=tokens.before_request,
         security=[{"bearer": []}],
     )
-    return Litestar(
-        route_handlers=[health, api],
+    app = Litestar(
+        route_handlers=[health, _metrics_route(container, tokens, requests), api],
         dependencies={
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
@@ -176,10 +200,10 @@ def create_app(container: Container) -> Litestar:
             "record_events": provide(container.record_events),
             "compute_results": provide(container.compute_results),
         },
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
         request_max_body_size=MAX_BODY_BYTES,
-        on_startup=[start_adapters],
-        on_shutdown=[close_adapters],
+        on_startup=[start_adapters, requests.start],
+        on_shutdown=[close_adapters, requests.stop, metrics.process_ended],
         openapi_config=OpenAPIConfig(
             title="Experimentation service",
             version="1.0.0",
@@ -190,5 +214,8 @@ def create_app(container: Container) -> Litestar:
         ),
         debug=False,
     )
+    requests.wrap(app.asgi_handler)
+    app.asgi_handler = requests
+    return app
 
 

@@ -71,12 +71,32 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def _metrics_directory(command: str, settings: Settings) -> None:
+    """Workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR and a scrape adds them
+    up (prometheus_client's multiprocess mode). A fresh directory per run: files left by an
+    earlier run would add its counts to this one's. Otherwise the variable is removed: the
+    client takes its mere presence (even empty) for multiprocess mode, and would write its
+    files in the working directory. Runs before anything imports the client."""
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    os.environ.pop("prometheus_multiproc_dir", None)
+    if command != "serve" or settings.workers <= 1:
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="experiments-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
     parser.add_argument("command", choices=["serve", "migrate", "rebuild-aggregates"])
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        _metrics_directory(args.command, settings)
         from entrypoints.container import build_cache
 
         build_cache(settings)

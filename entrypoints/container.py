@@ -18,6 +18,7 @@ from application.use_cases import (
     RecordEvents,
 )
 from domain.results import ResultCalculator
+from entrypoints.metrics import CountingAssignments, CountingCache, breaker_changed
 from entrypoints.settings import ConfigurationError, Settings
 
 
@@ -45,7 +46,9 @@ def build_cache(settings: Settings) -> Cache:
         from adapters.redis.near_cache import ForgetChannel, NearCache
 
         try:
-            shared = RedisCache(cache_url, ttl_seconds=settings.cache_ttl_seconds)
+            shared = RedisCache(
+                cache_url, ttl_seconds=settings.cache_ttl_seconds, on_breaker=breaker_changed
+            )
             changes = ForgetChannel(cache_url)
         except ValueError as exc:  # redis-py's URL parser; its message never holds the password
             raise ConfigurationError(f"CACHE_URL is not a valid Redis URL: {exc}") from None
@@ -77,7 +80,14 @@ class Container(containers.DeclarativeContainer):
     get_experiment = providers.Singleton(GetExperiment, store, cache)
     create_experiment = providers.Singleton(CreateExperiment, store, cache, clock, ids)
     list_experiments = providers.Singleton(ListExperiments, store)
-    assign_user = providers.Singleton(AssignUser, get_experiment, store, cache, clock)
+    # AssignUser reads and writes through counting wrappers (entrypoints/metrics.py).
+    assign_user = providers.Singleton(
+        AssignUser,
+        get_experiment,
+        providers.Singleton(CountingAssignments, store),
+        providers.Singleton(CountingCache, cache),
+        clock,
+    )
     record_events = providers.Singleton(RecordEvents, get_experiment, store, clock)
     compute_results = providers.Singleton(ComputeResults, get_experiment, store, calculator)
     check_health = providers.Singleton(CheckHealth, store)

@@ -127,6 +127,7 @@ class InvalidBatch:
 
     errors: list[FieldError]
     experiment_ids: dict[int, str]  # by index in the batch
+    size: int = 0  # events in the batch
 
     def failure(self, unknown: set[str]) -> ValidationFailed:
         errors = self.errors + [
@@ -195,7 +196,7 @@ def _one_by_one(raw: msgspec.Raw) -> Batch | InvalidBatch:
         experiment_ids[i] = event.experiment_id
         errors.extend(event_errors_of(event, prefix))
     if errors:
-        return InvalidBatch(errors, experiment_ids)
+        return InvalidBatch(errors, experiment_ids, len(items))
     # Every event keeps the rules: the fast path refused the batch for a reason of its own
     # (a recursion limit met at a different depth, say), which is no fault of the client's.
     return Batch(columns(read))

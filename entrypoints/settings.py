@@ -21,6 +21,7 @@ class Settings:
     cache_ttl_seconds: int = 3600
     near_cache_ttl_seconds: int = 5
     near_cache_max_entries: int = 100_000
+    metrics_token_required: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -36,6 +37,7 @@ class Settings:
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 3600),
             near_cache_ttl_seconds=_int(env, "NEAR_CACHE_TTL_SECONDS", 5),
             near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
+            metrics_token_required=_bool(env, "METRICS_TOKEN_REQUIRED", True),
         )
 
 
@@ -56,6 +58,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if name != "PORT" and value < 1:
         raise ConfigurationError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
 
 def generate_token() -> str:

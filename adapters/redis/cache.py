@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -124,6 +125,7 @@ class RedisCache:
         key_prefix: str = "",
         timeout: float = 0.25,
         retry_after: float = 2.0,
+        on_breaker: Callable[[bool], object] | None = None,
     ) -> None:
         self._ttl = max(1, math.ceil(ttl_seconds))  # SETEX takes whole seconds
         self._prefix = key_prefix
@@ -142,6 +144,8 @@ class RedisCache:
         )
         self._skip_until = 0.0
         self._down = False
+        # Told True when the breaker opens, False when Redis is back (a metric, say).
+        self._on_breaker = on_breaker or (lambda down: None)
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -162,6 +166,7 @@ class RedisCache:
             self._skip_until = time.monotonic() + self._retry_after
             if not self._down:
                 self._down = True
+                self._on_breaker(True)
                 log.warning(
                     "Redis cache at %s failed (%s); serving from the store until it is back",
                     self._where,
@@ -171,6 +176,7 @@ class RedisCache:
         if self._down:
             self._down = False
             self._skip_until = 0.0
+            self._on_breaker(False)
             log.warning("Redis cache at %s is back", self._where)
         return reply
 

@@ -459,3 +459,17 @@ class _PostgresLease:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
                 await conn.invalidate()  # ends the session, and the lease with it
+
+
+PENDING_COUNT_LIMIT = 1_000_000
+"""A scrape counts at most this many unfolded events: a backlog beyond it reads as the limit."""
+
+
+def pending_events_query(d: Dialect) -> Any:
+    """When the last fold committed (microseconds, UTC) and how many events wait past the
+    stored horizon: for a metrics scrape, a range of the events' key from the horizon on."""
+    e = d.after(d.event_key, "eh").replace(":eh", "f.events_horizon")
+    return text(
+        f"""SELECT f.folded_at, (SELECT COUNT(*) FROM (SELECT 1 FROM {d.by_key("events", "e")}
+        WHERE {e} LIMIT {PENDING_COUNT_LIMIT}) p) FROM fold_state f"""
+    )
