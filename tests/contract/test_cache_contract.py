@@ -11,6 +11,7 @@ from adapters.memory.cache import MemoryCache
 from application.ports import Cache
 from domain.assignment import Assignment
 from domain.experiment import Experiment, VariantDraft
+from tests.contract.conftest import REDIS_URL, reachable_redis
 from tests.fakes import SequentialIds
 
 CACHE_KINDS = ["memory", "redis", "near"]
@@ -21,27 +22,16 @@ async def open_cache(kind: str, ttl_seconds: float) -> Cache:
         return MemoryCache(ttl_seconds=ttl_seconds, experiment_ttl_seconds=ttl_seconds)
     if kind not in ("redis", "near"):
         raise ValueError(kind)
-    import os
     import secrets
-
-    from redis.asyncio import Redis
 
     from adapters.redis.cache import RedisCache
     from adapters.redis.near_cache import ForgetChannel, NearCache
 
     # A database of its own and a random prefix: runs sharing the server never meet, and
     # closing deletes exactly the keys this cache wrote.
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    url = REDIS_URL
     prefix = f"test-{secrets.token_hex(6)}:"
-    admin = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        await admin.ping()
-    except Exception as exc:
-        await admin.aclose()
-        message = f"Redis is not reachable at {url}: {type(exc).__name__}"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI starts the server, so its absence there is a failure
-        pytest.skip(message)
+    admin = await reachable_redis(url)
     shared = RedisCache(url, ttl_seconds=ttl_seconds, key_prefix=prefix)
     cache: Cache = shared
     if kind == "near":
