@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -108,3 +109,20 @@ def redis_url() -> str:
     finally:
         client.close()
     return TEST_REDIS_URL
+
+
+async def create_experiment(base_url: str, shares: tuple[float, float, float] = (34, 33, 33)) -> dict:
+    """A new experiment over HTTP (control, b, c, primary event "buy"); its JSON body."""
+    body = {
+        "name": f"test-{secrets.token_hex(4)}",
+        "primary_event_type": "buy",
+        "variants": [
+            {"name": "control", "traffic_percentage": shares[0], "is_control": True},
+            {"name": "b", "traffic_percentage": shares[1]},
+            {"name": "c", "traffic_percentage": shares[2]},
+        ],
+    }
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": "Bearer t"}) as client:
+        response = await client.post("/experiments", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, create_experiment
 from tests.integration.database import micros, raw_engine
-from tests.integration.test_multi_instance import as_domain, create_experiment
+from tests.integration.test_multi_instance import as_domain
 
 AUTH = {"Authorization": "Bearer t"}
 USERS = 40

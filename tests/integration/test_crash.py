@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from tests.integration.conftest import REPO_ROOT, ServerProcess
+from tests.integration.conftest import REPO_ROOT, ServerProcess, create_experiment
 from tests.integration.database import micros, raw_engine
 
 AUTH = {"Authorization": "Bearer t"}
@@ -140,22 +140,6 @@ async def post_batches(client: httpx.AsyncClient, load: Load, seed: int) -> None
     for batch_number in itertools.count():
         if not await post_one_batch(client, load, rng, f"{seed}-{batch_number}"):
             return
-
-
-async def create_experiment(base_url: str) -> dict:
-    body = {
-        "name": "crash",
-        "primary_event_type": "buy",
-        "variants": [
-            {"name": "control", "traffic_percentage": 40, "is_control": True},
-            {"name": "b", "traffic_percentage": 35},
-            {"name": "c", "traffic_percentage": 25},
-        ],
-    }
-    async with httpx.AsyncClient(base_url=base_url, headers=AUTH) as client:
-        response = await client.post("/experiments", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def load_then_kill(server: ServerProcess, experiment_id: str, kill_after: float) -> Load:
@@ -373,7 +357,7 @@ async def crash_and_check(
 ) -> None:
     database_url = env["DATABASE_URL"]
     (server,) = start_servers(env)
-    experiment_id = (await create_experiment(server.base_url))["id"]
+    experiment_id = (await create_experiment(server.base_url, (40, 35, 25)))["id"]
     load = await load_then_kill(server, experiment_id, kill_after)
 
     env = {**env, "WORKERS": "1"}  # from here on it serves reads alone

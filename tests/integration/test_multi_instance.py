@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 from collections import defaultdict
 from datetime import datetime
 
@@ -14,7 +13,7 @@ import pytest
 import redis
 
 from domain.experiment import Experiment, Variant
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, create_experiment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -25,22 +24,6 @@ CALLS_PER_USER = 10
 
 def environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     return {"DATABASE_URL": database_url, "CACHE_URL": redis_url, "API_TOKENS": "t", **extra}
-
-
-async def create_experiment(base_url: str) -> dict:
-    body = {
-        "name": f"race-{secrets.token_hex(4)}",
-        "primary_event_type": "buy",
-        "variants": [
-            {"name": "control", "traffic_percentage": 34, "is_control": True},
-            {"name": "b", "traffic_percentage": 33},
-            {"name": "c", "traffic_percentage": 33},
-        ],
-    }
-    async with httpx.AsyncClient(base_url=base_url, headers=AUTH) as client:
-        response = await client.post("/experiments", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def race_first_assignments(servers: list[ServerProcess], experiment_id: str, users: list[str]):
