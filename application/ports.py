@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +22,10 @@ class Store(Protocol):
         """Store a new experiment; raises DuplicateExperimentName if its name is taken."""
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
+
+    async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
+        """Those of ``experiment_ids`` that name a stored experiment, in one lookup however many
+        are asked about (a batch of events may name thousands)."""
 
     async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
         """A page of experiments, newest first, and the total count."""

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Assignment, validate_user_id
-from domain.errors import ExperimentNotFound, FieldError, UnknownExperiments, ValidationFailed
-from domain.event import NewEvents, batch_size_error
+from domain.errors import (
+    EventsAhead,
+    ExperimentNotFound,
+    FieldError,
+    UnknownExperiments,
+    ValidationFailed,
+)
+from domain.event import NewEvents, batch_size_error, events_ahead
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
@@ -53,6 +59,18 @@ class GetExperiment:
                 raise ExperimentNotFound(experiment_id)
             await self._cache.set_experiment(experiment)
         return experiment
+
+    async def unknown(self, experiment_ids: Iterable[str]) -> set[str]:
+        """Those of ``experiment_ids`` that name no experiment: the cached ones are known, and
+        the store is asked about all the others at once, so the cost of a batch does not grow
+        with the number of distinct (perhaps made-up) experiments it names."""
+        uncached = set()
+        for experiment_id in set(experiment_ids):
+            if await self._cache.get_experiment(experiment_id) is None:
+                uncached.add(experiment_id)
+        if not uncached:
+            return uncached
+        return uncached - await self._store.existing_experiment_ids(uncached)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,33 +126,49 @@ class RecordOutcome:
 
 class RecordEvents:
     """Store events all or none: each of an existing experiment, timed when received if the
-    client did not say. The rules of each event alone were checked where the events came in."""
+    client did not say, and not stamped further ahead of the clock than ``future_skew``. The
+    rules of each event alone were checked where the events came in."""
 
-    def __init__(self, experiments: GetExperiment, store: Store, clock: Clock) -> None:
+    DEFAULT_FUTURE_SKEW = timedelta(days=7)
+
+    def __init__(
+        self,
+        experiments: GetExperiment,
+        store: Store,
+        clock: Clock,
+        future_skew: timedelta = DEFAULT_FUTURE_SKEW,
+    ) -> None:
         self._experiments, self._store, self._clock = experiments, store, clock
+        self._future_skew = future_skew
+
+    @property
+    def future_skew(self) -> timedelta:
+        return self._future_skew
 
     async def __call__(self, events: NewEvents) -> RecordOutcome:
-        """Raises UnknownExperiments, naming every event of an experiment that does not exist."""
+        """Raises EventsAhead, naming every event stamped too far ahead, then UnknownExperiments,
+        naming every event of an experiment that does not exist."""
         if (error := batch_size_error(len(events))) is not None:
             raise ValidationFailed([error])
+        now = self._clock.now()
+        if ahead := self.too_far_ahead(events.timestamps, now):
+            raise EventsAhead(ahead, self._future_skew)
         experiment_ids = events.experiment_ids
         if unknown := await self.unknown_experiments(experiment_ids):
             raise UnknownExperiments(
                 {i: x for i, x in enumerate(experiment_ids) if x in unknown}
             )
-        batch = events.stamped(self._clock.now())
+        batch = events.stamped(now)
         accepted = await self._store.add_events(batch)
         return RecordOutcome(accepted=accepted, duplicates=len(batch) - accepted)
 
+    def too_far_ahead(self, timestamps: Iterable[int | None], now: datetime | None = None) -> list[int]:
+        """The positions of the timestamps later than the clock plus the allowed skew."""
+        return events_ahead(timestamps, now or self._clock.now(), self._future_skew)
+
     async def unknown_experiments(self, experiment_ids: Iterable[str]) -> set[str]:
-        """Those of ``experiment_ids`` that name no experiment; one cached lookup per id."""
-        unknown = set()
-        for experiment_id in set(experiment_ids):
-            try:
-                await self._experiments(experiment_id)
-            except ExperimentNotFound:
-                unknown.add(experiment_id)
-        return unknown
+        """Those of ``experiment_ids`` that name no experiment, in one store lookup at most."""
+        return await self._experiments.unknown(experiment_ids)
 
 
 class ComputeResults:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 class DomainError(Exception):
@@ -43,6 +44,25 @@ class UnknownExperiments(DomainError):
             f"{len(experiment_ids)} events name experiments that do not exist, "
             f"such as {next(iter(experiment_ids.values()))!r}"
         )
+
+
+class EventsAhead(DomainError):
+    """Events stamped further in the future than the clock skew allowed: their positions."""
+
+    def __init__(self, positions: list[int], skew: timedelta) -> None:
+        self.positions = positions
+        self.skew = skew
+        super().__init__(f"{len(positions)} events are stamped more than {describe(skew)} ahead")
+
+
+def describe(span: timedelta) -> str:
+    """``7 days``, ``36 hours``, ``90 seconds``: the largest whole unit."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0 and seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 class DuplicateExperimentName(DomainError):

@@ -117,6 +117,14 @@ def micros_of(moments: list[datetime | None]) -> list[int | None]:
     ]
 
 
+def events_ahead(timestamps: Iterable[int | None], now: datetime, skew: timedelta) -> list[int]:
+    """Positions of the timestamps (``to_micros``) later than ``now + skew``. Device clocks are
+    often wrong by hours or days, and a real event must not be lost to that; an event stamped
+    years ahead would count in every future window, so beyond the skew it is refused."""
+    limit = to_micros(now + skew)
+    return [i for i, t in enumerate(timestamps) if t is not None and t > limit]
+
+
 @dataclass(slots=True)
 class NewEvents:
     """Events as a client sent them, in EventBatch's columns, aligned by position.

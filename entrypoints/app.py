@@ -20,7 +20,7 @@ from application.use_cases import (
     ListExperiments,
     RecordEvents,
 )
-from domain.errors import FieldError, UnknownExperiments, ValidationFailed
+from domain.errors import EventsAhead, FieldError, UnknownExperiments, ValidationFailed
 from entrypoints import metrics
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
@@ -100,12 +100,17 @@ async def record_events(
     body: DecodedEvents = data  # type: ignore[assignment]  # EventsDTO decodes either shape
     if isinstance(body, InvalidBatch):
         metrics.count_rejected(body.size)
-        raise body.failure(await record_events.unknown_experiments(body.experiment_ids.values()))
+        unknown = await record_events.unknown_experiments(body.experiment_ids.values())
+        ahead = record_events.too_far_ahead(body.timestamps.values())
+        raise body.failure(unknown, ahead, record_events.future_skew)
     try:
         outcome = await record_events(body.events)
     except UnknownExperiments as exc:
         metrics.count_rejected(len(body.events))
         raise body.unknown(exc) from None
+    except EventsAhead as exc:
+        metrics.count_rejected(len(body.events))
+        raise body.ahead(exc) from None
     except ValidationFailed:
         metrics.count_rejected(len(body.events))
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dependency_injector import containers, providers
 
 from adapters.memory.cache import MemoryCache
@@ -88,7 +90,13 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(CountingCache, cache),
         clock,
     )
-    record_events = providers.Singleton(RecordEvents, get_experiment, store, clock)
+    record_events = providers.Singleton(
+        RecordEvents,
+        get_experiment,
+        store,
+        clock,
+        providers.Factory(timedelta, seconds=settings.provided.event_clock_skew_seconds),
+    )
     compute_results = providers.Singleton(ComputeResults, get_experiment, store, calculator)
     check_health = providers.Singleton(CheckHealth, store)
 

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import chain
 from typing import Any, ClassVar
 
 import msgspec
+import msgspec.inspect
 from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
 from domain.errors import (
     DomainError,
+    EventsAhead,
     ExperimentNotFound,
     FieldError,
     UnknownExperiments,
     ValidationFailed,
+    describe,
 )
 from domain.event import (
     MAX_MICROS,
@@ -53,8 +57,8 @@ def field_error(error: msgspec.ValidationError, prefix: str = "") -> FieldError:
     if missing := _MISSING.match(message):
         path = f"{path}.{missing['name']}" if path else missing["name"]
         message = "is required"
-    field = f"{prefix}{path}" if path else prefix.rstrip(".") or "body"
-    return FieldError(field, message)
+    name = f"{prefix}{path}" if path else prefix.rstrip(".") or "body"
+    return FieldError(name, message)
 
 
 def _well_formed(raw: bytes) -> None:
@@ -83,17 +87,66 @@ def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
         raise ValidationFailed([FieldError(prefix.rstrip(".") or "body", "is nested too deeply")]) from exc
 
 
+UNKNOWN_FIELD = "is not a known field"
+
+
+def unknown_fields(value: Any, shape: msgspec.inspect.Type, path: str = "") -> list[FieldError]:
+    """Every key of the decoded JSON ``value`` that ``shape`` (a Struct, maybe nested in lists
+    and unions) does not declare, named by its path: ``variants[0].is_contorl``."""
+    if isinstance(shape, msgspec.inspect.StructType) and isinstance(value, dict):
+        declared = {f.encode_name: f.type for f in shape.fields}
+        errors = []
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if key in declared:
+                errors += unknown_fields(item, declared[key], name)
+            else:
+                errors.append(FieldError(name, UNKNOWN_FIELD))
+        return errors
+    if isinstance(shape, msgspec.inspect.ListType) and isinstance(value, list):
+        return [e for i, item in enumerate(value) for e in unknown_fields(item, shape.item_type, f"{path}[{i}]")]
+    if isinstance(shape, msgspec.inspect.UnionType):
+        for option in shape.types:
+            if errors := unknown_fields(value, option, path):
+                return errors
+    return []
+
+
 class StrictDTO(MsgspecDTO):
-    """Decodes the body into the DTO's Struct with msgspec's strict rules."""
+    """Decodes the body into the DTO's Struct with msgspec's strict rules. With ``closed``, a
+    field the Struct does not declare is an error too (a typo must not pass for a default):
+    every such field is named, with the first wrong type if there is one."""
+
+    closed: ClassVar[bool] = False
 
     def decode_bytes(self, value: bytes) -> Any:
-        return decode(value, self.model_type)
+        if not self.closed:
+            return decode(value, self.model_type)
+        try:
+            loose = msgspec.json.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return decode(value, self.model_type)  # which names the fault as it would anyway
+        extra = unknown_fields(loose, msgspec.inspect.type_info(self.model_type))
+        try:
+            decoded = decode(value, self.model_type)
+        except ValidationFailed as exc:
+            if extra:
+                raise ValidationFailed(extra + exc.errors) from exc
+            raise
+        if extra:
+            raise ValidationFailed(extra)
+        return decoded
 
 
-ExperimentDTO = StrictDTO[ExperimentIn]
+class ExperimentDTO(StrictDTO[ExperimentIn]):
+    closed = True
 
 
 UNKNOWN_EXPERIMENT = "experiment does not exist"
+
+
+def ahead_message(skew: timedelta) -> str:
+    return f"is more than {describe(skew)} in the future (the clock skew allowed)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +158,9 @@ class OneEvent:
     def unknown(self, exc: UnknownExperiments) -> DomainError:
         """A single event of an unknown experiment is a 404, like any unknown experiment."""
         return ExperimentNotFound(exc.experiment_ids[0])
+
+    def ahead(self, exc: EventsAhead) -> ValidationFailed:
+        return ValidationFailed([FieldError("timestamp", ahead_message(exc.skew))])
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +175,10 @@ class Batch:
             [FieldError(f"events[{i}].experiment_id", UNKNOWN_EXPERIMENT) for i in exc.experiment_ids]
         )
 
+    def ahead(self, exc: EventsAhead) -> ValidationFailed:
+        message = ahead_message(exc.skew)
+        return ValidationFailed([FieldError(f"events[{i}].timestamp", message) for i in exc.positions])
+
 
 @dataclass(frozen=True, slots=True)
 class InvalidBatch:
@@ -128,13 +188,23 @@ class InvalidBatch:
     errors: list[FieldError]
     experiment_ids: dict[int, str]  # by index in the batch
     size: int = 0  # events in the batch
+    timestamps: dict[int, int | None] = field(default_factory=dict)  # of the events read
 
-    def failure(self, unknown: set[str]) -> ValidationFailed:
+    def failure(
+        self, unknown: set[str], ahead: Sequence[int] = (), skew: timedelta | None = None
+    ) -> ValidationFailed:
+        """Every fault at once: the events' own, the unknown experiments, and the timestamps
+        too far ahead (``ahead``: positions among ``timestamps``' keys, in their order)."""
+        positions = list(self.timestamps)
         errors = self.errors + [
             FieldError(f"events[{i}].experiment_id", UNKNOWN_EXPERIMENT)
             for i, experiment_id in self.experiment_ids.items()
             if experiment_id in unknown
         ]
+        if skew is not None:
+            errors += [
+                FieldError(f"events[{positions[k]}].timestamp", ahead_message(skew)) for k in ahead
+            ]
         return ValidationFailed(sorted(errors, key=_event_index))  # stable: an event's own order
 
 
@@ -185,6 +255,7 @@ def _one_by_one(raw: msgspec.Raw) -> Batch | InvalidBatch:
     read: list[EventFieldsIn] = []
     errors: list[FieldError] = []
     experiment_ids: dict[int, str] = {}
+    timestamps: dict[int, int | None] = {}
     for i, item in enumerate(items):
         prefix = f"events[{i}]."
         try:
@@ -194,9 +265,12 @@ def _one_by_one(raw: msgspec.Raw) -> Batch | InvalidBatch:
             continue
         read.append(event)
         experiment_ids[i] = event.experiment_id
-        errors.extend(event_errors_of(event, prefix))
+        own = event_errors_of(event, prefix)
+        errors.extend(own)
+        if event.timestamp is not None and not any(e.field == prefix + "timestamp" for e in own):
+            timestamps[i] = micros_of([event.timestamp])[0]
     if errors:
-        return InvalidBatch(errors, experiment_ids, len(items))
+        return InvalidBatch(errors, experiment_ids, len(items), timestamps)
     # Every event keeps the rules: the fast path refused the batch for a reason of its own
     # (a recursion limit met at a different depth, say), which is no fault of the client's.
     return Batch(columns(read))

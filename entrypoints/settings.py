@@ -22,6 +22,7 @@ class Settings:
     near_cache_ttl_seconds: int = 5
     near_cache_max_entries: int = 100_000
     metrics_token_required: bool = True
+    event_clock_skew_seconds: int = 7 * 86400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -38,6 +39,7 @@ class Settings:
             near_cache_ttl_seconds=_int(env, "NEAR_CACHE_TTL_SECONDS", 5),
             near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
             metrics_token_required=_bool(env, "METRICS_TOKEN_REQUIRED", True),
+            event_clock_skew_seconds=_int(env, "EVENT_CLOCK_SKEW_SECONDS", 7 * 86400),
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from domain.assignment import Assignment
 from domain.errors import DuplicateExperimentName
@@ -28,6 +28,9 @@ class MemoryStore:
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
+
+    async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
+        return {i for i in experiment_ids if i in self._experiments}
 
     async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
         newest_first = sorted(

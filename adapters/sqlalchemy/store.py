@@ -4,7 +4,7 @@ plus the tail not yet folded (views.py), over one unit of work (database.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,6 +38,10 @@ class SqlStore:
     @unavailable_on_connection_loss
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return await self._experiments.get(experiment_id)
+
+    @unavailable_on_connection_loss
+    async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
+        return await self._experiments.existing(experiment_ids)
 
     @unavailable_on_connection_loss
     async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:

@@ -41,6 +41,17 @@ async def test_experiments_round_trip_exactly(store: Store) -> None:
     assert await store.get_experiment("missing") is None
 
 
+async def test_existing_experiment_ids_in_one_lookup(store: Store) -> None:
+    made = [experiment(f"e{i}") for i in range(3)]
+    for exp in made:
+        await store.add_experiment(exp)
+    # Thousands of names, most made up (with a NUL and a very long one): the known ones come back.
+    asked = [f"made-up-{i}" for i in range(2500)] + [made[0].id, made[2].id, "nul\x00id", "x" * 5000]
+    assert await store.existing_experiment_ids(asked) == {made[0].id, made[2].id}
+    assert await store.existing_experiment_ids([]) == set()
+    assert await store.existing_experiment_ids({made[1].id}) == {made[1].id}
+
+
 async def test_names_are_unique(store: Store) -> None:
     await store.add_experiment(experiment("a"))
     with pytest.raises(DuplicateExperimentName):

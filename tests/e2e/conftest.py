@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,8 +45,11 @@ def fake_clock() -> FakeClock:
     return FakeClock()
 
 
-def build_container(database_url: str, clock: object | None = None, ids: object | None = None) -> Container:
-    container = create_container(Settings(database_url=database_url, api_tokens=(TOKEN,)))
+def build_container(
+    database_url: str, clock: object | None = None, ids: object | None = None, **settings: Any
+) -> Container:
+    """``settings``: Settings fields to set besides the store and the token."""
+    container = create_container(Settings(database_url=database_url, api_tokens=(TOKEN,), **settings))
     # Before the first request: the use cases are singletons built on first use.
     if clock is not None:
         container.clock.override(providers.Object(clock))
@@ -60,8 +64,10 @@ def make_client() -> Iterator[Callable[..., TestClient]]:
     closed (lifespan shutdown: the store's engine is disposed) when the test ends."""
     opened: list[TestClient] = []
 
-    def make(database_url: str, clock: object | None = None, ids: object | None = None) -> TestClient:
-        client = TestClient(create_app(build_container(database_url, clock, ids)))
+    def make(
+        database_url: str, clock: object | None = None, ids: object | None = None, **settings: Any
+    ) -> TestClient:
+        client = TestClient(create_app(build_container(database_url, clock, ids, **settings)))
         client.__enter__()
         client.headers.update(AUTH)
         opened.append(client)

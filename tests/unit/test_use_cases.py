@@ -20,6 +20,7 @@ from application.use_cases import (
 )
 from domain.errors import (
     DuplicateExperimentName,
+    EventsAhead,
     ExperimentNotFound,
     UnknownExperiments,
     ValidationFailed,
@@ -203,3 +204,54 @@ async def test_results_reject_bad_filters(svc: Service) -> None:
 
 async def test_health(svc: Service) -> None:
     assert await svc.health() is True
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting the experiment lookups a use case makes of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.single_lookups = 0
+        self.many_lookups = 0
+
+    async def get_experiment(self, experiment_id: str):
+        self.single_lookups += 1
+        return await super().get_experiment(experiment_id)
+
+    async def existing_experiment_ids(self, experiment_ids):
+        self.many_lookups += 1
+        return await super().existing_experiment_ids(experiment_ids)
+
+
+async def test_a_batch_naming_thousands_of_unknown_experiments_costs_one_store_lookup() -> None:
+    store = CountingStore()
+    cache = MemoryCache()
+    clock = FakeClock()
+    create = CreateExperiment(store, cache, clock, SequentialIds())
+    known = await create(name="k", variants=[VariantDraft("a", 50), VariantDraft("b", 50)])
+    record = RecordEvents(GetExperiment(store, cache), store, clock)
+    ids = [f"nope-{i}" for i in range(9_999)] + [known.id]
+    events = NewEvents(ids, ["u"] * len(ids), ["view"] * len(ids), [None] * len(ids),
+                       [None] * len(ids), [None] * len(ids), [None] * len(ids))
+    with pytest.raises(UnknownExperiments) as raised:
+        await record(events)
+    assert len(raised.value.experiment_ids) == 9_999
+    assert (store.single_lookups, store.many_lookups) == (0, 1)
+    # An experiment known to the cache costs no store lookup at all.
+    assert await record.unknown_experiments([known.id]) == set()
+    assert store.many_lookups == 1
+
+
+async def test_events_beyond_the_clock_skew_are_refused_by_position(svc: Service) -> None:
+    experiment = await svc.experiment()
+    now = to_micros(svc.clock.now())
+    week = 7 * 86400 * 1_000_000
+    stamps = [now + week, now + week + 1, None, now - week * 100, now + week * 1000]
+    n = len(stamps)
+    events = NewEvents([experiment.id] * n, ["u"] * n, ["view"] * n, stamps, [None] * n, [None] * n, [None] * n)
+    with pytest.raises(EventsAhead) as raised:
+        await svc.record(events)
+    assert raised.value.positions == [1, 4]
+    assert raised.value.skew == timedelta(days=7)
+    svc.clock.advance(seconds=1)  # a second later the first one beyond is within the skew
+    assert svc.record.too_far_ahead(stamps) == [4]
