@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test migrate clean bench
+.PHONY: run test migrate clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,6 @@ clean:
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+soak: $(TEST_STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
