@@ -21,15 +21,19 @@ MAX_DESCRIPTION_LENGTH = 10_000
 MAX_EVENT_TYPE_LENGTH = 100
 
 
-def bucket_of(experiment_id: str, user_id: str) -> int:
-    """The user's bucket in 0..9999: SHA-256 of ``"{experiment_id}:{user_id}"`` (UTF-8), first
-    8 bytes as a big-endian unsigned integer, modulo 10,000.
+def bucket(text: str) -> int:
+    """0..9999: SHA-256 of ``text`` (UTF-8), first 8 bytes as a big-endian unsigned integer,
+    modulo 10,000.
 
     SHA-256 is in every language's standard library, so any client can reproduce an assignment;
     the modulo bias of 2**64 onto 10,000 buckets is below 1e-15.
     """
-    digest = hashlib.sha256(f"{experiment_id}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % BUCKETS
+
+
+def bucket_of(experiment_id: str, user_id: str) -> int:
+    """The user's bucket of the variant split: ``bucket("{experiment_id}:{user_id}")``."""
+    return bucket(f"{experiment_id}:{user_id}")
 
 
 def percentage_to_basis_points(value: float) -> int | None:

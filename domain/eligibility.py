@@ -1,0 +1,177 @@
+"""Who enters an experiment, and in which variant: lifecycle, coverage, layers and holdouts.
+
+Every decision is a pure function of ids, seeds and shares, so any client library can reproduce
+it (the vectors in docs/assignment-cases.json). Each question hashes the user with a seed of its
+own, so the answers are independent of each other and of the variant:
+
+    variant   bucket("{experiment_id}:{user_id}")              (the original hash, unchanged)
+    coverage  bucket("coverage:{experiment_id}:{user_id}") < coverage in basis points
+    layer     bucket("layer:{layer_seed}:{user_id}") in the experiment's slice of the layer
+    holdout   bucket("holdout:{holdout_seed}:{user_id}") < the holdout's share in basis points
+
+where bucket(text) = first 8 bytes of SHA-256(UTF-8 text), big-endian, modulo 10,000.
+
+Were coverage read off the variant's own bucket, a 50% ramp of a 50/50 split would admit the
+control's users only; with a hash of its own, raising coverage admits a uniform sample of new
+users, each into the variant the variant hash gives them at any coverage, and keeps everyone
+admitted before (the property tests in tests/unit/test_eligibility.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from domain.errors import DomainError
+from domain.experiment import BUCKETS, bucket
+
+
+def coverage_bucket(experiment_id: str, user_id: str) -> int:
+    return bucket(f"coverage:{experiment_id}:{user_id}")
+
+
+def layer_bucket(layer_seed: str, user_id: str) -> int:
+    return bucket(f"layer:{layer_seed}:{user_id}")
+
+
+def holdout_bucket(holdout_seed: str, user_id: str) -> int:
+    return bucket(f"holdout:{holdout_seed}:{user_id}")
+
+
+def covered(experiment_id: str, user_id: str, coverage_basis_points: int) -> bool:
+    """Whether the user is in the ``coverage_basis_points`` (0..10,000) share of traffic.
+    Monotone in the coverage: a user covered at some coverage is covered at every higher one."""
+    return coverage_bucket(experiment_id, user_id) < coverage_basis_points
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A half-open range [start, end) of a layer's 10,000 buckets that one experiment owns."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end <= BUCKETS:
+            raise ValueError(f"a slice lies within 0..{BUCKETS}: got [{self.start}, {self.end})")
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def holds(self, layer_bucket_: int) -> bool:
+        return self.start <= layer_bucket_ < self.end
+
+    def overlaps(self, other: Slice) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+def free_slice(taken: list[Slice], size: int) -> Slice | None:
+    """The lowest free range of ``size`` buckets among ``taken`` (first fit), or None. New
+    experiments take free buckets only, so no user of a running experiment is ever moved."""
+    start = 0
+    for used in sorted(taken, key=lambda s: s.start):
+        if used.start - start >= size:
+            break
+        start = max(start, used.end)
+    return Slice(start, start + size) if BUCKETS - start >= size else None
+
+
+@dataclass(frozen=True, slots=True)
+class Holdout:
+    """A fixed share of all users kept out of every experiment that opts in."""
+
+    seed: str
+    basis_points: int
+
+    def holds(self, user_id: str) -> bool:
+        return holdout_bucket(self.seed, user_id) < self.basis_points
+
+
+# ---------------------------------------------------------------------------------- lifecycle
+
+
+class Status(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    ARCHIVED = "archived"
+
+
+MOVES: Mapping[Status, frozenset[Status]] = {
+    Status.DRAFT: frozenset({Status.RUNNING, Status.ARCHIVED}),
+    Status.RUNNING: frozenset({Status.PAUSED, Status.STOPPED}),
+    Status.PAUSED: frozenset({Status.RUNNING, Status.STOPPED}),
+    Status.STOPPED: frozenset({Status.ARCHIVED}),
+    Status.ARCHIVED: frozenset(),
+}
+
+
+class IllegalMove(DomainError):
+    """A status change the lifecycle does not allow; names the current state."""
+
+    def __init__(self, current: Status, target: Status) -> None:
+        self.current, self.target = current, target
+        allowed = ", ".join(sorted(MOVES[current])) or "none: it is final"
+        super().__init__(
+            f"the experiment is {current.value}; it cannot move to {target.value} "
+            f"(from {current.value}: {allowed})"
+        )
+
+
+def move(current: Status, target: Status) -> Status:
+    """``target`` if the lifecycle allows the move from ``current``, else IllegalMove. Asking
+    for the current state is no move and always allowed (a retried request is harmless)."""
+    if target != current and target not in MOVES[current]:
+        raise IllegalMove(current, target)
+    return target
+
+
+# ---------------------------------------------------------------------------------- the decision
+
+
+class Reason(StrEnum):
+    """Why a user is or is not in an experiment; returned with every assignment answer."""
+
+    ASSIGNED = "assigned"  # in the experiment, by the hash (or stored before)
+    FORCED = "forced"  # a QA override
+    WINNER = "winner"  # the experiment stopped: everyone gets the winner, nothing is stored
+    DRAFT = "draft"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+    AUDIENCE = "audience"  # the attributes do not match the audience
+    HOLDOUT = "holdout"
+    LAYER = "layer"  # the user's layer bucket is another experiment's
+    COVERAGE = "coverage"  # outside the ramp
+
+
+NOT_STARTED = {Status.DRAFT: Reason.DRAFT, Status.PAUSED: Reason.PAUSED, Status.ARCHIVED: Reason.ARCHIVED}
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What an experiment asks of a user before the variant hash decides, besides its state."""
+
+    experiment_id: str
+    coverage_basis_points: int = BUCKETS
+    audience: Any | None = None  # domain.targeting.Audience
+    layer_seed: str | None = None
+    slice: Slice | None = None
+    holdout: Holdout | None = None  # the global holdout, when the experiment opts in
+
+    def exclusion(self, user_id: str, attributes: Mapping[str, Any]) -> Reason | None:
+        """None when the user enters, else the first reason they do not, in a fixed order:
+        audience, holdout, layer, coverage."""
+        if self.audience is not None and not self.audience.admits(attributes):
+            return Reason.AUDIENCE
+        if self.holdout is not None and self.holdout.holds(user_id):
+            return Reason.HOLDOUT
+        if self.slice is not None and self.layer_seed is not None:
+            if not self.slice.holds(layer_bucket(self.layer_seed, user_id)):
+                return Reason.LAYER
+        if not covered(self.experiment_id, user_id, self.coverage_basis_points):
+            return Reason.COVERAGE
+        return None
