@@ -23,6 +23,11 @@ class Store(Protocol):
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
+    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+        """Replace the stored experiment (its fields, variants and overrides) with
+        ``experiment`` if the stored one is still at ``expected_version``; raises
+        ConcurrentChange if it is not, DuplicateExperimentName if the new name is taken."""
+
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
         """Those of ``experiment_ids`` that name a stored experiment, in one lookup however many
         are asked about (a batch of events may name thousands)."""

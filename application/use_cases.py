@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from application.ports import Cache, Clock, IdSource, Store
-from domain.assignment import Assignment, validate_user_id
+from domain.assignment import Answer, Assignment, validate_user_id
+from domain.eligibility import NOT_STARTED, Gate, Reason
+from domain.lifecycle import Status
 from domain.errors import (
     EventsAhead,
     ExperimentNotFound,
@@ -16,7 +19,7 @@ from domain.errors import (
     ValidationFailed,
 )
 from domain.event import NewEvents, batch_size_error, events_ahead
-from domain.experiment import Experiment, VariantDraft
+from domain.experiment import BUCKETS, Experiment, VariantDraft
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
 
@@ -31,6 +34,9 @@ class CreateExperiment:
         variants: Sequence[VariantDraft],
         description: str | None = None,
         primary_event_type: str | None = None,
+        status: str | None = None,
+        coverage: float | None = None,
+        audience: Any = None,
     ) -> Experiment:
         experiment = Experiment.create(
             name=name,
@@ -39,10 +45,56 @@ class CreateExperiment:
             variants=variants,
             new_id=self._ids.new_id,
             created_at=self._clock.now(),
+            status=status,
+            coverage=coverage,
+            audience=audience,
         )
         await self._store.add_experiment(experiment)
         await self._cache.set_experiment(experiment)
         return experiment
+
+
+class ChangeExperiment:
+    """Apply a change to an experiment, store it if the experiment did not change meanwhile
+    (ConcurrentChange otherwise: the client reads it again and retries), and make every
+    process forget its copy (within the cache's bound). Returns the experiment and the diff."""
+
+    def __init__(self, store: Store, cache: Cache, clock: Clock, ids: IdSource) -> None:
+        self._store, self._cache, self._clock, self._ids = store, cache, clock, ids
+
+    async def __call__(self, experiment_id: str, **changes: Any) -> tuple[Experiment, dict[str, Any]]:
+        current = await self._current(experiment_id)
+        changed, diff = current.changed(self._clock.now(), self._ids.new_id, **changes)
+        if diff:
+            await self._save(current, changed)
+        return changed, diff
+
+    async def force(self, experiment_id: str, user_id: str, variant_id: str) -> Experiment:
+        validate_user_id(user_id, "user_id")
+        current = await self._current(experiment_id)
+        changed = current.forced(user_id, variant_id, self._clock.now())
+        await self._save(current, changed)
+        return changed
+
+    async def unforce(self, experiment_id: str, user_id: str) -> bool:
+        """False when the user was not forced."""
+        current = await self._current(experiment_id)
+        changed = current.unforced(user_id)
+        if changed is current:
+            return False
+        await self._save(current, changed)
+        return True
+
+    async def _current(self, experiment_id: str) -> Experiment:
+        # From the store, not a cache: a change applies to the latest version.
+        experiment = await self._store.get_experiment(experiment_id)
+        if experiment is None:
+            raise ExperimentNotFound(experiment_id)
+        return experiment
+
+    async def _save(self, current: Experiment, changed: Experiment) -> None:
+        await self._store.update_experiment(changed, expected_version=current.version)
+        await self._cache.forget_experiment(changed.id)
 
 
 class GetExperiment:
@@ -99,23 +151,45 @@ class ListExperiments:
 
 
 class AssignUser:
-    """Get-or-create a user's assignment: the hash decides once, the store keeps it for good."""
+    """What a user is served. A QA override first; then the experiment's state: only a running
+    experiment assigns (draft, paused and archived ones serve the control, a stopped one its
+    winner, storing nothing); then a stored assignment, kept for good; then the gates of a
+    running experiment (audience, coverage), and the hash decides once, for good."""
 
     def __init__(self, experiments: GetExperiment, store: Store, cache: Cache, clock: Clock) -> None:
         self._experiments, self._store, self._cache, self._clock = experiments, store, cache, clock
 
-    async def __call__(self, experiment_id: str, user_id: str) -> Assignment:
+    async def __call__(
+        self, experiment_id: str, user_id: str, attributes: Mapping[str, Any] | None = None
+    ) -> Answer:
         validate_user_id(user_id, "user_id")
+        experiment = await self._experiments(experiment_id)
+        if (forced := experiment.override_for(user_id)) is not None:
+            return Answer.served(experiment, user_id, forced.variant_id, Reason.FORCED, forced.forced_at, True)
+        if experiment.status is not Status.RUNNING:
+            if experiment.status is Status.STOPPED:
+                return Answer.served(experiment, user_id, experiment.winner.id, Reason.WINNER)
+            return Answer.served(experiment, user_id, experiment.control.id, NOT_STARTED[experiment.status])
         assignment = await self._cache.get_assignment(experiment_id, user_id)
         if assignment is not None:
-            return assignment
-        experiment = await self._experiments(experiment_id)
+            return Answer.of(assignment)
+        if experiment.coverage_basis_points < BUCKETS or experiment.audience is not None:
+            gate = Gate(experiment.id, experiment.coverage_basis_points, experiment.audience)
+            if (reason := gate.exclusion(user_id, attributes or {})) is not None:
+                # Coverage only grows while an experiment runs, so whoever it leaves out was
+                # never assigned; attributes may differ from call to call, so a user the
+                # audience leaves out now may have been assigned before, and keeps that.
+                stored = await self._store.get_assignment(experiment_id, user_id) if reason is Reason.AUDIENCE else None
+                if stored is None:
+                    return Answer.served(experiment, user_id, experiment.control.id, reason)
+                await self._cache.set_assignment(stored)
+                return Answer.of(stored)
         decided = Assignment.decide(experiment, user_id, self._clock.now())
         # Get-or-create in one call: the store keeps the first assignment ever stored (of
         # racing ones too) and returns it, so a known user gets theirs back, not this one.
         assignment = await self._store.add_assignment(decided)
         await self._cache.set_assignment(assignment)
-        return assignment
+        return Answer.of(assignment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from domain.errors import DomainError
 from domain.experiment import BUCKETS, bucket
+from domain.lifecycle import Status
 
 
 def coverage_bucket(experiment_id: str, user_id: str) -> int:
@@ -88,46 +88,6 @@ class Holdout:
 
     def holds(self, user_id: str) -> bool:
         return holdout_bucket(self.seed, user_id) < self.basis_points
-
-
-# ---------------------------------------------------------------------------------- lifecycle
-
-
-class Status(StrEnum):
-    DRAFT = "draft"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    ARCHIVED = "archived"
-
-
-MOVES: Mapping[Status, frozenset[Status]] = {
-    Status.DRAFT: frozenset({Status.RUNNING, Status.ARCHIVED}),
-    Status.RUNNING: frozenset({Status.PAUSED, Status.STOPPED}),
-    Status.PAUSED: frozenset({Status.RUNNING, Status.STOPPED}),
-    Status.STOPPED: frozenset({Status.ARCHIVED}),
-    Status.ARCHIVED: frozenset(),
-}
-
-
-class IllegalMove(DomainError):
-    """A status change the lifecycle does not allow; names the current state."""
-
-    def __init__(self, current: Status, target: Status) -> None:
-        self.current, self.target = current, target
-        allowed = ", ".join(sorted(MOVES[current])) or "none: it is final"
-        super().__init__(
-            f"the experiment is {current.value}; it cannot move to {target.value} "
-            f"(from {current.value}: {allowed})"
-        )
-
-
-def move(current: Status, target: Status) -> Status:
-    """``target`` if the lifecycle allows the move from ``current``, else IllegalMove. Asking
-    for the current state is no move and always allowed (a retried request is harmless)."""
-    if target != current and target not in MOVES[current]:
-        raise IllegalMove(current, target)
-    return target
 
 
 # ---------------------------------------------------------------------------------- the decision

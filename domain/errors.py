@@ -71,5 +71,13 @@ class DuplicateExperimentName(DomainError):
         super().__init__(f"an experiment named {name!r} already exists")
 
 
+class ConcurrentChange(DomainError):
+    def __init__(self, experiment_id: str) -> None:
+        self.experiment_id = experiment_id
+        super().__init__(
+            f"experiment {experiment_id!r} was changed by another request meanwhile; read it and retry"
+        )
+
+
 class StoreUnavailable(DomainError):
     """The store cannot be reached; raised by adapters so callers need not know the driver."""

@@ -94,6 +94,8 @@ class ResultQuery:
         errors: list[FieldError] = []
         start_at = _bound(start, "start_date", errors, at_end=False)
         end_at = _bound(end, "end_date", errors, at_end=True)
+        if end is None and experiment.stopped_at is not None:
+            end_at = experiment.stopped_at  # a stopped experiment's results: its running window
         if start_at is not None and end_at is not None and start_at > end_at:
             errors.append(FieldError("start_date", "must not be after end_date"))
         if variant_id is not None and experiment.variant(variant_id) is None:

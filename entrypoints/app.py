@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from litestar import Litestar, Response, Router, get, post
+from litestar import Litestar, Response, Router, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from application.use_cases import (
     AssignUser,
+    ChangeExperiment,
     CheckHealth,
     ComputeResults,
     CreateExperiment,
@@ -25,21 +26,27 @@ from entrypoints import metrics
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
 from entrypoints.decoding import (
+    AssignmentDTO,
     DecodedEvents,
     EventsDTO,
     ExperimentDTO,
+    ExperimentPatchDTO,
+    OverrideDTO,
     InvalidBatch,
     variant_drafts,
 )
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
+    AssignmentIn,
     AssignmentOut,
     EventBatchIn,
     EventsAcceptedOut,
     ExperimentIn,
     ExperimentListOut,
     ExperimentOut,
+    ExperimentPatchIn,
     HealthOut,
+    OverrideIn,
     ResultsOut,
 )
 
@@ -61,7 +68,10 @@ async def create_experiment(
         name=data.name,
         description=data.description,
         primary_event_type=data.primary_event_type,
-        variants=variant_drafts(data),
+        variants=variant_drafts(data.variants),
+        status=data.status,
+        coverage=data.coverage,
+        audience=data.audience,
     )
     return Response(
         ExperimentOut.of(experiment),
@@ -86,11 +96,53 @@ async def get_experiment(
     return ExperimentOut.of(await get_experiment(experiment_id))
 
 
+@patch("/experiments/{experiment_id:str}", dto=ExperimentPatchDTO, return_dto=None)
+async def change_experiment(
+    experiment_id: FromPath[str],
+    data: JSONBody[ExperimentPatchIn],
+    change_experiment: NamedDependency[ChangeExperiment],
+) -> ExperimentOut:
+    changes = data.changes()
+    if "variants" in changes:
+        changes["variants"] = variant_drafts(changes["variants"])
+    experiment, _ = await change_experiment(experiment_id, **changes)
+    return ExperimentOut.of(experiment)
+
+
 @get("/experiments/{experiment_id:str}/assignment/{user_id:str}")
 async def assign(
     experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
 ) -> AssignmentOut:
     return AssignmentOut.of(await assign_user(experiment_id, user_id))
+
+
+@post("/experiments/{experiment_id:str}/assignment/{user_id:str}", dto=AssignmentDTO, return_dto=None, status_code=200)
+async def assign_with_attributes(
+    experiment_id: FromPath[str],
+    user_id: FromPath[str],
+    data: JSONBody[AssignmentIn],
+    assign_user: NamedDependency[AssignUser],
+) -> AssignmentOut:
+    return AssignmentOut.of(await assign_user(experiment_id, user_id, data.attributes))
+
+
+@put("/experiments/{experiment_id:str}/assignment/{user_id:str}", dto=OverrideDTO, return_dto=None)
+async def force_assignment(
+    experiment_id: FromPath[str],
+    user_id: FromPath[str],
+    data: JSONBody[OverrideIn],
+    change_experiment: NamedDependency[ChangeExperiment],
+    assign_user: NamedDependency[AssignUser],
+) -> AssignmentOut:
+    await change_experiment.force(experiment_id, user_id, data.variant_id)
+    return AssignmentOut.of(await assign_user(experiment_id, user_id))
+
+
+@delete("/experiments/{experiment_id:str}/assignment/{user_id:str}", status_code=204)
+async def remove_override(
+    experiment_id: FromPath[str], user_id: FromPath[str], change_experiment: NamedDependency[ChangeExperiment]
+) -> None:
+    await change_experiment.unforce(experiment_id, user_id)
 
 
 @post("/events", dto=EventsDTO, return_dto=None, status_code=202)
@@ -190,7 +242,10 @@ def create_app(container: Container) -> Litestar:
     requests = metrics.RequestMetrics(None)
     api = Router(
         path="/",
-        route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
+        route_handlers=[
+            create_experiment, list_experiments, get_experiment, change_experiment, assign,
+            assign_with_attributes, force_assignment, remove_override, record_events, results,
+        ],
         before_request=tokens.before_request,
         security=[{"bearer": []}],
     )
@@ -199,6 +254,7 @@ def create_app(container: Container) -> Litestar:
         dependencies={
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
+            "change_experiment": provide(container.change_experiment),
             "list_experiments": provide(container.list_experiments),
             "get_experiment": provide(container.get_experiment),
             "assign_user": provide(container.assign_user),

@@ -12,6 +12,7 @@ from adapters.system import SystemClock, TimeOrderedIds
 from application.ports import Cache, Store
 from application.use_cases import (
     AssignUser,
+    ChangeExperiment,
     CheckHealth,
     ComputeResults,
     CreateExperiment,
@@ -81,6 +82,7 @@ class Container(containers.DeclarativeContainer):
 
     get_experiment = providers.Singleton(GetExperiment, store, cache)
     create_experiment = providers.Singleton(CreateExperiment, store, cache, clock, ids)
+    change_experiment = providers.Singleton(ChangeExperiment, store, cache, clock, ids)
     list_experiments = providers.Singleton(ListExperiments, store)
     # AssignUser reads and writes through counting wrappers (entrypoints/metrics.py).
     assign_user = providers.Singleton(

@@ -38,7 +38,16 @@ from domain.event import (
     micros_of,
 )
 from domain.experiment import VariantDraft
-from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn
+from entrypoints.schemas import (
+    AssignmentIn,
+    EventBatchIn,
+    EventFieldsIn,
+    EventIn,
+    ExperimentIn,
+    ExperimentPatchIn,
+    OverrideIn,
+    VariantIn,
+)
 
 
 class MalformedBody(ValueError):
@@ -139,6 +148,18 @@ class StrictDTO(MsgspecDTO):
 
 
 class ExperimentDTO(StrictDTO[ExperimentIn]):
+    closed = True
+
+
+class ExperimentPatchDTO(StrictDTO[ExperimentPatchIn]):
+    closed = True
+
+
+class AssignmentDTO(StrictDTO[AssignmentIn]):
+    closed = True
+
+
+class OverrideDTO(StrictDTO[OverrideIn]):
     closed = True
 
 
@@ -329,5 +350,5 @@ def _event_index(error: FieldError) -> int:
     return int(head[len("events[") :]) if head.startswith("events[") else -1
 
 
-def variant_drafts(body: ExperimentIn) -> list[VariantDraft]:
-    return [VariantDraft(v.name, v.traffic_percentage, v.is_control) for v in body.variants]
+def variant_drafts(variants: list[VariantIn]) -> list[VariantDraft]:
+    return [VariantDraft(v.name, v.traffic_percentage, v.is_control) for v in variants]

@@ -10,12 +10,16 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from domain.errors import (
+    ConcurrentChange,
+    DomainError,
     DuplicateExperimentName,
     ExperimentNotFound,
     FieldError,
     StoreUnavailable,
     ValidationFailed,
 )
+from domain.experiment import ChangeRefused
+from domain.lifecycle import IllegalMove
 from entrypoints.decoding import MalformedBody
 from entrypoints.schemas import FieldErrorOut, ProblemOut
 
@@ -52,6 +56,10 @@ def _not_found(_: Request, exc: ExperimentNotFound) -> Response[ProblemOut]:
 
 def _duplicate(_: Request, exc: DuplicateExperimentName) -> Response[ProblemOut]:
     return problem(409, str(exc), [FieldError("name", "is already taken")])
+
+
+def _conflict(_: Request, exc: DomainError) -> Response[ProblemOut]:
+    return problem(409, str(exc))
 
 
 def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
@@ -94,6 +102,9 @@ EXCEPTION_HANDLERS = {
     msgspec.DecodeError: _malformed,
     ExperimentNotFound: _not_found,
     DuplicateExperimentName: _duplicate,
+    IllegalMove: _conflict,
+    ChangeRefused: _conflict,
+    ConcurrentChange: _conflict,
     StoreUnavailable: _unavailable,
     ValidationException: _litestar_validation,
     HTTPException: _http,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 
 from application.use_cases import ExperimentPage
-from domain.assignment import MAX_USER_ID_LENGTH, Assignment
+from domain.assignment import MAX_USER_ID_LENGTH, Answer
 from domain.event import MAX_EVENT_ID_LENGTH
 from domain.experiment import MAX_EVENT_TYPE_LENGTH, Experiment
 from domain.results import Comparison, ExperimentResults, VariantResult
@@ -32,6 +32,42 @@ class ExperimentIn(msgspec.Struct):
     variants: list[VariantIn]
     description: str | None = None
     primary_event_type: str | None = None
+    # Beyond the base contract (docs/api.md): created running for all traffic unless told.
+    status: str | None = None
+    coverage: float | None = None
+    audience: dict[str, Any] | None = None
+
+
+class ExperimentPatchIn(msgspec.Struct):
+    """A change: only the fields sent change; ``null`` clears description or primary_event_type."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | None | msgspec.UnsetType = msgspec.UNSET
+    primary_event_type: str | None | msgspec.UnsetType = msgspec.UNSET
+    coverage: float | msgspec.UnsetType = msgspec.UNSET
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    winner_variant_id: str | msgspec.UnsetType = msgspec.UNSET
+    variants: list[VariantIn] | msgspec.UnsetType = msgspec.UNSET
+    audience: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET
+        }
+
+
+AttributeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+AttributeValue = Annotated[str, msgspec.Meta(max_length=1000)] | int | float | bool | None
+
+
+class AssignmentIn(msgspec.Struct):
+    """The user's attributes, for an experiment's audience rules."""
+
+    attributes: Annotated[dict[AttributeName, AttributeValue], msgspec.Meta(max_length=100)] = {}
+
+
+class OverrideIn(msgspec.Struct):
+    variant_id: str
 
 
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID_LENGTH)]
@@ -84,6 +120,12 @@ class VariantOut(msgspec.Struct):
     is_control: bool
 
 
+class OverrideOut(msgspec.Struct):
+    user_id: str
+    variant_id: str
+    forced_at: datetime
+
+
 class ExperimentOut(msgspec.Struct):
     id: str
     name: str
@@ -91,19 +133,31 @@ class ExperimentOut(msgspec.Struct):
     primary_event_type: str | None
     created_at: datetime
     variants: list[VariantOut]
+    status: str
+    coverage: float
+    audience: dict[str, Any] | None
+    winner_variant_id: str | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    overrides: list[OverrideOut]
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentOut:
+        e = experiment
         return cls(
-            id=experiment.id,
-            name=experiment.name,
-            description=experiment.description,
-            primary_event_type=experiment.primary_event_type,
-            created_at=experiment.created_at,
-            variants=[
-                VariantOut(v.id, v.name, v.traffic_percentage, v.is_control)
-                for v in experiment.variants
-            ],
+            id=e.id,
+            name=e.name,
+            description=e.description,
+            primary_event_type=e.primary_event_type,
+            created_at=e.created_at,
+            variants=[VariantOut(v.id, v.name, v.traffic_percentage, v.is_control) for v in e.variants],
+            status=e.status.value,
+            coverage=e.coverage_basis_points / 100,
+            audience=None if e.audience is None else e.audience.source,
+            winner_variant_id=e.winner_variant_id,
+            started_at=e.started_at,
+            stopped_at=e.stopped_at,
+            overrides=[OverrideOut(o.user_id, o.variant_id, o.forced_at) for o in e.overrides],
         )
 
 
@@ -121,11 +175,14 @@ class AssignmentOut(msgspec.Struct):
     user_id: str
     variant_id: str
     variant_name: str
-    assigned_at: datetime
+    assigned_at: datetime | None  # null when nothing is stored: see in_experiment and reason
+    in_experiment: bool
+    reason: str
 
     @classmethod
-    def of(cls, a: Assignment) -> AssignmentOut:
-        return cls(a.experiment_id, a.user_id, a.variant_id, a.variant_name, a.assigned_at)
+    def of(cls, a: Answer) -> AssignmentOut:
+        return cls(a.experiment_id, a.user_id, a.variant_id, a.variant_name, a.assigned_at,
+                   a.in_experiment, str(a.reason))
 
 
 class EventsAcceptedOut(msgspec.Struct):

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 
 from domain.assignment import Assignment
-from domain.errors import DuplicateExperimentName
+from domain.errors import ConcurrentChange, DuplicateExperimentName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment
 from domain.results import EventTotals, ResultQuery, VariantAggregate
@@ -28,6 +28,17 @@ class MemoryStore:
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
+
+    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+        stored = self._experiments.get(experiment.id)
+        if stored is None or stored.version != expected_version:
+            raise ConcurrentChange(experiment.id)
+        if experiment.name != stored.name:
+            if experiment.name in self._names:
+                raise DuplicateExperimentName(experiment.name)
+            self._names.discard(stored.name)
+            self._names.add(experiment.name)
+        self._experiments[experiment.id] = experiment
 
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
         return {i for i in experiment_ids if i in self._experiments}

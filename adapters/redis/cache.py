@@ -18,7 +18,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from domain.assignment import Assignment
-from domain.experiment import Experiment, Variant
+from domain.experiment import Experiment, Override, Variant
+from domain.lifecycle import Status
+from domain.targeting import parse_audience
 
 log = logging.getLogger("experiments.cache")
 
@@ -41,6 +43,14 @@ class _ExperimentRecord(msgspec.Struct, array_like=True, frozen=True):
     # msgpack's timestamp extension: tz-aware UTC back, to the nanosecond.
     created_at: datetime
     variants: tuple[_VariantRecord, ...]
+    status: str = "running"
+    coverage_basis_points: int = 10_000
+    audience: str | None = None  # the rule's JSON
+    winner_variant_id: str | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    overrides: tuple[tuple[str, str, datetime], ...] = ()
+    version: int = 1
 
 
 class _AssignmentRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -57,17 +67,23 @@ _assignment_decoder = msgspec.msgpack.Decoder(_AssignmentRecord)
 
 
 def encode_experiment(experiment: Experiment) -> bytes:
+    e = experiment
     return _encoder.encode(
         _ExperimentRecord(
-            experiment.id,
-            experiment.name,
-            experiment.description,
-            experiment.primary_event_type,
-            experiment.created_at,
-            tuple(
-                _VariantRecord(v.id, v.name, v.traffic_basis_points, v.is_control)
-                for v in experiment.variants
-            ),
+            e.id,
+            e.name,
+            e.description,
+            e.primary_event_type,
+            e.created_at,
+            tuple(_VariantRecord(v.id, v.name, v.traffic_basis_points, v.is_control) for v in e.variants),
+            e.status.value,
+            e.coverage_basis_points,
+            None if e.audience is None else msgspec.json.encode(e.audience.source).decode(),
+            e.winner_variant_id,
+            e.started_at,
+            e.stopped_at,
+            tuple((o.user_id, o.variant_id, o.forced_at) for o in e.overrides),
+            e.version,
         )
     )
 
@@ -83,6 +99,14 @@ def decode_experiment(data: bytes) -> Experiment:
         variants=tuple(
             Variant(v.id, v.name, v.traffic_basis_points, v.is_control) for v in r.variants
         ),
+        status=Status(r.status),
+        coverage_basis_points=r.coverage_basis_points,
+        audience=None if r.audience is None else parse_audience(msgspec.json.decode(r.audience)),
+        winner_variant_id=r.winner_variant_id,
+        started_at=r.started_at,
+        stopped_at=r.stopped_at,
+        overrides=tuple(Override(*o) for o in r.overrides),
+        version=r.version,
     )
 
 

@@ -40,6 +40,10 @@ class SqlStore:
         return await self._experiments.get(experiment_id)
 
     @unavailable_on_connection_loss
+    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+        await self._experiments.update(experiment, expected_version)
+
+    @unavailable_on_connection_loss
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
         return await self._experiments.existing(experiment_ids)
 

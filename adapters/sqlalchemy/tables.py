@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -32,7 +33,26 @@ experiments = Table(
     Column("description", Text),
     Column("primary_event_type", String(100)),
     Column("created_at", BigInteger, nullable=False),
+    # Migration 0006: the lifecycle, coverage, audience (rule JSON) and a version for changes.
+    Column("status", String(16), nullable=False, server_default="running"),
+    Column("coverage_basis_points", Integer, nullable=False, server_default="10000"),
+    Column("audience", Text),
+    Column("winner_variant_id", String(32)),
+    Column("started_at", BigInteger),
+    Column("stopped_at", BigInteger),
+    Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_experiments_created_at", "created_at"),
+)
+
+# QA overrides: users forced into a variant; loaded with their experiment (a few per experiment).
+experiment_overrides = Table(
+    "experiment_overrides",
+    metadata,
+    Column("experiment_id", String(32), ForeignKey("experiments.id"), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("variant_id", String(32), nullable=False),
+    Column("forced_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("experiment_id", "user_id", name="pk_experiment_overrides"),
 )
 
 variants = Table(

@@ -7,17 +7,64 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.tables import experiments, user_assignments, variants
+from adapters.sqlalchemy.tables import experiment_overrides, experiments, user_assignments, variants
 from domain.assignment import Assignment
-from domain.errors import DuplicateExperimentName
+from domain.errors import ConcurrentChange, DuplicateExperimentName
 from domain.event import EventBatch, from_micros, to_micros
-from domain.experiment import Experiment, Variant
+from domain.experiment import Experiment, Override, Variant
+from domain.lifecycle import Status
+from domain.targeting import parse_audience
+
+
+def _columns(experiment: Experiment) -> dict[str, Any]:
+    e = experiment
+    return {
+        "name": e.name,
+        "description": e.description,
+        "primary_event_type": e.primary_event_type,
+        "created_at": to_micros(e.created_at),
+        "status": e.status.value,
+        "coverage_basis_points": e.coverage_basis_points,
+        "audience": None if e.audience is None else msgspec.json.encode(e.audience.source).decode(),
+        "winner_variant_id": e.winner_variant_id,
+        "started_at": None if e.started_at is None else to_micros(e.started_at),
+        "stopped_at": None if e.stopped_at is None else to_micros(e.stopped_at),
+        "version": e.version,
+    }
+
+
+def _insert_parts(conn: Connection, experiment: Experiment, *, variants_too: bool) -> None:
+    if variants_too:
+        conn.execute(
+            variants.insert(),
+            [
+                {
+                    "id": v.id,
+                    "experiment_id": experiment.id,
+                    "position": position,
+                    "name": v.name,
+                    "traffic_basis_points": v.traffic_basis_points,
+                    "is_control": v.is_control,
+                }
+                for position, v in enumerate(experiment.variants)
+            ],
+        )
+    if experiment.overrides:
+        conn.execute(
+            experiment_overrides.insert(),
+            [
+                {"experiment_id": experiment.id, "user_id": o.user_id, "variant_id": o.variant_id,
+                 "forced_at": to_micros(o.forced_at)}
+                for o in experiment.overrides
+            ],
+        )
 
 
 class Experiments:
@@ -28,32 +75,40 @@ class Experiments:
 
     async def add(self, experiment: Experiment) -> None:
         def insert(conn: Connection) -> None:
-            conn.execute(
-                experiments.insert().values(
-                    id=experiment.id,
-                    name=experiment.name,
-                    description=experiment.description,
-                    primary_event_type=experiment.primary_event_type,
-                    created_at=to_micros(experiment.created_at),
-                )
-            )
-            conn.execute(
-                variants.insert(),
-                [
-                    {
-                        "id": v.id,
-                        "experiment_id": experiment.id,
-                        "position": position,
-                        "name": v.name,
-                        "traffic_basis_points": v.traffic_basis_points,
-                        "is_control": v.is_control,
-                    }
-                    for position, v in enumerate(experiment.variants)
-                ],
-            )
+            conn.execute(experiments.insert().values(id=experiment.id, **_columns(experiment)))
+            _insert_parts(conn, experiment, variants_too=True)
 
         try:
             await self._db.write(insert)
+        except IntegrityError as exc:
+            raise DuplicateExperimentName(experiment.name) from exc
+
+    async def update(self, experiment: Experiment, expected_version: int) -> None:
+        """One transaction: the row if still at ``expected_version``, and its parts replaced."""
+        stored_variants = None
+
+        def update(conn: Connection) -> None:
+            nonlocal stored_variants
+            changed = conn.execute(
+                experiments.update()
+                .where(experiments.c.id == experiment.id, experiments.c.version == expected_version)
+                .values(**_columns(experiment))
+            ).rowcount
+            if changed != 1:
+                raise ConcurrentChange(experiment.id)
+            stored_variants = [
+                r[0] for r in conn.execute(
+                    select(variants.c.id).where(variants.c.experiment_id == experiment.id).order_by(variants.c.position)
+                )
+            ]
+            new_split = stored_variants != [v.id for v in experiment.variants]
+            conn.execute(experiment_overrides.delete().where(experiment_overrides.c.experiment_id == experiment.id))
+            if new_split:  # in draft only (the domain refuses it later): no assignment names them
+                conn.execute(variants.delete().where(variants.c.experiment_id == experiment.id))
+            _insert_parts(conn, experiment, variants_too=new_split)
+
+        try:
+            await self._db.write(update)
         except IntegrityError as exc:
             raise DuplicateExperimentName(experiment.name) from exc
 
@@ -108,6 +163,14 @@ class Experiments:
             by_experiment[v.experiment_id].append(
                 Variant(v.id, v.name, v.traffic_basis_points, bool(v.is_control))
             )
+        forced: dict[str, list[Override]] = defaultdict(list)
+        override_rows = await conn.execute(
+            select(experiment_overrides)
+            .where(experiment_overrides.c.experiment_id.in_([r.id for r in rows]))
+            .order_by(experiment_overrides.c.forced_at, experiment_overrides.c.user_id)
+        )
+        for o in override_rows:
+            forced[o.experiment_id].append(Override(o.user_id, o.variant_id, from_micros(o.forced_at)))
         return [
             Experiment(
                 id=r.id,
@@ -116,6 +179,14 @@ class Experiments:
                 primary_event_type=r.primary_event_type,
                 created_at=from_micros(r.created_at),
                 variants=tuple(by_experiment[r.id]),
+                status=Status(r.status),
+                coverage_basis_points=r.coverage_basis_points,
+                audience=None if r.audience is None else parse_audience(msgspec.json.decode(r.audience)),
+                winner_variant_id=r.winner_variant_id,
+                started_at=None if r.started_at is None else from_micros(r.started_at),
+                stopped_at=None if r.stopped_at is None else from_micros(r.stopped_at),
+                overrides=tuple(forced[r.id]),
+                version=r.version,
             )
             for r in rows
         ]

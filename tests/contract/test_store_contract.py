@@ -13,7 +13,7 @@ import pytest
 
 from application.ports import Store
 from domain.assignment import Assignment
-from domain.errors import DuplicateExperimentName
+from domain.errors import ConcurrentChange, DuplicateExperimentName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
@@ -50,6 +50,41 @@ async def test_existing_experiment_ids_in_one_lookup(store: Store) -> None:
     assert await store.existing_experiment_ids(asked) == {made[0].id, made[2].id}
     assert await store.existing_experiment_ids([]) == set()
     assert await store.existing_experiment_ids({made[1].id}) == {made[1].id}
+
+
+async def test_a_change_round_trips_and_applies_only_to_the_version_it_was_made_from(store: Store) -> None:
+    exp = Experiment.create(
+        name="live", description="d", primary_event_type="buy", coverage=10,
+        variants=[VariantDraft("a", 50), VariantDraft("b", 50)], new_id=SequentialIds("live").new_id, created_at=T0,
+    )
+    await store.add_experiment(exp)
+    now = T0 + timedelta(hours=1, microseconds=7)
+    ids = SequentialIds("new")
+    changed, diff = exp.changed(now, ids.new_id, name="renamed", coverage=12.34, status="paused", description=None)
+    assert set(diff) == {"name", "coverage_basis_points", "status", "description"}
+    changed = changed.forced("qa-1", exp.variants[1].id, now).forced("qa-2", exp.variants[0].id, now)
+    await store.update_experiment(changed, expected_version=exp.version)
+    assert await store.get_experiment(exp.id) == changed
+    with pytest.raises(ConcurrentChange):  # a second change made from the same old version
+        await store.update_experiment(exp.changed(now, ids.new_id, name="late")[0], expected_version=exp.version)
+    await store.add_experiment(experiment("taken", ids=SequentialIds("t")))
+    with pytest.raises(DuplicateExperimentName):
+        await store.update_experiment(changed.changed(now, ids.new_id, name="taken")[0], expected_version=changed.version)
+    assert (await store.get_experiment(exp.id)).name == "renamed"
+
+
+async def test_a_draft_keeps_its_audience_and_may_change_its_split(store: Store) -> None:
+    rule = {"any": [{"attribute": "plan", "op": "eq", "value": "pro"}, {"attribute": "age", "op": "gte", "value": 18}]}
+    ids = SequentialIds("d")
+    draft = Experiment.create(
+        name="draft", description=None, primary_event_type=None, status="draft", coverage=0.01, audience=rule,
+        variants=[VariantDraft("a", 50), VariantDraft("b", 50)], new_id=ids.new_id, created_at=T0,
+    )
+    await store.add_experiment(draft)
+    assert await store.get_experiment(draft.id) == draft
+    resplit, _ = draft.changed(T0, ids.new_id, variants=[VariantDraft("x", 10), VariantDraft("y", 90, True)])
+    await store.update_experiment(resplit, expected_version=draft.version)
+    assert await store.get_experiment(draft.id) == resplit
 
 
 async def test_names_are_unique(store: Store) -> None:

@@ -462,6 +462,9 @@ def test_assignment_is_deterministic_per_the_documented_hash(client: TestClient)
             "variant_id": want["id"],
             "variant_name": want["name"],
             "assigned_at": response.json()["assigned_at"],
+            # docs/api.md adds these; the base contract's fields keep their meaning
+            "in_experiment": True,
+            "reason": "assigned",
         }
         assert parse_ts(response.json()["assigned_at"]) == T0
 

@@ -119,3 +119,39 @@ async def test_one_instance_with_two_worker_processes(
 ) -> None:
     (server,) = start_servers(environment(postgres_database, redis_url, WORKERS="2"))
     await assert_one_assignment_per_user([server], redis_url)
+
+
+async def test_a_change_on_one_instance_reaches_the_other_within_the_documented_bound(
+    start_servers, postgres_database: str, redis_url: str
+) -> None:
+    """Paused on one instance, the other stops assigning within NEAR_CACHE_TTL_SECONDS (the
+    forget message over Redis usually makes it at once); resumed, it assigns again; forced
+    on one, the other serves the override."""
+    bound = 5.0  # NEAR_CACHE_TTL_SECONDS's default, the documented bound (docs/deployment.md)
+    one, other = start_servers(environment(postgres_database, redis_url), environment(postgres_database, redis_url))
+    async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
+        created = await client.post(f"{one.base_url}/experiments", json={
+            "name": "propagation", "variants": [{"name": "a", "traffic_percentage": 50},
+                                                {"name": "b", "traffic_percentage": 50}]})
+        x = created.json()["id"]
+        warm = await client.get(f"{other.base_url}/experiments/{x}/assignment/warm")
+        assert warm.json()["reason"] == "assigned"  # the other instance holds the experiment now
+
+        async def seconds_until(reason: str, user: str) -> float:
+            started = asyncio.get_running_loop().time()
+            while True:
+                answer = (await client.get(f"{other.base_url}/experiments/{x}/assignment/{user}")).json()
+                elapsed = asyncio.get_running_loop().time() - started
+                if answer["reason"] == reason:
+                    return elapsed
+                assert elapsed < bound + 1, f"still {answer['reason']!r} after {elapsed:.1f} s"
+                await asyncio.sleep(0.05)
+
+        assert (await client.patch(f"{one.base_url}/experiments/{x}", json={"status": "paused"})).status_code == 200
+        assert await seconds_until("paused", "newcomer") <= bound
+        assert (await client.patch(f"{one.base_url}/experiments/{x}", json={"status": "running"})).status_code == 200
+        assert await seconds_until("assigned", "newcomer") <= bound
+        variant = created.json()["variants"][1]["id"]
+        forced = await client.put(f"{one.base_url}/experiments/{x}/assignment/qa", json={"variant_id": variant})
+        assert forced.status_code == 200
+        assert await seconds_until("forced", "qa") <= bound

@@ -1,0 +1,207 @@
+"""Experiments that live, over HTTP: the lifecycle and what each state serves, editing, ramping
+coverage without reshuffling, audiences, and QA overrides (docs/api.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from litestar.testing import TestClient
+
+from tests.e2e.test_api import assert_problem, event, experiment_body, parse_ts, results
+from tests.fakes import FakeClock
+
+
+def create(client: TestClient, name: str = "live", **extra) -> dict:  # noqa: ANN003
+    body = experiment_body(name, [("control", 50), ("green", 50)], primary="buy", **extra)
+    response = client.post("/experiments", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def assign(client: TestClient, x: str, user: str, attributes: dict | None = None) -> dict:
+    if attributes is None:
+        response = client.get(f"/experiments/{x}/assignment/{user}")
+    else:
+        response = client.post(f"/experiments/{x}/assignment/{user}", json={"attributes": attributes})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def change(client: TestClient, x: str, **fields) -> dict:  # noqa: ANN003
+    response = client.patch(f"/experiments/{x}", json=fields)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def users_in_results(client: TestClient, x: str) -> int:
+    return sum(v["users"] for v in results(client, x)["variants"])
+
+
+def test_created_without_a_status_it_runs_for_everyone_as_before(client: TestClient) -> None:
+    experiment = create(client)
+    assert experiment["status"] == "running"
+    assert experiment["coverage"] == 100
+    assert experiment["started_at"] == experiment["created_at"]
+    assert experiment["stopped_at"] is None and experiment["overrides"] == [] and experiment["audience"] is None
+    answer = assign(client, experiment["id"], "u-1")
+    assert answer["in_experiment"] is True and answer["reason"] == "assigned" and answer["assigned_at"]
+
+
+def test_a_draft_serves_the_control_and_stores_nothing_until_it_starts(client: TestClient, fake_clock: FakeClock) -> None:
+    experiment = create(client, status="draft")
+    x = experiment["id"]
+    assert experiment["started_at"] is None
+    control = experiment["variants"][0]
+    for i in range(20):
+        answer = assign(client, x, f"u-{i}")
+        assert (answer["variant_id"], answer["in_experiment"], answer["reason"], answer["assigned_at"]) == (
+            control["id"], False, "draft", None)
+    assert users_in_results(client, x) == 0
+    fake_clock.advance(hours=1)
+    started = change(client, x, status="running")
+    assert parse_ts(started["started_at"]) == fake_clock.now()
+    assert assign(client, x, "u-1")["in_experiment"] is True
+    assert users_in_results(client, x) == 1
+
+
+def test_paused_serves_the_control_to_everyone_and_resuming_restores_assignments(client: TestClient) -> None:
+    experiment = create(client)
+    x = experiment["id"]
+    before = {f"u-{i}": assign(client, x, f"u-{i}") for i in range(40)}
+    change(client, x, status="paused")
+    for user in before:
+        answer = assign(client, x, user)
+        assert (answer["variant_name"], answer["reason"], answer["in_experiment"]) == ("control", "paused", False)
+    assert assign(client, x, "newcomer")["reason"] == "paused"
+    change(client, x, status="running")
+    for user, answer in before.items():
+        assert assign(client, x, user) == answer
+    assert users_in_results(client, x) == 40  # the newcomer was never stored
+
+
+def test_stopped_serves_the_winner_and_results_keep_the_running_window(client: TestClient, fake_clock: FakeClock) -> None:
+    experiment = create(client)
+    x = experiment["id"]
+    green = experiment["variants"][1]
+    for i in range(10):
+        assign(client, x, f"u-{i}")
+    assert client.post("/events", json=event(x, "u-1", "buy")).status_code == 202
+    fake_clock.advance(hours=1)
+    stopped = change(client, x, status="stopped", winner_variant_id=green["id"])
+    assert stopped["winner_variant_id"] == green["id"]
+    assert parse_ts(stopped["stopped_at"]) == fake_clock.now()
+    for user in ("u-1", "u-2", "stranger"):
+        answer = assign(client, x, user)
+        assert (answer["variant_id"], answer["reason"], answer["in_experiment"]) == (green["id"], "winner", False)
+    # An event after the stop is outside the running window the results default to.
+    later = (fake_clock.now() + timedelta(minutes=5)).isoformat()
+    assert client.post("/events", json=event(x, "u-2", "buy", timestamp=later)).status_code == 202
+    answer = results(client, x)
+    assert sum(v["users"] for v in answer["variants"]) == 10
+    assert answer["summary"]["total_events"] == 1
+    assert parse_ts(answer["filters"]["end_date"]) == fake_clock.now()
+    archived = change(client, x, status="archived")
+    assert archived["status"] == "archived" and assign(client, x, "u-1")["reason"] == "archived"
+
+
+def test_illegal_moves_are_409_naming_the_current_state(client: TestClient) -> None:
+    x = create(client, status="draft")["id"]
+    problem = assert_problem(client.patch(f"/experiments/{x}", json={"status": "paused"}), 409)
+    assert "is draft" in problem["detail"] and "paused" in problem["detail"]
+    change(client, x, status="running")
+    change(client, x, status="running")  # no move: a retried request is harmless
+    change(client, x, status="stopped")
+    change(client, x, status="archived")
+    problem = assert_problem(client.patch(f"/experiments/{x}", json={"status": "running"}), 409)
+    assert "is archived" in problem["detail"]
+    assert_problem(client.patch(f"/experiments/{x}", json={"status": "finished"}), 422, {"status"})
+
+
+def test_editing_fields_and_what_cannot_change_while_running(client: TestClient) -> None:
+    experiment = create(client)
+    x = experiment["id"]
+    changed = change(client, x, name="renamed", description=None, primary_event_type="signup")
+    assert (changed["name"], changed["description"], changed["primary_event_type"]) == ("renamed", None, "signup")
+    assert client.get(f"/experiments/{x}").json()["name"] == "renamed"
+    assert_problem(client.patch(f"/experiments/{x}", json={"nmae": "x"}), 422, {"nmae"})
+    assert_problem(client.patch(f"/experiments/{x}", json={"coverage": 101, "description": 5}), 422, {"description"})
+    assert_problem(client.patch(f"/experiments/{x}", json={"coverage": 101, "primary_event_type": ""}), 422,
+                   {"coverage", "primary_event_type"})
+    assert_problem(client.patch(f"/experiments/{x}", json={"name": ""}), 422, {"name"})
+    split = [{"name": "control", "traffic_percentage": 20}, {"name": "green", "traffic_percentage": 80}]
+    problem = assert_problem(client.patch(f"/experiments/{x}", json={"variants": split}), 409)
+    assert "would move users" in problem["detail"]
+    same = [{"name": "control", "traffic_percentage": 50}, {"name": "green", "traffic_percentage": 50}]
+    assert client.patch(f"/experiments/{x}", json={"variants": same}).status_code == 200
+    assert_problem(client.patch(f"/experiments/{x}", json={"winner_variant_id": experiment["variants"][0]["id"]}), 409)
+    assert_problem(client.patch("/experiments/nope", json={"name": "x"}), 404)
+    other = create(client, "other")
+    assert_problem(client.patch(f"/experiments/{other['id']}", json={"name": "renamed"}), 409)
+
+
+def test_a_draft_split_can_change(client: TestClient) -> None:
+    x = create(client, status="draft")["id"]
+    split = [{"name": "a", "traffic_percentage": 10}, {"name": "b", "traffic_percentage": 90, "is_control": True}]
+    changed = change(client, x, variants=split)
+    assert [(v["name"], v["traffic_percentage"], v["is_control"]) for v in changed["variants"]] == [
+        ("a", 10, False), ("b", 90, True)]
+
+
+def test_ramping_coverage_admits_more_users_and_moves_no_one(client: TestClient) -> None:
+    experiment = create(client, coverage=10)
+    x = experiment["id"]
+    users = [f"u-{i}" for i in range(1000)]
+    first = {u: assign(client, x, u) for u in users}
+    admitted = {u for u, a in first.items() if a["in_experiment"]}
+    assert 60 <= len(admitted) <= 140  # ~10% of 1,000 (binomial, beyond 4 sigma)
+    assert all(first[u]["reason"] == "coverage" and first[u]["variant_name"] == "control"
+               for u in users if u not in admitted)
+    assert users_in_results(client, x) == len(admitted)
+    problem = assert_problem(client.patch(f"/experiments/{x}", json={"coverage": 5}), 409)
+    assert "can only grow" in problem["detail"]
+    change(client, x, coverage=50)
+    second = {u: assign(client, x, u) for u in users}
+    for u in admitted:
+        assert second[u] == first[u]  # the same variant, the same assigned_at
+    newly = {u for u, a in second.items() if a["in_experiment"]} - admitted
+    assert 350 <= len(newly) <= 450
+    change(client, x, coverage=100)
+    assert all(assign(client, x, u)["in_experiment"] for u in users)
+
+
+def test_audiences_keep_an_experiment_to_the_users_who_match(client: TestClient) -> None:
+    rule = {"all": [{"attribute": "country", "op": "in", "value": ["DE", "AT"]},
+                    {"attribute": "app_version", "op": "version_gte", "value": "2.0.0"}]}
+    experiment = create(client, audience=rule)
+    assert experiment["audience"] == rule
+    x = experiment["id"]
+    assert assign(client, x, "u-1", {"country": "DE", "app_version": "2.1.0"})["in_experiment"] is True
+    out = assign(client, x, "u-2", {"country": "FR", "app_version": "2.1.0"})
+    assert (out["in_experiment"], out["reason"], out["assigned_at"]) == (False, "audience", None)
+    assert assign(client, x, "u-3")["reason"] == "audience"  # GET: no attributes
+    # Once assigned, a user keeps the variant whatever they send later.
+    assert assign(client, x, "u-1", {"country": "FR"})["in_experiment"] is True
+    assert users_in_results(client, x) == 1
+    bad = experiment_body("bad", [("a", 50), ("b", 50)], audience={"attribute": "age", "op": "gt", "value": "18"})
+    assert_problem(client.post("/experiments", json=bad), 422, {"audience.value"})
+    assert_problem(client.post(f"/experiments/{x}/assignment/u", json={"attributes": {"a": [1]}}), 422)
+    assert_problem(client.patch(f"/experiments/{x}", json={"audience": None}), 409)
+
+
+def test_qa_overrides_force_a_variant_and_never_count(client: TestClient) -> None:
+    experiment = create(client, status="draft")
+    x = experiment["id"]
+    green = experiment["variants"][1]
+    response = client.put(f"/experiments/{x}/assignment/qa-device", json={"variant_id": green["id"]})
+    assert response.status_code == 200, response.text
+    forced = response.json()
+    assert (forced["variant_id"], forced["reason"], forced["in_experiment"]) == (green["id"], "forced", True)
+    assert assign(client, x, "qa-device") == forced  # in draft too: QA before launch
+    assert client.get(f"/experiments/{x}").json()["overrides"][0]["user_id"] == "qa-device"
+    change(client, x, status="running")
+    assert client.post("/events", json=event(x, "qa-device", "buy")).status_code == 202
+    assert users_in_results(client, x) == 0
+    assert_problem(client.put(f"/experiments/{x}/assignment/qa-device", json={"variant_id": "nope"}), 422, {"variant_id"})
+    assert client.delete(f"/experiments/{x}/assignment/qa-device").status_code == 204
+    assert assign(client, x, "qa-device")["reason"] == "assigned"
+    assert client.delete(f"/experiments/{x}/assignment/qa-device").status_code == 204  # idempotent
