@@ -9,6 +9,7 @@ from typing import Protocol
 from domain.assignment import Assignment
 from domain.event import EventBatch
 from domain.experiment import Experiment
+from domain.layers import Holdout, Layer, Slice
 from domain.results import ResultQuery, VariantAggregate
 
 
@@ -19,7 +20,8 @@ class Store(Protocol):
     """
 
     async def add_experiment(self, experiment: Experiment) -> None:
-        """Store a new experiment; raises DuplicateExperimentName if its name is taken."""
+        """Store a new experiment; raises DuplicateExperimentName if its name is taken, and
+        SliceTaken if it sits in a layer where a live experiment holds part of its slice."""
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
@@ -27,6 +29,31 @@ class Store(Protocol):
         """Replace the stored experiment (its fields, variants and overrides) with
         ``experiment`` if the stored one is still at ``expected_version``; raises
         ConcurrentChange if it is not, DuplicateExperimentName if the new name is taken."""
+
+    async def add_layer(self, layer: Layer) -> None:
+        """Raises DuplicateName if its name is taken."""
+
+    async def get_layer(self, layer_id: str) -> Layer | None: ...
+
+    async def list_layers(self) -> list[Layer]: ...
+
+    async def layer_slices(self, layer_id: str) -> list[tuple[str, Slice]]:
+        """(experiment id, slice) of the layer's experiments that are not archived, by start."""
+
+    async def add_holdout(self, holdout: Holdout) -> None:
+        """Raises DuplicateName if its name is taken."""
+
+    async def get_holdout(self, holdout_id: str) -> Holdout | None: ...
+
+    async def list_holdouts(self) -> list[Holdout]: ...
+
+    async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
+        """Remember that the user was held out, first at ``seen_at`` (a later call keeps it)."""
+
+    async def holdout_outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
+        """(held-out users, of them converted, exposed users, of them converted), where a user
+        converts with an ``event_type`` event in an experiment of the holdout, at or after they
+        were first held out or first assigned."""
 
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
         """Those of ``experiment_ids`` that name a stored experiment, in one lookup however many

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -12,14 +12,18 @@ from domain.assignment import Answer, Assignment, validate_user_id
 from domain.eligibility import NOT_STARTED, Gate, Reason
 from domain.lifecycle import Status
 from domain.errors import (
+    ConcurrentChange,
     EventsAhead,
+    NotFound,
     ExperimentNotFound,
     FieldError,
     UnknownExperiments,
     ValidationFailed,
 )
-from domain.event import NewEvents, batch_size_error, events_ahead
-from domain.experiment import BUCKETS, Experiment, VariantDraft
+from domain.event import NewEvents, batch_size_error, events_ahead, text_error
+from domain.experiment import BUCKETS, Experiment, VariantDraft, percentage_to_basis_points
+from domain.layers import Holdout, HoldoutRef, Layer, LayerFull, LayerSlot, Slice, SliceTaken, free_slice
+from domain.statistics import Interval, ZTest, newcombe_interval, two_proportion_z_test
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
 
@@ -37,6 +41,9 @@ class CreateExperiment:
         status: str | None = None,
         coverage: float | None = None,
         audience: Any = None,
+        layer_id: str | None = None,
+        layer_percentage: float | None = None,
+        holdout_id: str | None = None,
     ) -> Experiment:
         experiment = Experiment.create(
             name=name,
@@ -49,9 +56,121 @@ class CreateExperiment:
             coverage=coverage,
             audience=audience,
         )
-        await self._store.add_experiment(experiment)
+        errors: list[FieldError] = []
+        layer = size = None
+        if layer_id is not None:
+            layer = await self._store.get_layer(layer_id)
+            if layer is None:
+                errors.append(FieldError("layer.id", "is not a layer"))
+            size = percentage_to_basis_points(layer_percentage) if layer_percentage is not None else None
+            if size is None or not 1 <= size <= BUCKETS:
+                errors.append(FieldError("layer.percentage", "must be from 0.01 to 100, in 0.01% steps"))
+        if holdout_id is not None:
+            holdout = await self._store.get_holdout(holdout_id)
+            if holdout is None:
+                errors.append(FieldError("holdout_id", "is not a holdout"))
+            else:
+                experiment = replace(experiment, holdout=HoldoutRef(holdout.id, holdout.seed, holdout.basis_points))
+        if errors:
+            raise ValidationFailed(errors)
+        if layer is None:
+            await self._store.add_experiment(experiment)
+        else:
+            experiment = await self._add_in_layer(experiment, layer, size)  # type: ignore[arg-type]
         await self._cache.set_experiment(experiment)
         return experiment
+
+    async def _add_in_layer(self, experiment: Experiment, layer: Layer, size: int) -> Experiment:
+        """Take the first free slice of ``size`` buckets; a racing creation in the same layer
+        makes the store refuse an overlap, and the slice is picked again."""
+        for _ in range(5):
+            taken = [s for _, s in await self._store.layer_slices(layer.id)]
+            free = free_slice(taken, size)
+            if free is None:
+                raise LayerFull(max((g for g in _gaps(taken)), default=0), size)
+            placed = replace(experiment, layer=LayerSlot(layer.id, layer.seed, free))
+            try:
+                await self._store.add_experiment(placed)
+            except SliceTaken:
+                continue
+            return placed
+        raise ConcurrentChange(layer.id)
+
+
+def _gaps(taken: list[Slice]) -> list[int]:
+    edges = [0] + [x for s in sorted(taken, key=lambda s: s.start) for x in (s.start, s.end)] + [BUCKETS]
+    return [edges[i + 1] - edges[i] for i in range(0, len(edges), 2)]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerView:
+    layer: Layer
+    slices: list[tuple[str, Slice]]  # (experiment id, slice) of its live experiments
+
+    @property
+    def free_basis_points(self) -> int:
+        return BUCKETS - sum(s.size for _, s in self.slices)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutResults:
+    holdout: Holdout
+    event_type: str
+    held_out: tuple[int, int]  # users, converted
+    exposed: tuple[int, int]
+    test: ZTest
+    interval: Interval | None  # of exposed rate minus held-out rate
+
+
+class LayersAndHoldouts:
+    """Create and read layers (namespaces) and holdouts; a holdout's results."""
+
+    def __init__(self, store: Store, clock: Clock, ids: IdSource) -> None:
+        self._store, self._clock, self._ids = store, clock, ids
+
+    async def create_layer(self, name: str) -> LayerView:
+        layer = Layer.create(name, self._ids.new_id, seed=self._ids.new_id(), created_at=self._clock.now())
+        await self._store.add_layer(layer)
+        return LayerView(layer, [])
+
+    async def layer(self, layer_id: str) -> LayerView:
+        layer = await self._store.get_layer(layer_id)
+        if layer is None:
+            raise NotFound("layer", layer_id)
+        return LayerView(layer, await self._store.layer_slices(layer_id))
+
+    async def layers(self) -> list[LayerView]:
+        return [LayerView(layer, await self._store.layer_slices(layer.id)) for layer in await self._store.list_layers()]
+
+    async def create_holdout(self, name: str, percentage: float) -> Holdout:
+        holdout = Holdout.create(name, percentage, self._ids.new_id, seed=self._ids.new_id(), created_at=self._clock.now())
+        await self._store.add_holdout(holdout)
+        return holdout
+
+    async def holdout(self, holdout_id: str) -> Holdout:
+        holdout = await self._store.get_holdout(holdout_id)
+        if holdout is None:
+            raise NotFound("holdout", holdout_id)
+        return holdout
+
+    async def holdouts(self) -> list[Holdout]:
+        return await self._store.list_holdouts()
+
+    async def holdout_results(self, holdout_id: str, event_type: str) -> HoldoutResults:
+        holdout = await self.holdout(holdout_id)
+        if not event_type or (error := text_error(event_type, "event_type")) is not None:
+            raise ValidationFailed([error or FieldError("event_type", "is required")])
+        held_users, held_converted, exposed_users, exposed_converted = await self._store.holdout_outcomes(
+            holdout_id, event_type
+        )
+        return HoldoutResults(
+            holdout,
+            event_type,
+            (held_users, held_converted),
+            (exposed_users, exposed_converted),
+            two_proportion_z_test(held_converted, held_users, exposed_converted, exposed_users),
+            newcombe_interval(held_converted, held_users, exposed_converted, exposed_users),
+        )
 
 
 class ChangeExperiment:
@@ -173,14 +292,15 @@ class AssignUser:
         assignment = await self._cache.get_assignment(experiment_id, user_id)
         if assignment is not None:
             return Answer.of(assignment)
-        if experiment.coverage_basis_points < BUCKETS or experiment.audience is not None:
-            gate = Gate(experiment.id, experiment.coverage_basis_points, experiment.audience)
+        if (gate := Gate.of(experiment)) is not None:
             if (reason := gate.exclusion(user_id, attributes or {})) is not None:
                 # Coverage only grows while an experiment runs, so whoever it leaves out was
                 # never assigned; attributes may differ from call to call, so a user the
                 # audience leaves out now may have been assigned before, and keeps that.
                 stored = await self._store.get_assignment(experiment_id, user_id) if reason is Reason.AUDIENCE else None
                 if stored is None:
+                    if reason is Reason.HOLDOUT:  # the holdout's results count whoever it held out
+                        await self._store.add_holdout_member(experiment.holdout.holdout_id, user_id, self._clock.now())  # type: ignore[union-attr]
                     return Answer.served(experiment, user_id, experiment.control.id, reason)
                 await self._cache.set_assignment(stored)
                 return Answer.of(stored)

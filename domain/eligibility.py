@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from domain.experiment import BUCKETS, bucket
+from domain.hashing import BUCKETS, bucket
+from domain.layers import Slice, free_slice  # noqa: F401  (part of this room's vocabulary)
 from domain.lifecycle import Status
 
 
@@ -44,39 +45,6 @@ def covered(experiment_id: str, user_id: str, coverage_basis_points: int) -> boo
     """Whether the user is in the ``coverage_basis_points`` (0..10,000) share of traffic.
     Monotone in the coverage: a user covered at some coverage is covered at every higher one."""
     return coverage_bucket(experiment_id, user_id) < coverage_basis_points
-
-
-@dataclass(frozen=True, slots=True)
-class Slice:
-    """A half-open range [start, end) of a layer's 10,000 buckets that one experiment owns."""
-
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.start <= self.end <= BUCKETS:
-            raise ValueError(f"a slice lies within 0..{BUCKETS}: got [{self.start}, {self.end})")
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-    def holds(self, layer_bucket_: int) -> bool:
-        return self.start <= layer_bucket_ < self.end
-
-    def overlaps(self, other: Slice) -> bool:
-        return self.start < other.end and other.start < self.end
-
-
-def free_slice(taken: list[Slice], size: int) -> Slice | None:
-    """The lowest free range of ``size`` buckets among ``taken`` (first fit), or None. New
-    experiments take free buckets only, so no user of a running experiment is ever moved."""
-    start = 0
-    for used in sorted(taken, key=lambda s: s.start):
-        if used.start - start >= size:
-            break
-        start = max(start, used.end)
-    return Slice(start, start + size) if BUCKETS - start >= size else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +89,21 @@ class Gate:
     layer_seed: str | None = None
     slice: Slice | None = None
     holdout: Holdout | None = None  # the global holdout, when the experiment opts in
+
+    @classmethod
+    def of(cls, experiment: Any) -> Gate | None:
+        """The experiment's gate, or None when it admits every user (the common case)."""
+        e = experiment
+        if e.coverage_basis_points >= BUCKETS and e.audience is None and e.layer is None and e.holdout is None:
+            return None
+        return cls(
+            e.id,
+            e.coverage_basis_points,
+            e.audience,
+            None if e.layer is None else e.layer.seed,
+            None if e.layer is None else e.layer.slice,
+            None if e.holdout is None else Holdout(e.holdout.seed, e.holdout.basis_points),
+        )
 
     def exclusion(self, user_id: str, attributes: Mapping[str, Any]) -> Reason | None:
         """None when the user enters, else the first reason they do not, in a fixed order:

@@ -35,6 +35,14 @@ class ExperimentNotFound(DomainError):
         super().__init__(f"experiment {experiment_id!r} does not exist")
 
 
+class NotFound(DomainError):
+    """Something other than an experiment that does not exist (a layer, a holdout)."""
+
+    def __init__(self, kind: str, thing_id: str) -> None:
+        self.kind, self.thing_id = kind, thing_id
+        super().__init__(f"{kind} {thing_id!r} does not exist")
+
+
 class UnknownExperiments(DomainError):
     """Events that name experiments which do not exist: their positions, with the names."""
 
@@ -77,6 +85,12 @@ class ConcurrentChange(DomainError):
         super().__init__(
             f"experiment {experiment_id!r} was changed by another request meanwhile; read it and retry"
         )
+
+
+class DuplicateName(DomainError):
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(f"a {kind} named {name!r} already exists")
 
 
 class StoreUnavailable(DomainError):

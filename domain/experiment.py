@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -12,26 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 from domain.errors import DomainError, FieldError, ValidationFailed
+from domain.hashing import BUCKETS, bucket
+from domain.layers import HoldoutRef, LayerSlot
 from domain.lifecycle import Status, move
 from domain.targeting import Audience, parse_audience
-
-BUCKETS = 10_000
-"""Buckets of the split: one bucket is 0.01% of traffic, the finest share a variant may get."""
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 20
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
 MAX_EVENT_TYPE_LENGTH = 100
-
-
-def bucket(text: str) -> int:
-    """0..9999: SHA-256 of ``text`` (UTF-8), first 8 bytes as a big-endian unsigned integer,
-    modulo 10,000.
-
-    SHA-256 is in every language's standard library, so any client can reproduce an assignment;
-    the modulo bias of 2**64 onto 10,000 buckets is below 1e-15.
-    """
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % BUCKETS
 
 
 def bucket_of(experiment_id: str, user_id: str) -> int:
@@ -102,6 +90,8 @@ class Experiment:
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     overrides: tuple[Override, ...] = ()
+    layer: LayerSlot | None = None  # its slice of a layer: no user is in two of a layer's experiments
+    holdout: HoldoutRef | None = None  # the holdout it opts into: those users never enter
     version: int = 1  # of the stored row: a change applies to the version it was made from
     _forced: dict[str, Override] = field(init=False, repr=False, compare=False)
 

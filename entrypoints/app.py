@@ -15,6 +15,7 @@ from application.use_cases import (
     AssignUser,
     ChangeExperiment,
     CheckHealth,
+    LayersAndHoldouts,
     ComputeResults,
     CreateExperiment,
     GetExperiment,
@@ -31,6 +32,8 @@ from entrypoints.decoding import (
     EventsDTO,
     ExperimentDTO,
     ExperimentPatchDTO,
+    HoldoutDTO,
+    LayerDTO,
     OverrideDTO,
     InvalidBatch,
     variant_drafts,
@@ -46,6 +49,13 @@ from entrypoints.schemas import (
     ExperimentOut,
     ExperimentPatchIn,
     HealthOut,
+    HoldoutIn,
+    HoldoutListOut,
+    HoldoutOut,
+    HoldoutResultsOut,
+    LayerIn,
+    LayerListOut,
+    LayerOut,
     OverrideIn,
     ResultsOut,
 )
@@ -72,6 +82,9 @@ async def create_experiment(
         status=data.status,
         coverage=data.coverage,
         audience=data.audience,
+        layer_id=None if data.layer is None else data.layer.id,
+        layer_percentage=None if data.layer is None else data.layer.percentage,
+        holdout_id=data.holdout_id,
     )
     return Response(
         ExperimentOut.of(experiment),
@@ -170,6 +183,45 @@ async def record_events(
     return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
+@post("/layers", dto=LayerDTO, return_dto=None, status_code=201)
+async def create_layer(data: JSONBody[LayerIn], layers: NamedDependency[LayersAndHoldouts]) -> Response[LayerOut]:
+    view = await layers.create_layer(data.name)
+    return Response(LayerOut.of(view), status_code=201, headers={"Location": f"/layers/{view.layer.id}"})
+
+
+@get("/layers")
+async def list_layers(layers: NamedDependency[LayersAndHoldouts]) -> LayerListOut:
+    return LayerListOut([LayerOut.of(v) for v in await layers.layers()])
+
+
+@get("/layers/{layer_id:str}")
+async def get_layer(layer_id: FromPath[str], layers: NamedDependency[LayersAndHoldouts]) -> LayerOut:
+    return LayerOut.of(await layers.layer(layer_id))
+
+
+@post("/holdouts", dto=HoldoutDTO, return_dto=None, status_code=201)
+async def create_holdout(data: JSONBody[HoldoutIn], layers: NamedDependency[LayersAndHoldouts]) -> Response[HoldoutOut]:
+    holdout = await layers.create_holdout(data.name, data.percentage)
+    return Response(HoldoutOut.of(holdout), status_code=201, headers={"Location": f"/holdouts/{holdout.id}"})
+
+
+@get("/holdouts")
+async def list_holdouts(layers: NamedDependency[LayersAndHoldouts]) -> HoldoutListOut:
+    return HoldoutListOut([HoldoutOut.of(h) for h in await layers.holdouts()])
+
+
+@get("/holdouts/{holdout_id:str}")
+async def get_holdout(holdout_id: FromPath[str], layers: NamedDependency[LayersAndHoldouts]) -> HoldoutOut:
+    return HoldoutOut.of(await layers.holdout(holdout_id))
+
+
+@get("/holdouts/{holdout_id:str}/results")
+async def holdout_results(
+    holdout_id: FromPath[str], event_type: FromQuery[str], layers: NamedDependency[LayersAndHoldouts]
+) -> HoldoutResultsOut:
+    return HoldoutResultsOut.of(await layers.holdout_results(holdout_id, event_type))
+
+
 @get("/experiments/{experiment_id:str}/results")
 async def results(
     experiment_id: FromPath[str],
@@ -245,6 +297,7 @@ def create_app(container: Container) -> Litestar:
         route_handlers=[
             create_experiment, list_experiments, get_experiment, change_experiment, assign,
             assign_with_attributes, force_assignment, remove_override, record_events, results,
+            create_layer, list_layers, get_layer, create_holdout, list_holdouts, get_holdout, holdout_results,
         ],
         before_request=tokens.before_request,
         security=[{"bearer": []}],
@@ -255,6 +308,7 @@ def create_app(container: Container) -> Litestar:
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
             "change_experiment": provide(container.change_experiment),
+            "layers": provide(container.layers),
             "list_experiments": provide(container.list_experiments),
             "get_experiment": provide(container.get_experiment),
             "assign_user": provide(container.assign_user),

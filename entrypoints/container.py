@@ -14,6 +14,7 @@ from application.use_cases import (
     AssignUser,
     ChangeExperiment,
     CheckHealth,
+    LayersAndHoldouts,
     ComputeResults,
     CreateExperiment,
     GetExperiment,
@@ -83,6 +84,7 @@ class Container(containers.DeclarativeContainer):
     get_experiment = providers.Singleton(GetExperiment, store, cache)
     create_experiment = providers.Singleton(CreateExperiment, store, cache, clock, ids)
     change_experiment = providers.Singleton(ChangeExperiment, store, cache, clock, ids)
+    layers = providers.Singleton(LayersAndHoldouts, store, clock, ids)
     list_experiments = providers.Singleton(ListExperiments, store)
     # AssignUser reads and writes through counting wrappers (entrypoints/metrics.py).
     assign_user = providers.Singleton(

@@ -45,6 +45,8 @@ from entrypoints.schemas import (
     EventIn,
     ExperimentIn,
     ExperimentPatchIn,
+    HoldoutIn,
+    LayerIn,
     OverrideIn,
     VariantIn,
 )
@@ -160,6 +162,14 @@ class AssignmentDTO(StrictDTO[AssignmentIn]):
 
 
 class OverrideDTO(StrictDTO[OverrideIn]):
+    closed = True
+
+
+class LayerDTO(StrictDTO[LayerIn]):
+    closed = True
+
+
+class HoldoutDTO(StrictDTO[HoldoutIn]):
     closed = True
 
 

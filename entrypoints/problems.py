@@ -13,6 +13,8 @@ from domain.errors import (
     ConcurrentChange,
     DomainError,
     DuplicateExperimentName,
+    DuplicateName,
+    NotFound,
     ExperimentNotFound,
     FieldError,
     StoreUnavailable,
@@ -50,7 +52,7 @@ def _malformed(_: Request, exc: MalformedBody) -> Response[ProblemOut]:
     return problem(400, str(exc))
 
 
-def _not_found(_: Request, exc: ExperimentNotFound) -> Response[ProblemOut]:
+def _not_found(_: Request, exc: DomainError) -> Response[ProblemOut]:
     return problem(404, str(exc))
 
 
@@ -105,6 +107,8 @@ EXCEPTION_HANDLERS = {
     IllegalMove: _conflict,
     ChangeRefused: _conflict,
     ConcurrentChange: _conflict,
+    DuplicateName: _conflict,
+    NotFound: _not_found,
     StoreUnavailable: _unavailable,
     ValidationException: _litestar_validation,
     HTTPException: _http,

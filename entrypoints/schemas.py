@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from application.use_cases import ExperimentPage
+from application.use_cases import ExperimentPage, HoldoutResults, LayerView
+from domain.layers import Holdout
 from domain.assignment import MAX_USER_ID_LENGTH, Answer
 from domain.event import MAX_EVENT_ID_LENGTH
 from domain.experiment import MAX_EVENT_TYPE_LENGTH, Experiment
@@ -36,6 +37,24 @@ class ExperimentIn(msgspec.Struct):
     status: str | None = None
     coverage: float | None = None
     audience: dict[str, Any] | None = None
+    layer: LayerPlaceIn | None = None
+    holdout_id: str | None = None
+
+
+class LayerPlaceIn(msgspec.Struct):
+    """The layer to sit in and the share of its traffic to own (a free slice is taken)."""
+
+    id: str
+    percentage: float
+
+
+class LayerIn(msgspec.Struct):
+    name: str
+
+
+class HoldoutIn(msgspec.Struct):
+    name: str
+    percentage: float
 
 
 class ExperimentPatchIn(msgspec.Struct):
@@ -126,6 +145,12 @@ class OverrideOut(msgspec.Struct):
     forced_at: datetime
 
 
+class LayerSliceOut(msgspec.Struct):
+    id: str  # the layer's
+    start: int  # the first of its buckets this experiment owns (0..9999)
+    end: int  # one past the last
+
+
 class ExperimentOut(msgspec.Struct):
     id: str
     name: str
@@ -140,6 +165,8 @@ class ExperimentOut(msgspec.Struct):
     started_at: datetime | None
     stopped_at: datetime | None
     overrides: list[OverrideOut]
+    layer: LayerSliceOut | None
+    holdout_id: str | None
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentOut:
@@ -158,6 +185,8 @@ class ExperimentOut(msgspec.Struct):
             started_at=e.started_at,
             stopped_at=e.stopped_at,
             overrides=[OverrideOut(o.user_id, o.variant_id, o.forced_at) for o in e.overrides],
+            layer=None if e.layer is None else LayerSliceOut(e.layer.layer_id, e.layer.slice.start, e.layer.slice.end),
+            holdout_id=None if e.holdout is None else e.holdout.holdout_id,
         )
 
 
@@ -340,3 +369,76 @@ class ProblemOut(msgspec.Struct, omit_defaults=True):
     detail: str
     type: str = "about:blank"
     errors: list[FieldErrorOut] | None = None
+
+
+class LayerExperimentOut(msgspec.Struct):
+    experiment_id: str
+    start: int
+    end: int
+
+
+class LayerOut(msgspec.Struct):
+    id: str
+    name: str
+    seed: str
+    created_at: datetime
+    experiments: list[LayerExperimentOut]
+    free_percentage: float
+
+    @classmethod
+    def of(cls, view: LayerView) -> LayerOut:
+        layer = view.layer
+        return cls(layer.id, layer.name, layer.seed, layer.created_at,
+                   [LayerExperimentOut(x, s.start, s.end) for x, s in view.slices], view.free_basis_points / 100)
+
+
+class LayerListOut(msgspec.Struct):
+    items: list[LayerOut]
+
+
+class HoldoutOut(msgspec.Struct):
+    id: str
+    name: str
+    seed: str
+    percentage: float
+    created_at: datetime
+
+    @classmethod
+    def of(cls, h: Holdout) -> HoldoutOut:
+        return cls(h.id, h.name, h.seed, h.basis_points / 100, h.created_at)
+
+
+class HoldoutListOut(msgspec.Struct):
+    items: list[HoldoutOut]
+
+
+class GroupOut(msgspec.Struct):
+    users: int
+    converted: int
+    conversion_rate: float | None
+
+
+class HoldoutResultsOut(msgspec.Struct):
+    holdout: HoldoutOut
+    event_type: str
+    held_out: GroupOut
+    exposed: GroupOut
+    absolute_lift: float | None  # exposed rate minus held-out rate
+    relative_lift: float | None
+    z_score: float | None
+    p_value: float | None
+    confidence_interval: IntervalOut  # of the absolute lift
+
+    @classmethod
+    def of(cls, r: HoldoutResults) -> HoldoutResultsOut:
+        def group(users: int, converted: int) -> GroupOut:
+            return GroupOut(users, converted, converted / users if users else None)
+
+        held, exposed = group(*r.held_out), group(*r.exposed)
+        lift = None
+        if held.conversion_rate is not None and exposed.conversion_rate is not None:
+            lift = exposed.conversion_rate - held.conversion_rate
+        relative = lift / held.conversion_rate if lift is not None and held.conversion_rate else None
+        interval = IntervalOut.of(r.interval, "newcombe")
+        return cls(HoldoutOut.of(r.holdout), r.event_type, held, exposed, lift, relative,
+                   r.test.z_score, r.test.p_value, interval)

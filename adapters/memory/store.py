@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from datetime import datetime
 
 from domain.assignment import Assignment
-from domain.errors import ConcurrentChange, DuplicateExperimentName
+from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment
+from domain.layers import Holdout, Layer, Slice, SliceTaken
+from domain.lifecycle import Status
 from domain.results import EventTotals, ResultQuery, VariantAggregate
 
 
@@ -19,15 +22,69 @@ class MemoryStore:
         self._assignments: dict[tuple[str, str], Assignment] = {}
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_ids: set[str] = set()
+        self._layers: dict[str, Layer] = {}
+        self._holdouts: dict[str, Holdout] = {}
+        self._members: dict[tuple[str, str], datetime] = {}
 
     async def add_experiment(self, experiment: Experiment) -> None:
         if experiment.name in self._names:
             raise DuplicateExperimentName(experiment.name)
+        if (slot := experiment.layer) is not None:
+            if any(slot.slice.overlaps(s) for _, s in await self.layer_slices(slot.layer_id)):
+                raise SliceTaken(slot.layer_id)
         self._names.add(experiment.name)
         self._experiments[experiment.id] = experiment
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
+
+    async def add_layer(self, layer: Layer) -> None:
+        if any(other.name == layer.name for other in self._layers.values()):
+            raise DuplicateName("layer", layer.name)
+        self._layers[layer.id] = layer
+
+    async def get_layer(self, layer_id: str) -> Layer | None:
+        return self._layers.get(layer_id)
+
+    async def list_layers(self) -> list[Layer]:
+        return sorted(self._layers.values(), key=lambda x: (x.created_at, x.id), reverse=True)
+
+    async def layer_slices(self, layer_id: str) -> list[tuple[str, Slice]]:
+        return sorted(
+            ((e.id, e.layer.slice) for e in self._experiments.values()
+             if e.layer is not None and e.layer.layer_id == layer_id and e.status is not Status.ARCHIVED),
+            key=lambda pair: pair[1].start,
+        )
+
+    async def add_holdout(self, holdout: Holdout) -> None:
+        if any(other.name == holdout.name for other in self._holdouts.values()):
+            raise DuplicateName("holdout", holdout.name)
+        self._holdouts[holdout.id] = holdout
+
+    async def get_holdout(self, holdout_id: str) -> Holdout | None:
+        return self._holdouts.get(holdout_id)
+
+    async def list_holdouts(self) -> list[Holdout]:
+        return sorted(self._holdouts.values(), key=lambda x: (x.created_at, x.id), reverse=True)
+
+    async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
+        self._members.setdefault((holdout_id, user_id), seen_at)
+
+    async def holdout_outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
+        opted = {e.id for e in self._experiments.values() if e.holdout and e.holdout.holdout_id == holdout_id}
+        held = {u: t for (h, u), t in self._members.items() if h == holdout_id}
+        exposed: dict[str, datetime] = {}
+        for (x, u), a in self._assignments.items():
+            if x in opted and (u not in exposed or a.assigned_at < exposed[u]):
+                exposed[u] = a.assigned_at
+        counts = []
+        for group in (held, exposed):
+            converted = {
+                ev.user_id for x in opted for ev in self._events.get(x, [])
+                if ev.event_type == event_type and ev.user_id in group and ev.timestamp >= group[ev.user_id]
+            }
+            counts += [len(group), len(converted)]
+        return counts[0], counts[1], counts[2], counts[3]
 
     async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
         stored = self._experiments.get(experiment.id)

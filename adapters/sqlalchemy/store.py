@@ -5,15 +5,17 @@ plus the tail not yet folded (views.py), over one unit of work (database.py)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sqlalchemy.database import Database, unavailable_on_connection_loss
 from adapters.sqlalchemy.folding import FOLD_INTERVAL_SECONDS, Folder
 from adapters.sqlalchemy.views import ResultsView
-from adapters.sqlalchemy.writes import Assignments, Events, Experiments
+from adapters.sqlalchemy.writes import Assignments, Events, Experiments, Layers
 from domain.assignment import Assignment
-from domain.event import EventBatch
+from domain.event import EventBatch, to_micros
+from domain.layers import Holdout, Layer, Slice
 from domain.experiment import Experiment
 from domain.results import ResultQuery, VariantAggregate
 
@@ -22,6 +24,7 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine, *, fold_interval: float = FOLD_INTERVAL_SECONDS) -> None:
         self.database = Database(engine)
         self._experiments = Experiments(self.database)
+        self._layers = Layers(self.database)
         self._assignments = Assignments(self.database)
         self._events = Events(self.database)
         self._results = ResultsView(self.database)
@@ -38,6 +41,44 @@ class SqlStore:
     @unavailable_on_connection_loss
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return await self._experiments.get(experiment_id)
+
+    @unavailable_on_connection_loss
+    async def add_layer(self, layer: Layer) -> None:
+        await self._layers.add_layer(layer)
+
+    @unavailable_on_connection_loss
+    async def get_layer(self, layer_id: str) -> Layer | None:
+        found = await self._layers.layers(layer_id)
+        return found[0] if found else None
+
+    @unavailable_on_connection_loss
+    async def list_layers(self) -> list[Layer]:
+        return await self._layers.layers()
+
+    @unavailable_on_connection_loss
+    async def layer_slices(self, layer_id: str) -> list[tuple[str, Slice]]:
+        return await self._layers.slices(layer_id)
+
+    @unavailable_on_connection_loss
+    async def add_holdout(self, holdout: Holdout) -> None:
+        await self._layers.add_holdout(holdout)
+
+    @unavailable_on_connection_loss
+    async def get_holdout(self, holdout_id: str) -> Holdout | None:
+        found = await self._layers.holdouts(holdout_id)
+        return found[0] if found else None
+
+    @unavailable_on_connection_loss
+    async def list_holdouts(self) -> list[Holdout]:
+        return await self._layers.holdouts()
+
+    @unavailable_on_connection_loss
+    async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
+        await self._layers.add_member(holdout_id, user_id, to_micros(seen_at))
+
+    @unavailable_on_connection_loss
+    async def holdout_outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
+        return await self._layers.outcomes(holdout_id, event_type)
 
     @unavailable_on_connection_loss
     async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:

@@ -41,7 +41,41 @@ experiments = Table(
     Column("started_at", BigInteger),
     Column("stopped_at", BigInteger),
     Column("version", Integer, nullable=False, server_default="1"),
+    Column("layer_id", String(32), ForeignKey("layers.id")),
+    Column("slice_start", Integer),
+    Column("slice_end", Integer),
+    Column("holdout_id", String(32), ForeignKey("holdouts.id")),
     Index("ix_experiments_created_at", "created_at"),
+    Index("ix_experiments_layer", "layer_id"),
+)
+
+layers = Table(
+    "layers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("seed", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+holdouts = Table(
+    "holdouts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("seed", String(64), nullable=False),
+    Column("basis_points", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Users held out, from the first time one asked an experiment that opts into the holdout.
+holdout_members = Table(
+    "holdout_members",
+    metadata,
+    Column("holdout_id", String(32), ForeignKey("holdouts.id"), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("first_seen_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("holdout_id", "user_id", name="pk_holdout_members"),
 )
 
 # QA overrides: users forced into a variant; loaded with their experiment (a few per experiment).

@@ -8,17 +8,27 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.tables import experiment_overrides, experiments, user_assignments, variants
+from adapters.sqlalchemy.tables import (
+    events,
+    experiment_overrides,
+    experiments,
+    holdout_members,
+    holdouts,
+    layers,
+    user_assignments,
+    variants,
+)
 from domain.assignment import Assignment
-from domain.errors import ConcurrentChange, DuplicateExperimentName
+from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import EventBatch, from_micros, to_micros
 from domain.experiment import Experiment, Override, Variant
+from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTaken
 from domain.lifecycle import Status
 from domain.targeting import parse_audience
 
@@ -37,7 +47,29 @@ def _columns(experiment: Experiment) -> dict[str, Any]:
         "started_at": None if e.started_at is None else to_micros(e.started_at),
         "stopped_at": None if e.stopped_at is None else to_micros(e.stopped_at),
         "version": e.version,
+        "layer_id": None if e.layer is None else e.layer.layer_id,
+        "slice_start": None if e.layer is None else e.layer.slice.start,
+        "slice_end": None if e.layer is None else e.layer.slice.end,
+        "holdout_id": None if e.holdout is None else e.holdout.holdout_id,
     }
+
+
+def _check_slice(conn: Connection, experiment: Experiment) -> None:
+    """In the creating transaction: the layer row locked (PostgreSQL; SQLite has one writer),
+    then no live experiment of the layer may hold a bucket of the new slice."""
+    slot = experiment.layer
+    if slot is None:
+        return
+    conn.execute(select(layers.c.id).where(layers.c.id == slot.layer_id).with_for_update())
+    taken = conn.execute(
+        select(experiments.c.slice_start, experiments.c.slice_end).where(
+            experiments.c.layer_id == slot.layer_id,
+            experiments.c.status != Status.ARCHIVED.value,
+            experiments.c.id != experiment.id,
+        )
+    )
+    if any(slot.slice.overlaps(Slice(start, end)) for start, end in taken):
+        raise SliceTaken(slot.layer_id)
 
 
 def _insert_parts(conn: Connection, experiment: Experiment, *, variants_too: bool) -> None:
@@ -75,6 +107,7 @@ class Experiments:
 
     async def add(self, experiment: Experiment) -> None:
         def insert(conn: Connection) -> None:
+            _check_slice(conn, experiment)
             conn.execute(experiments.insert().values(id=experiment.id, **_columns(experiment)))
             _insert_parts(conn, experiment, variants_too=True)
 
@@ -171,6 +204,20 @@ class Experiments:
         )
         for o in override_rows:
             forced[o.experiment_id].append(Override(o.user_id, o.variant_id, from_micros(o.forced_at)))
+        layer_seeds = {
+            r.id: r.seed
+            for r in await conn.execute(
+                select(layers.c.id, layers.c.seed).where(layers.c.id.in_({r.layer_id for r in rows if r.layer_id}))
+            )
+        }
+        holdout_refs = {
+            r.id: HoldoutRef(r.id, r.seed, r.basis_points)
+            for r in await conn.execute(
+                select(holdouts.c.id, holdouts.c.seed, holdouts.c.basis_points).where(
+                    holdouts.c.id.in_({r.holdout_id for r in rows if r.holdout_id})
+                )
+            )
+        }
         return [
             Experiment(
                 id=r.id,
@@ -186,6 +233,10 @@ class Experiments:
                 started_at=None if r.started_at is None else from_micros(r.started_at),
                 stopped_at=None if r.stopped_at is None else from_micros(r.stopped_at),
                 overrides=tuple(forced[r.id]),
+                layer=None if r.layer_id is None else LayerSlot(
+                    r.layer_id, layer_seeds[r.layer_id], Slice(r.slice_start, r.slice_end)
+                ),
+                holdout=None if r.holdout_id is None else holdout_refs[r.holdout_id],
                 version=r.version,
             )
             for r in rows
@@ -241,3 +292,87 @@ class Events:
             return 0
         d = self._db.dialect
         return await self._db.write(lambda conn: d.insert_events(conn, batch), one_statement=True)
+
+
+_ADD_MEMBER = text(
+    "INSERT INTO holdout_members (holdout_id, user_id, first_seen_at) VALUES (:h, :u, :t)"
+    " ON CONFLICT (holdout_id, user_id) DO NOTHING"
+)
+
+
+class Layers:
+    """Layers and holdouts: few rows, read with the experiments that use them."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add_layer(self, layer: Layer) -> None:
+        row = {"id": layer.id, "name": layer.name, "seed": layer.seed, "created_at": to_micros(layer.created_at)}
+        try:
+            await self._db.write(lambda conn: conn.execute(layers.insert().values(**row)))
+        except IntegrityError as exc:
+            raise DuplicateName("layer", layer.name) from exc
+
+    async def layers(self, layer_id: str | None = None) -> list[Layer]:
+        query = select(layers).order_by(layers.c.created_at.desc(), layers.c.id.desc())
+        if layer_id is not None:
+            query = query.where(layers.c.id == layer_id)
+        async with self._db.connect() as conn:
+            return [Layer(r.id, r.name, r.seed, from_micros(r.created_at)) for r in await conn.execute(query)]
+
+    async def slices(self, layer_id: str) -> list[tuple[str, Slice]]:
+        query = (
+            select(experiments.c.id, experiments.c.slice_start, experiments.c.slice_end)
+            .where(experiments.c.layer_id == layer_id, experiments.c.status != Status.ARCHIVED.value)
+            .order_by(experiments.c.slice_start)
+        )
+        async with self._db.connect() as conn:
+            return [(r[0], Slice(r[1], r[2])) for r in await conn.execute(query)]
+
+    async def add_holdout(self, holdout: Holdout) -> None:
+        row = {"id": holdout.id, "name": holdout.name, "seed": holdout.seed,
+               "basis_points": holdout.basis_points, "created_at": to_micros(holdout.created_at)}
+        try:
+            await self._db.write(lambda conn: conn.execute(holdouts.insert().values(**row)))
+        except IntegrityError as exc:
+            raise DuplicateName("holdout", holdout.name) from exc
+
+    async def holdouts(self, holdout_id: str | None = None) -> list[Holdout]:
+        query = select(holdouts).order_by(holdouts.c.created_at.desc(), holdouts.c.id.desc())
+        if holdout_id is not None:
+            query = query.where(holdouts.c.id == holdout_id)
+        async with self._db.connect() as conn:
+            return [Holdout(r.id, r.name, r.seed, r.basis_points, from_micros(r.created_at))
+                    for r in await conn.execute(query)]
+
+    async def add_member(self, holdout_id: str, user_id: str, seen_at: int) -> None:
+        def insert(conn: Connection) -> None:
+            conn.execute(_ADD_MEMBER, {"h": holdout_id, "u": user_id, "t": seen_at})
+
+        await self._db.write(insert, one_statement=True)
+
+    async def outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
+        """Held-out users and those of them who did ``event_type`` (in an experiment of the
+        holdout, at or after they were first held out); exposed users (assigned in one) and
+        those who did it at or after their first assignment. Counted from raw rows."""
+        m, e, a, x = holdout_members.c, events.c, user_assignments.c, experiments.c
+        opted = select(x.id).where(x.holdout_id == holdout_id).scalar_subquery()
+        held = select(m.user_id.label("user_id"), m.first_seen_at.label("since")).where(m.holdout_id == holdout_id)
+        exposed = (
+            select(a.user_id.label("user_id"), func.min(a.assigned_at).label("since"))
+            .where(a.experiment_id.in_(opted))
+            .group_by(a.user_id)
+        )
+        counts = []
+        async with self._db.snapshot() as conn:
+            for group in (held.subquery(), exposed.subquery()):
+                users = (await conn.execute(select(func.count()).select_from(group))).scalar_one()
+                converted = (
+                    await conn.execute(
+                        select(func.count(func.distinct(group.c.user_id))).select_from(
+                            group.join(events, (e.user_id == group.c.user_id) & (e.timestamp >= group.c.since))
+                        ).where(e.experiment_id.in_(opted), e.event_type == event_type)
+                    )
+                ).scalar_one()
+                counts += [users, converted]
+        return counts[0], counts[1], counts[2], counts[3]

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from application.ports import Store
 from domain.assignment import Assignment
-from domain.errors import ConcurrentChange, DuplicateExperimentName
+from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
+from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTaken
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
@@ -85,6 +87,59 @@ async def test_a_draft_keeps_its_audience_and_may_change_its_split(store: Store)
     resplit, _ = draft.changed(T0, ids.new_id, variants=[VariantDraft("x", 10), VariantDraft("y", 90, True)])
     await store.update_experiment(resplit, expected_version=draft.version)
     assert await store.get_experiment(draft.id) == resplit
+
+
+async def test_layers_refuse_overlapping_slices_and_free_archived_ones(store: Store) -> None:
+    layer = Layer("L1", "checkout", "seed-1", T0)
+    await store.add_layer(layer)
+    with pytest.raises(DuplicateName):
+        await store.add_layer(Layer("L2", "checkout", "seed-2", T0))
+    assert await store.get_layer("L1") == layer and await store.list_layers() == [layer]
+    ids = SequentialIds("lx")
+    base = Experiment.create(name="a", description=None, primary_event_type=None,
+                             variants=[VariantDraft("a", 50), VariantDraft("b", 50)], new_id=ids.new_id, created_at=T0)
+    first = replace(base, layer=LayerSlot("L1", "seed-1", Slice(0, 3000)))
+    await store.add_experiment(first)
+    assert await store.get_experiment(first.id) == first
+    clash = replace(experiment("clash", ids=SequentialIds("clash")), layer=LayerSlot("L1", "seed-1", Slice(2999, 5000)))
+    with pytest.raises(SliceTaken):
+        await store.add_experiment(clash)
+    assert await store.get_experiment(clash.id) is None
+    assert await store.layer_slices("L1") == [(first.id, Slice(0, 3000))]
+    stopped, _ = first.changed(T0, ids.new_id, status="stopped")
+    archived, _ = stopped.changed(T0, ids.new_id, status="archived")
+    await store.update_experiment(stopped, expected_version=first.version)
+    await store.update_experiment(archived, expected_version=stopped.version)
+    assert await store.layer_slices("L1") == []
+    await store.add_experiment(clash)
+
+
+async def test_holdout_outcomes_count_from_first_sight_or_first_assignment(store: Store) -> None:
+    holdout = Holdout("H", "global", "seed", 500, T0)
+    await store.add_holdout(holdout)
+    assert await store.get_holdout("H") == holdout and await store.list_holdouts() == [holdout]
+    ids = SequentialIds("hx")
+    opted = replace(experiment("opted", ids=ids), holdout=HoldoutRef("H", "seed", 500))
+    other = experiment("other", ids=SequentialIds("o"))
+    for exp in (opted, other):
+        await store.add_experiment(exp)
+    assert await store.get_experiment(opted.id) == opted
+    t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731
+    await store.add_holdout_member("H", "held-1", t(10))
+    await store.add_holdout_member("H", "held-1", t(50))  # the first sight stays
+    await store.add_holdout_member("H", "held-2", t(10))
+    await store.add_assignment(Assignment(opted.id, "exp-1", opted.variants[0].id, "v0", t(10)))
+    await store.add_assignment(Assignment(opted.id, "exp-2", opted.variants[1].id, "v1", t(10)))
+    await store.add_assignment(Assignment(other.id, "exp-3", other.variants[1].id, "v1", t(10)))
+    await store.add_events(EventBatch.of([
+        Event(opted.id, "held-1", "buy", t(20)),  # counts
+        Event(opted.id, "held-2", "buy", t(5)),  # before first sight
+        Event(opted.id, "exp-1", "buy", t(10)),  # at the assignment: counts
+        Event(opted.id, "exp-1", "buy", t(11)),  # same user again
+        Event(other.id, "exp-2", "buy", t(30)),  # not an experiment of the holdout
+        Event(opted.id, "exp-2", "view", t(30)),  # another type
+    ]))
+    assert await store.holdout_outcomes("H", "buy") == (2, 1, 2, 1)
 
 
 async def test_names_are_unique(store: Store) -> None:

@@ -205,3 +205,62 @@ def test_qa_overrides_force_a_variant_and_never_count(client: TestClient) -> Non
     assert client.delete(f"/experiments/{x}/assignment/qa-device").status_code == 204
     assert assign(client, x, "qa-device")["reason"] == "assigned"
     assert client.delete(f"/experiments/{x}/assignment/qa-device").status_code == 204  # idempotent
+
+
+def test_experiments_of_a_layer_never_share_a_user(client: TestClient) -> None:
+    response = client.post("/layers", json={"name": "checkout page"})
+    assert response.status_code == 201, response.text
+    layer = response.json()
+    assert response.headers["location"] == f"/layers/{layer['id']}" and layer["free_percentage"] == 100
+    first = create(client, "first", layer={"id": layer["id"], "percentage": 30})
+    second = create(client, "second", layer={"id": layer["id"], "percentage": 70})
+    assert (first["layer"]["start"], first["layer"]["end"], second["layer"]["start"], second["layer"]["end"]) == (
+        0, 3000, 3000, 10000)
+    assert_problem(client.post("/experiments", json=experiment_body(
+        "third", [("a", 50), ("b", 50)], layer={"id": layer["id"], "percentage": 1})), 422, {"layer.percentage"})
+    assert_problem(client.post("/experiments", json=experiment_body(
+        "fourth", [("a", 50), ("b", 50)], layer={"id": "nope", "percentage": 1})), 422, {"layer.id"})
+    inside = {name: set() for name in ("first", "second")}
+    for i in range(600):
+        for experiment in (first, second):
+            if assign(client, experiment["id"], f"u-{i}")["in_experiment"]:
+                inside[experiment["name"]].add(f"u-{i}")
+    assert not inside["first"] & inside["second"]
+    assert len(inside["first"]) + len(inside["second"]) == 600  # the layer is full: everyone is in one
+    assert 120 <= len(inside["first"]) <= 240  # ~30%
+    # Archiving frees the slice for a new experiment.
+    change(client, first["id"], status="stopped")
+    change(client, first["id"], status="archived")
+    third = create(client, "third", layer={"id": layer["id"], "percentage": 30})
+    assert (third["layer"]["start"], third["layer"]["end"]) == (0, 3000)
+    view = client.get(f"/layers/{layer['id']}").json()
+    assert [e["experiment_id"] for e in view["experiments"]] == [third["id"], second["id"]]
+    assert_problem(client.post("/layers", json={"name": "checkout page"}), 409)
+    assert_problem(client.get("/layers/nope"), 404)
+
+
+def test_a_holdout_keeps_its_share_out_and_compares_it_with_everyone_exposed(client: TestClient) -> None:
+    response = client.post("/holdouts", json={"name": "global", "percentage": 10})
+    assert response.status_code == 201, response.text
+    holdout = response.json()
+    assert_problem(client.post("/holdouts", json={"name": "big", "percentage": 60}), 422, {"percentage"})
+    opted = create(client, "opted", holdout_id=holdout["id"])
+    other = create(client, "not-opted")
+    held = set()
+    for i in range(500):
+        answer = assign(client, opted["id"], f"u-{i}")
+        if answer["reason"] == "holdout":
+            held.add(f"u-{i}")
+            assert not answer["in_experiment"] and answer["assigned_at"] is None
+        assert assign(client, other["id"], f"u-{i}")["in_experiment"] is True  # only opted-in ones hold out
+    assert 25 <= len(held) <= 80  # ~10% of 500
+    buyers = [u for i, u in enumerate(sorted(held)) if i % 2 == 0] + [f"u-{i}" for i in range(500) if i % 5 == 0 and f"u-{i}" not in held]
+    events = [event(opted["id"], u, "buy") for u in buyers]
+    assert client.post("/events", json={"events": events}).status_code == 202
+    answer = client.get(f"/holdouts/{holdout['id']}/results", params={"event_type": "buy"}).json()
+    exposed_buyers = sum(1 for u in buyers if u not in held)
+    assert answer["held_out"] == {"users": len(held), "converted": (len(held) + 1) // 2,
+                                  "conversion_rate": ((len(held) + 1) // 2) / len(held)}
+    assert answer["exposed"]["users"] == 500 - len(held) and answer["exposed"]["converted"] == exposed_buyers
+    assert answer["p_value"] is not None and answer["confidence_interval"]["lower"] is not None
+    assert_problem(client.get(f"/holdouts/{holdout['id']}/results"), 422)
