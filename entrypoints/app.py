@@ -21,7 +21,7 @@ from application.use_cases import (
     RecordEvents,
 )
 from domain.errors import FieldError, UnknownExperiments, ValidationFailed
-from entrypoints import metrics
+from entrypoints import docs_assets, metrics
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
 from entrypoints.decoding import (
@@ -190,7 +190,9 @@ def create_app(container: Container) -> Litestar:
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, _metrics_route(container, tokens, requests), api],
+        route_handlers=[
+            health, _metrics_route(container, tokens, requests), api, docs_assets.assets_router()
+        ],
         dependencies={
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
@@ -211,6 +213,7 @@ def create_app(container: Container) -> Litestar:
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
+            render_plugins=docs_assets.render_plugins(),
         ),
         debug=False,
     )
