@@ -21,7 +21,7 @@ from application.use_cases import (
     RecordEvents,
 )
 from domain.errors import FieldError, UnknownExperiments, ValidationFailed
-from entrypoints import docs_assets, metrics
+from entrypoints import metrics
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
 from entrypoints.decoding import (
@@ -31,6 +31,7 @@ from entrypoints.decoding import (
     InvalidBatch,
     variant_drafts,
 )
+from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
@@ -191,7 +192,7 @@ def create_app(container: Container) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
-            health, _metrics_route(container, tokens, requests), api, docs_assets.assets_router()
+            health, _metrics_route(container, tokens, requests), api, docs_assets_router()
         ],
         dependencies={
             "check_health": provide(container.check_health),
@@ -213,7 +214,7 @@ def create_app(container: Container) -> Litestar:
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
-            render_plugins=docs_assets.render_plugins(),
+            render_plugins=docs_render_plugins(),
         ),
         debug=False,
     )

@@ -41,7 +41,7 @@ class OfflineSwaggerRenderPlugin(SwaggerRenderPlugin):
         return None
 
 
-def render_plugins() -> list[OpenAPIRenderPlugin]:
+def docs_render_plugins() -> list[OpenAPIRenderPlugin]:
     """Swagger UI at /schema and /schema/swagger; the document as JSON (Litestar adds
     /schema/openapi.json itself) and as YAML, as before."""
     return [
@@ -50,7 +50,7 @@ def render_plugins() -> list[OpenAPIRenderPlugin]:
     ]
 
 
-def assets_router() -> Router:
+def docs_assets_router() -> Router:
     """The Swagger UI files: open like /health (they hold no data), cached for a year."""
     return create_static_files_router(
         path=ASSETS_PATH,
