@@ -31,6 +31,7 @@ from entrypoints.decoding import (
     InvalidBatch,
     variant_drafts,
 )
+from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
@@ -195,7 +196,9 @@ def create_app(container: Container) -> Litestar:
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, _metrics_route(container, tokens, requests), api],
+        route_handlers=[
+            health, _metrics_route(container, tokens, requests), api, docs_assets_router()
+        ],
         dependencies={
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
@@ -216,6 +219,7 @@ def create_app(container: Container) -> Litestar:
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
+            render_plugins=docs_render_plugins(),
         ),
         debug=False,
     )
