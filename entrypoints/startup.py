@@ -67,7 +67,11 @@ def listen_problem(host: str, port: int | None) -> str | None:
     for that. Without a port (PORT could not be read), HOST is only resolved."""
     try:
         addresses = socket.getaddrinfo(
-            host, port or 0, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+            host,
+            port or 0,
+            type=socket.SOCK_STREAM,
+            proto=socket.IPPROTO_TCP,
+            flags=socket.AI_PASSIVE,
         )
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)

@@ -1,4 +1,4 @@
-"""`python -m entrypoints serve` with bad settings: one `error:` line per bad setting, fast, exit 2."""
+"""`python -m entrypoints serve` with bad settings: one `error:` line each, fast, exit code 2."""
 
 from __future__ import annotations
 
@@ -33,14 +33,21 @@ def busy_port() -> Iterator[int]:
         yield taken.getsockname()[1]
 
 
-def start(tmp_path: Path, command: str = "serve", cwd: Path = REPO_ROOT, **settings: str) -> subprocess.CompletedProcess[str]:
+def start(
+    tmp_path: Path, command: str = "serve", cwd: Path = REPO_ROOT, **settings: str
+) -> subprocess.CompletedProcess[str]:
     # memory:// unless a test is about the database: a migration on a busy disk takes seconds.
     env = server_env(DATABASE_URL="memory://", API_TOKENS="t1", PORT=str(free_port()))
     env.update(settings)
     env["PYTHONPATH"] = str(REPO_ROOT)  # for a working directory other than the checkout
     started = time.monotonic()
     done = subprocess.run(
-        entrypoint(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=FAIL_FAST_TIMEOUT
+        entrypoint(command),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=FAIL_FAST_TIMEOUT,
     )
     assert time.monotonic() - started < FAIL_FAST_TIMEOUT
     return done
@@ -80,7 +87,9 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, busy_port: int, workers: str)
     assert lines == [f"error: PORT {busy_port} is already in use on HOST '127.0.0.1'"]
 
 
-def test_a_port_in_use_on_a_name_with_several_addresses_is_one_line(tmp_path: Path, busy_port: int) -> None:
+def test_a_port_in_use_on_a_name_with_several_addresses_is_one_line(
+    tmp_path: Path, busy_port: int
+) -> None:
     lines = error_lines(start(tmp_path, HOST="localhost", PORT=str(busy_port)))
     assert len(lines) == 1 and f"PORT {busy_port} is already in use" in lines[0], lines
 
@@ -116,7 +125,9 @@ def test_a_bad_port_and_a_busy_port_are_not_confused(tmp_path: Path, busy_port: 
 def test_migrate_refuses_a_missing_sqlite_directory_and_creates_nothing(tmp_path: Path) -> None:
     database = tmp_path / "typo" / "experiments.db"
     lines = error_lines(start(tmp_path, command="migrate", DATABASE_URL=f"sqlite:///{database}"))
-    assert lines == [f"error: DATABASE_URL: directory '{database.parent}' does not exist; create it first"]
+    assert lines == [
+        f"error: DATABASE_URL: directory '{database.parent}' does not exist; create it first"
+    ]
     assert not database.parent.exists()
 
 
@@ -125,7 +136,9 @@ def test_the_default_data_directory_is_created(tmp_path: Path) -> None:
     env = server_env()
     env.pop("DATABASE_URL", None)
     env["PYTHONPATH"] = str(REPO_ROOT)
-    done = subprocess.run(entrypoint("migrate"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        entrypoint("migrate"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "data" / "experiments.db").is_file()
 

@@ -1,4 +1,4 @@
-"""README's configuration table against the code: every variable read is documented, and its default."""
+"""README's configuration table held to the code: every variable the code reads, and its default."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def documented_default(value: object) -> str | None:
 
 
 def settings_defaults() -> dict[str, object]:
-    """Environment name -> the default of its Settings field (the field is the name in lower case)."""
+    """Variable -> the default of its Settings field (the field is the name in lower case)."""
     defaults = Settings()
     return {f.name.upper(): getattr(defaults, f.name) for f in dataclasses.fields(Settings)}
 
@@ -101,7 +101,9 @@ def test_the_scan_finds_what_the_settings_read() -> None:
 
 
 def test_every_variable_the_code_reads_has_a_row() -> None:
-    missing = {name: files for name, files in names_the_code_reads().items() if name not in readme_table()}
+    missing = {
+        name: files for name, files in names_the_code_reads().items() if name not in readme_table()
+    }
     assert not missing, (
         "add a row to the README table under "
         f"{TABLE_HEADING!r} for each (variable: files that read it): {missing}"
@@ -125,10 +127,14 @@ def test_the_documented_default_is_the_code_default(name: str) -> None:
     cell = table[name][1]
     expected = documented_default(settings_defaults()[name])
     if expected is None:
-        assert cell.startswith("unset"), f"{name}: the default column should start with 'unset': {cell}"
+        assert cell.startswith("unset"), (
+            f"{name}: the default column should start with 'unset': {cell}"
+        )
         return
     shown = re.search(r"`([^`]*)`", cell)
-    assert shown and shown.group(1) == expected, f"{name}: README says {cell!r}, the code {expected!r}"
+    assert shown and shown.group(1) == expected, (
+        f"{name}: README says {cell!r}, the code {expected!r}"
+    )
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
