@@ -17,11 +17,16 @@ _DEFAULT_SQLITE_DIRECTORY = Path(DEFAULT_DATABASE_URL.removeprefix("sqlite:///")
 def read_settings(env: Mapping[str, str]) -> tuple[Settings | None, dict[str, str]]:
     """The settings, and a message for each variable that cannot be read (by variable name).
 
-    ``Settings.from_env`` stops at the first bad value. Each setting is read from its own
-    variable alone, so reading each variable by itself finds every bad one without a second
-    list of settings to keep in step; the settings are then read without the bad ones, so the
-    checks that use only good ones still run. A rule that ties several variables together shows
-    only in the full read, and is reported under the empty name, with no settings."""
+    ``Settings.from_env`` stops at the first bad value. When it fails, each variable is read
+    again on its own, which finds every bad one without a second list of settings to keep in
+    step with it; the settings are then read without the bad ones, so that the checks that use
+    only good ones still run. Only a failed full read is taken apart this way: a setting that
+    is valid only together with another one could look bad on its own. A fault that only the
+    full read shows is reported as it is, under the empty name, with no settings."""
+    try:
+        return Settings.from_env(env), {}
+    except ConfigurationError:
+        pass
     problems: dict[str, str] = {}
     for name in sorted(env):
         try:
