@@ -34,7 +34,7 @@ from domain.event import (
     micros_of,
 )
 from domain.experiment import VariantDraft
-from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn
+from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn, NewExperiment
 
 
 class MalformedBody(ValueError):
@@ -84,13 +84,24 @@ def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
 
 
 class StrictDTO(MsgspecDTO):
-    """Decodes the body into the DTO's Struct with msgspec's strict rules."""
+    """Decodes the body into the DTO's Struct with msgspec's strict rules; the OpenAPI document
+    shows ``schema``, the same body with the limits the domain checks, rather than Litestar's
+    copy of the types alone."""
+
+    schema: ClassVar[Any] = None
 
     def decode_bytes(self, value: bytes) -> Any:
         return decode(value, self.model_type)
 
+    @classmethod
+    def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
+        if cls.schema is None:
+            return super().create_openapi_schema(field_definition, handler_id, schema_creator)
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
-ExperimentDTO = StrictDTO[ExperimentIn]
+
+class ExperimentDTO(StrictDTO[ExperimentIn]):
+    schema: ClassVar[Any] = NewExperiment
 
 
 UNKNOWN_EXPERIMENT = "experiment does not exist"
@@ -152,10 +163,6 @@ class EventsDTO(StrictDTO[EventBatchIn]):
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
         return decode_events(value)
-
-    @classmethod
-    def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
-        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
 
 def decode_events(raw: bytes) -> DecodedEvents:
