@@ -20,12 +20,9 @@ from pathlib import Path
 from tests.integration.conftest import ServerProcess, free_port
 
 TOKEN = "fuzz-token"
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))  # per operation and phase
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))  # per operation and mode
 MAX_SECONDS = 75  # the whole run; with the server's start, under two minutes in CI
 
-# A body can keep every constraint of the document and still break a rule that JSON Schema
-# cannot say (traffic percentages that sum to 100, an experiment in a batch that exists, no NUL
-# in text, a name that is not blank): the service answers those with a 422, rightly.
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -63,6 +60,9 @@ enabled = false
 
 {ALL_CHECKS}
 
+# A body can keep every constraint of the document and still break a rule that JSON Schema
+# cannot say (traffic percentages that sum to 100, an experiment in a batch that exists, no NUL
+# in text, a name that is not blank): the service answers those with a 422, rightly.
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 
