@@ -34,7 +34,14 @@ from domain.event import (
     micros_of,
 )
 from domain.experiment import VariantDraft
-from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn, NewExperiment
+from entrypoints.schemas import (
+    EventBatch,
+    EventBatchIn,
+    EventFieldsIn,
+    EventIn,
+    ExperimentIn,
+    NewExperiment,
+)
 
 
 class MalformedBody(ValueError):
@@ -159,7 +166,7 @@ class _Envelope(msgspec.Struct):
 class EventsDTO(StrictDTO[EventBatchIn]):
     """A single event, or ``{"events": [...]}``; in a batch every bad event is named by index."""
 
-    schema: ClassVar[Any] = EventIn | EventBatchIn
+    schema: ClassVar[Any] = EventIn | EventBatch
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
         return decode_events(value)

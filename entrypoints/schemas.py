@@ -192,7 +192,12 @@ class EventIn(msgspec.Struct, gc=False):
 
 
 class EventBatchIn(msgspec.Struct, gc=False):
-    """A batch, stored all or nothing."""
+    events: list[EventIn]
+
+
+class EventBatch(msgspec.Struct):
+    """A batch of events, stored all or nothing: EventBatchIn as the OpenAPI document shows it.
+    Its size is the use case's rule, so the decoder leaves it out."""
 
     events: Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
