@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar import Litestar, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, Example, SecurityScheme
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from application.use_cases import (
@@ -52,14 +52,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
     summary="Whether the service can reach its store.",
     description="`200 {\"status\": \"ok\"}` when the store answers, `503` with "
     "`\"status\": \"unavailable\"` when it does not. No authentication.",
-    responses={
-        503: ResponseSpec(
-            HealthOut,
-            description="The store cannot be reached.",
-            generate_examples=False,
-            examples=[Example(summary="Unavailable", value={"status": "unavailable"})],
-        )
-    },
+    responses=openapi.health_unavailable(),
     operation_class=openapi.ProblemOperation,
 )
 async def health(check_health: NamedDependency[CheckHealth]) -> Response[HealthOut]:

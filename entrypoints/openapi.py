@@ -16,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIHeader, OpenAPIResponse, Operation, Schema, Tag
 from litestar.openapi.spec.enums import OpenAPIType
 
-from entrypoints.schemas import FieldErrorOut, ProblemOut
+from entrypoints.schemas import FieldErrorOut, HealthOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -55,7 +55,7 @@ def _problem(status: int, detail: str, errors: list[FieldErrorOut] | None = None
 ERRORS: dict[int, _Error] = {
     400: _Error(
         "Malformed JSON: the body is not JSON at all (JSON of the wrong shape is a 422).",
-        _problem(400, "the body is not valid JSON: JSON is malformed: invalid character (byte 1)"),
+        _problem(400, "the body is not valid JSON: JSON is malformed: object keys must be strings (byte 1)"),
         {},
     ),
     401: _Error(
@@ -139,6 +139,18 @@ def _example_value(status: int) -> dict[str, Any]:
     if example.errors is not None:
         value["errors"] = [{"field": e.field, "message": e.message} for e in example.errors]
     return value
+
+
+def health_unavailable() -> dict[int, ResponseSpec]:
+    """``GET /health``'s 503: the health body itself, not a problem."""
+    return {
+        503: ResponseSpec(
+            data_container=HealthOut,
+            description="The store cannot be reached.",
+            generate_examples=False,
+            examples=[Example(summary="Unavailable", value={"status": "unavailable"})],
+        )
+    }
 
 
 def location_header() -> list[ResponseHeader]:
