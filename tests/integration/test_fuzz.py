@@ -95,6 +95,7 @@ def test_the_live_server_keeps_to_its_openapi_document(tmp_path: Path) -> None:
                 sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
                 "run", f"{server.base_url}/schema/openapi.json", "--workers", "1",
             ],
+            cwd=tmp_path,  # schemathesis keeps a cache of its cases in the working folder
             capture_output=True,
             text=True,
             timeout=MAX_SECONDS + 60,
