@@ -21,7 +21,7 @@ from application.use_cases import (
     RecordEvents,
 )
 from domain.errors import EventsAhead, FieldError, UnknownExperiments, ValidationFailed
-from entrypoints import metrics
+from entrypoints import metrics, openapi
 from entrypoints.auth import BearerTokens
 from entrypoints.container import Container
 from entrypoints.decoding import (
@@ -47,14 +47,36 @@ from entrypoints.schemas import (
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
-@get("/health", summary="Whether the service can reach its store")
+@get(
+    "/health",
+    tags=[openapi.HEALTH],
+    summary="Whether the service can reach its store.",
+    description="`200 {\"status\": \"ok\"}` when the store answers, `503` with "
+    "`\"status\": \"unavailable\"` when it does not. No authentication.",
+    responses=openapi.health_unavailable(),
+    operation_class=openapi.ProblemOperation,
+)
 async def health(check_health: NamedDependency[CheckHealth]) -> Response[HealthOut]:
     if await check_health():
         return Response(HealthOut("ok"))
     return Response(HealthOut("unavailable"), status_code=503)
 
 
-@post("/experiments", dto=ExperimentDTO, return_dto=None, status_code=201)
+@post(
+    "/experiments",
+    dto=ExperimentDTO,
+    return_dto=None,
+    status_code=201,
+    tags=[openapi.EXPERIMENTS],
+    summary="Create an experiment with its variants and traffic split.",
+    description="2 to 20 variants with unique names, whose traffic percentages (at most two "
+    "decimals) sum to exactly 100. At most one variant is the control; if none is, the first "
+    "is. Every broken rule is named in the 422. The `Location` header is the new experiment's path.",
+    response_description="The experiment, as stored.",
+    response_headers=openapi.location_header(),
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 409),
+    operation_class=openapi.ProblemOperation,
+)
 async def create_experiment(
     data: JSONBody[ExperimentIn], create_experiment: NamedDependency[CreateExperiment]
 ) -> Response[ExperimentOut]:
@@ -71,7 +93,15 @@ async def create_experiment(
     )
 
 
-@get("/experiments")
+@get(
+    "/experiments",
+    tags=[openapi.EXPERIMENTS],
+    summary="List experiments, newest first.",
+    description="A page of experiments: `limit` 1 to 500 (default 100), `offset` 0 or more; "
+    "`total` counts them all. A limit or offset out of range is a 422.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
+    operation_class=openapi.ProblemOperation,
+)
 async def list_experiments(
     list_experiments: NamedDependency[ListExperiments],
     limit: FromQuery[int] = 100,
@@ -80,21 +110,51 @@ async def list_experiments(
     return ExperimentListOut.of(await list_experiments(limit=limit, offset=offset))
 
 
-@get("/experiments/{experiment_id:str}")
+@get(
+    "/experiments/{experiment_id:str}",
+    tags=[openapi.EXPERIMENTS],
+    summary="Get one experiment and its variants.",
+    description="The experiment as created; a 404 when no experiment has this id.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
+    operation_class=openapi.ProblemOperation,
+)
 async def get_experiment(
     experiment_id: FromPath[str], get_experiment: NamedDependency[GetExperiment]
 ) -> ExperimentOut:
     return ExperimentOut.of(await get_experiment(experiment_id))
 
 
-@get("/experiments/{experiment_id:str}/assignment/{user_id:str}")
+@get(
+    "/experiments/{experiment_id:str}/assignment/{user_id:str}",
+    tags=[openapi.ASSIGNMENTS],
+    summary="Get the user's variant, assigning it on the first call.",
+    description="The variant is a pure function of SHA-256 of `experiment_id:user_id` over "
+    "10,000 buckets (README.md, The assignment hash). Once stored it never changes, and "
+    "`assigned_at` stays that of the first call. `user_id`: 1 to 256 characters, no NUL (else 422).",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
+    operation_class=openapi.ProblemOperation,
+)
 async def assign(
     experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
 ) -> AssignmentOut:
     return AssignmentOut.of(await assign_user(experiment_id, user_id))
 
 
-@post("/events", dto=EventsDTO, return_dto=None, status_code=202)
+@post(
+    "/events",
+    dto=EventsDTO,
+    return_dto=None,
+    status_code=202,
+    tags=[openapi.EVENTS],
+    summary="Record one event, or a batch of 1 to 10,000 stored all or nothing.",
+    description="The 202 comes once the events are durably committed. An event whose "
+    "`event_id` is already stored is skipped and counted in `duplicates`. A single event of an "
+    "unknown experiment is a 404; in a batch every bad event, unknown experiments included, is "
+    "named by its index in one 422 and nothing is stored.",
+    response_description="The events are stored.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
+    operation_class=openapi.ProblemOperation,
+)
 async def record_events(
     data: JSONBody[EventBatchIn], record_events: NamedDependency[RecordEvents]
 ) -> EventsAcceptedOut:
@@ -119,7 +179,17 @@ async def record_events(
     return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
-@get("/experiments/{experiment_id:str}/results")
+@get(
+    "/experiments/{experiment_id:str}/results",
+    tags=[openapi.RESULTS],
+    summary="Compute the experiment's results: counts, conversion and statistical comparisons.",
+    description="`start_date` and `end_date` are ISO 8601 dates or datetimes, inclusive (a bare "
+    "date is that whole UTC day; anything else is a 422). Each non-control variant is compared "
+    "with the control: two-proportion z-test, Newcombe interval, Holm-adjusted p-values, and a "
+    "Welch t-test of the value per user. Undefined numbers are null (README.md, The statistics).",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
+    operation_class=openapi.ProblemOperation,
+)
 async def results(
     experiment_id: FromPath[str],
     compute_results: NamedDependency[ComputeResults],
@@ -215,7 +285,9 @@ def create_app(container: Container) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Experimentation service",
             version="1.0.0",
-            description="Experiments, sticky assignments, events and results. See README.md.",
+            description="Experiments, sticky assignments, events and results. Every error is "
+            "RFC 9457 problem details (`application/problem+json`). See README.md.",
+            tags=openapi.TAGS,
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),

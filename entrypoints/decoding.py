@@ -38,7 +38,14 @@ from domain.event import (
     micros_of,
 )
 from domain.experiment import VariantDraft
-from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn
+from entrypoints.schemas import (
+    EventBatch,
+    EventBatchIn,
+    EventFieldsIn,
+    EventIn,
+    ExperimentIn,
+    NewExperiment,
+)
 
 
 class MalformedBody(ValueError):
@@ -115,9 +122,12 @@ def unknown_fields(value: Any, shape: msgspec.inspect.Type, path: str = "") -> l
 class StrictDTO(MsgspecDTO):
     """Decodes the body into the DTO's Struct with msgspec's strict rules. With ``closed``, a
     field the Struct does not declare is an error too (a typo must not pass for a default):
-    every such field is named, with the first wrong type if there is one."""
+    every such field is named, with the first wrong type if there is one. The OpenAPI document
+    shows ``schema``, the same body with the limits the domain checks, rather than Litestar's
+    copy of the types alone."""
 
     closed: ClassVar[bool] = False
+    schema: ClassVar[Any] = None
 
     def decode_bytes(self, value: bytes) -> Any:
         if not self.closed:
@@ -137,9 +147,15 @@ class StrictDTO(MsgspecDTO):
             raise ValidationFailed(extra)
         return decoded
 
+    @classmethod
+    def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
+        if cls.schema is None:
+            return super().create_openapi_schema(field_definition, handler_id, schema_creator)
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
 class ExperimentDTO(StrictDTO[ExperimentIn]):
     closed = True
+    schema: ClassVar[Any] = NewExperiment
 
 
 UNKNOWN_EXPERIMENT = "experiment does not exist"
@@ -218,14 +234,10 @@ class _Envelope(msgspec.Struct):
 class EventsDTO(StrictDTO[EventBatchIn]):
     """A single event, or ``{"events": [...]}``; in a batch every bad event is named by index."""
 
-    schema: ClassVar[Any] = EventIn | EventBatchIn
+    schema: ClassVar[Any] = EventIn | EventBatch
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
         return decode_events(value)
-
-    @classmethod
-    def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
-        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
 
 def decode_events(raw: bytes) -> DecodedEvents:
