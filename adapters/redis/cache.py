@@ -107,9 +107,17 @@ def redacted(url: str) -> str:
         return "redis (unparseable URL)"
 
 
+def assignment_key(experiment_id: str, user_id: str) -> str:
+    """``assign:{len(experiment_id)}:{experiment_id}:{user_id}``: the length says where the
+    experiment id ends, so no two pairs of ids share a key whatever characters they hold (the
+    former ``assignment:{experiment_id}:{user_id}`` gave experiment ``a:b`` with user ``c`` and
+    experiment ``a`` with user ``b:c`` one key). The new name leaves every former key unread."""
+    return f"assign:{len(experiment_id)}:{experiment_id}:{user_id}"
+
+
 class RedisCache:
-    """Keys ``experiment:{experiment_id}`` and ``assignment:{experiment_id}:{user_id}``, each a
-    msgpack value written with SETEX and the configured TTL.
+    """Keys ``experiment:{experiment_id}`` and ``assignment_key(experiment_id, user_id)``, each
+    a msgpack value written with SETEX and the configured TTL.
 
     The store is the truth and the cache only spares it reads, so a Redis that fails or is slow
     must cost little: every call gives up after ``timeout`` seconds, and after a failure Redis is
@@ -189,11 +197,19 @@ class RedisCache:
         await self._call("SETEX", key, self._ttl, encode_experiment(experiment))
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
-        data = await self._call("GET", self._key("assignment", experiment_id, user_id))
-        return _decoded(decode_assignment, data)
+        data = await self._call("GET", self._prefix + assignment_key(experiment_id, user_id))
+        assignment = _decoded(decode_assignment, data)
+        if assignment is None or (assignment.experiment_id, assignment.user_id) != (
+            experiment_id,
+            user_id,
+        ):
+            # The entry names its own ids: one that is not this pair's is never served, under
+            # any key format past or future.
+            return None
+        return assignment
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        key = self._key("assignment", assignment.experiment_id, assignment.user_id)
+        key = self._prefix + assignment_key(assignment.experiment_id, assignment.user_id)
         await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
 
     async def forget_experiment(self, experiment_id: str) -> None:
