@@ -7,13 +7,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from adapters.memory.expiring import ExpiringMap
 from adapters.redis.cache import RedisCache, redacted
 from domain.assignment import Assignment
 from domain.experiment import Experiment
@@ -175,8 +176,8 @@ class NearCache:
     ) -> None:
         self._far, self._changes = far, changes
         self._assignments: LRUCache[tuple[str, str], Assignment] = LRUCache(maxsize=max_entries)
-        self._experiments: TTLCache[str, Experiment] = TTLCache(
-            maxsize=max_experiments, ttl=experiment_ttl_seconds
+        self._experiments: ExpiringMap[str, Experiment] = ExpiringMap(
+            max_experiments, experiment_ttl_seconds
         )
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
@@ -185,7 +186,7 @@ class NearCache:
     async def set_experiment(self, experiment: Experiment) -> None:
         # Only a process that holds experiments needs to hear of changes.
         self._changes.follow(self._drop_experiment, self._experiments.clear)
-        self._experiments[experiment.id] = experiment
+        self._experiments.set(experiment.id, experiment)
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
         key = (experiment_id, user_id)
@@ -207,7 +208,7 @@ class NearCache:
         await self._changes.publish(experiment_id)
 
     def _drop_experiment(self, experiment_id: str) -> None:
-        self._experiments.pop(experiment_id, None)
+        self._experiments.pop(experiment_id)
 
     async def close(self) -> None:
         await self._changes.close()
