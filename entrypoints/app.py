@@ -31,6 +31,7 @@ from entrypoints.decoding import (
     InvalidBatch,
     variant_drafts,
 )
+from entrypoints.edge import PathCheck
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
@@ -214,7 +215,7 @@ def create_app(container: Container) -> Litestar:
         ),
         debug=False,
     )
-    requests.wrap(app.asgi_handler)
+    requests.wrap(PathCheck(app.asgi_handler))
     app.asgi_handler = requests
     return app
 
