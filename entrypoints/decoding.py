@@ -83,11 +83,39 @@ def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
         raise ValidationFailed([FieldError(prefix.rstrip(".") or "body", "is nested too deeply")]) from exc
 
 
+class UnsupportedMediaType(ValueError):
+    """The body was sent as something other than JSON: a 415."""
+
+
+def media_type_error(headers: Sequence[tuple[bytes, bytes]]) -> UnsupportedMediaType | None:
+    """None when the raw ASGI ``headers`` declare a JSON body (``application/json`` or
+    ``application/*+json``, any parameters) or declare no type at all: clients written before
+    the check sent JSON without one, and JSON is the only body there is."""
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.partition(b";")[0].strip().lower()
+            if not media or media == b"application/json":
+                return None
+            if media.startswith(b"application/") and media.endswith(b"+json"):
+                return None
+            shown = media[:100].decode("latin-1")
+            return UnsupportedMediaType(
+                f"the body must be JSON sent as Content-Type application/json; got {shown!r}"
+            )
+    return None
+
+
 class StrictDTO(MsgspecDTO):
-    """Decodes the body into the DTO's Struct with msgspec's strict rules."""
+    """Decodes the body into the DTO's Struct with msgspec's strict rules, once its
+    Content-Type says it is JSON."""
 
     def decode_bytes(self, value: bytes) -> Any:
+        self.check_media_type()
         return decode(value, self.model_type)
+
+    def check_media_type(self) -> None:
+        if (error := media_type_error(self.asgi_connection.scope["headers"])) is not None:
+            raise error
 
 
 ExperimentDTO = StrictDTO[ExperimentIn]
@@ -151,6 +179,7 @@ class EventsDTO(StrictDTO[EventBatchIn]):
     schema: ClassVar[Any] = EventIn | EventBatchIn
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
+        self.check_media_type()
         return decode_events(value)
 
     @classmethod
