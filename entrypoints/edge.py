@@ -166,7 +166,6 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     # Parser callbacks
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -180,6 +179,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             raise _Refused(400, "the request target holds bytes that are not ASCII; percent-encode them") from None
         except httptools.HttpParserInvalidURLError:
             raise _Refused(400, "the request target is not a valid URL (or longer than 64 KiB)") from None
+        self._reading_head = False  # the app has this request now
 
     def on_message_complete(self) -> None:
         if self._body_timer is not None:
@@ -226,13 +226,17 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timers()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            # The app is at work on this request: from now on it reads a disconnect and its
+            # The app is at work on a request: from now on it reads a disconnect and its
             # response is dropped, so that no two responses interleave.
             cycle.disconnected = True
             cycle.message_event.set()
-            if cycle.response_started:
-                self.transport.close()
-                return
+        if cycle is not None and (
+            cycle.response_started if not self._reading_head else not cycle.response_complete
+        ):
+            # This request was answered already (its body is what failed), or the request
+            # before it is still being answered: no second answer, only the connection closed.
+            self.transport.close()
+            return
         self.logger.info("refused a request: %s %s", status, detail)
         body = problem_bytes(status, detail)
         content = [STATUS_LINE[status]]

@@ -220,3 +220,18 @@ def test_a_client_in_time_is_served_across_keep_alive_pauses(impatient: ServerPr
         time.sleep(1)
         sock.sendall(body[10:])
         assert read_answer(sock).status == 404  # served: no such experiment
+
+
+def test_a_slow_body_of_an_answered_request_gets_no_second_answer(impatient: ServerProcess) -> None:
+    """Refused (no token) before its body was read: when the body then stalls, the connection
+    is closed with no 408 after the 401."""
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
+        sock.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        assert read_answer(sock).status == 401
+        sock.settimeout(5)
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+        assert rest == b""
+        assert time.monotonic() - started < 3.5  # the body's bound, not the keep-alive's 5 s
