@@ -106,10 +106,13 @@ class AssignUser:
 
     async def __call__(self, experiment_id: str, user_id: str) -> Assignment:
         validate_user_id(user_id, "user_id")
+        # The experiment first, though a cached assignment would do without it: otherwise an
+        # unknown experiment is a 404 or a 200 depending on what the cache holds. It is cached
+        # in this process, so the lookup costs a dict read.
+        experiment = await self._experiments(experiment_id)
         assignment = await self._cache.get_assignment(experiment_id, user_id)
         if assignment is not None:
             return assignment
-        experiment = await self._experiments(experiment_id)
         decided = Assignment.decide(experiment, user_id, self._clock.now())
         # Get-or-create in one call: the store keeps the first assignment ever stored (of
         # racing ones too) and returns it, so a known user gets theirs back, not this one.

@@ -32,6 +32,7 @@ from entrypoints.decoding import (
     variant_drafts,
 )
 from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
+from entrypoints.edge import PathCheck
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
@@ -295,7 +296,7 @@ def create_app(container: Container) -> Litestar:
         ),
         debug=False,
     )
-    requests.wrap(app.asgi_handler)
+    requests.wrap(PathCheck(app.asgi_handler))
     app.asgi_handler = requests
     return app
 

@@ -10,6 +10,9 @@ from entrypoints.settings import ConfigurationError, Settings, generate_token
 from entrypoints.startup import listen_problem, read_settings, sqlite_directory_problem
 
 
+KEEP_ALIVE_SECONDS = 5
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -58,6 +61,8 @@ def serve(settings: Settings) -> int:
         # Every worker process reads the same token from the environment it inherits.
         os.environ["API_TOKENS"] = token
         print(f"API_TOKENS is not set; generated a bearer token for this run: {token}", flush=True)
+    from entrypoints.edge import ProblemHttpToolsProtocol
+
     uvicorn.run(
         "entrypoints.asgi:app_from_env",
         factory=True,
@@ -65,7 +70,12 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, answering problem+json and timing out slow heads and bodies (edge.py).
+        http=ProblemHttpToolsProtocol,
+        # An idle keep-alive connection is closed after this; uvicorn's default, made explicit.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # No limit_concurrency: uvicorn would answer past it with a text/plain 503, and the
+        # read timeouts already bound how long a connection is held (README.md, "Connections").
         log_level="info",
         access_log=False,
     )

@@ -94,6 +94,28 @@ def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
         raise ValidationFailed([FieldError(prefix.rstrip(".") or "body", "is nested too deeply")]) from exc
 
 
+class UnsupportedMediaType(ValueError):
+    """The body was sent as something other than JSON: a 415."""
+
+
+def media_type_error(headers: Sequence[tuple[bytes, bytes]]) -> UnsupportedMediaType | None:
+    """None when the raw ASGI ``headers`` declare a JSON body (``application/json`` or
+    ``application/*+json``, any parameters) or declare no type at all: clients written before
+    the check sent JSON without one, and JSON is the only body there is."""
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.partition(b";")[0].strip().lower()
+            if not media or media == b"application/json":
+                return None
+            if media.startswith(b"application/") and media.endswith(b"+json"):
+                return None
+            shown = media[:100].decode("latin-1")
+            return UnsupportedMediaType(
+                f"the body must be JSON sent as Content-Type application/json; got {shown!r}"
+            )
+    return None
+
+
 UNKNOWN_FIELD = "is not a known field"
 
 
@@ -120,7 +142,8 @@ def unknown_fields(value: Any, shape: msgspec.inspect.Type, path: str = "") -> l
 
 
 class StrictDTO(MsgspecDTO):
-    """Decodes the body into the DTO's Struct with msgspec's strict rules. With ``closed``, a
+    """Decodes the body, once its Content-Type says it is JSON, into the DTO's Struct with
+    msgspec's strict rules. With ``closed``, a
     field the Struct does not declare is an error too (a typo must not pass for a default):
     every such field is named, with the first wrong type if there is one. The OpenAPI document
     shows ``schema``, the same body with the limits the domain checks, rather than Litestar's
@@ -130,6 +153,7 @@ class StrictDTO(MsgspecDTO):
     schema: ClassVar[Any] = None
 
     def decode_bytes(self, value: bytes) -> Any:
+        self.check_media_type()
         if not self.closed:
             return decode(value, self.model_type)
         try:
@@ -146,6 +170,10 @@ class StrictDTO(MsgspecDTO):
         if extra:
             raise ValidationFailed(extra)
         return decoded
+
+    def check_media_type(self) -> None:
+        if (error := media_type_error(self.asgi_connection.scope["headers"])) is not None:
+            raise error
 
     @classmethod
     def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
@@ -237,6 +265,7 @@ class EventsDTO(StrictDTO[EventBatchIn]):
     schema: ClassVar[Any] = EventIn | EventBatch
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
+        self.check_media_type()
         return decode_events(value)
 
 

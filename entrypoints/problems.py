@@ -16,7 +16,7 @@ from domain.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
-from entrypoints.decoding import MalformedBody
+from entrypoints.decoding import MalformedBody, UnsupportedMediaType
 from entrypoints.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
@@ -44,6 +44,10 @@ def _validation_failed(_: Request, exc: ValidationFailed) -> Response[ProblemOut
 
 def _malformed(_: Request, exc: MalformedBody) -> Response[ProblemOut]:
     return problem(400, str(exc))
+
+
+def _unsupported_media_type(_: Request, exc: UnsupportedMediaType) -> Response[ProblemOut]:
+    return problem(415, str(exc))
 
 
 def _not_found(_: Request, exc: ExperimentNotFound) -> Response[ProblemOut]:
@@ -91,6 +95,7 @@ def _unexpected(request: Request, exc: Exception) -> Response[ProblemOut]:
 EXCEPTION_HANDLERS = {
     ValidationFailed: _validation_failed,
     MalformedBody: _malformed,
+    UnsupportedMediaType: _unsupported_media_type,
     msgspec.DecodeError: _malformed,
     ExperimentNotFound: _not_found,
     DuplicateExperimentName: _duplicate,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ class Settings:
     near_cache_max_entries: int = 100_000
     metrics_token_required: bool = True
     event_clock_skew_seconds: int = 7 * 86400
+    header_read_timeout_seconds: float = 10.0
+    body_read_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +43,8 @@ class Settings:
             near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
             metrics_token_required=_bool(env, "METRICS_TOKEN_REQUIRED", True),
             event_clock_skew_seconds=_int(env, "EVENT_CLOCK_SKEW_SECONDS", 7 * 86400),
+            header_read_timeout_seconds=_seconds(env, "HEADER_READ_TIMEOUT_SECONDS", 10.0),
+            body_read_timeout_seconds=_seconds(env, "BODY_READ_TIMEOUT_SECONDS", 60.0),
         )
 
 
@@ -59,6 +64,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"PORT must be from 0 to 65535, got {raw!r}")
     if name != "PORT" and value < 1:
         raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 86_400:  # NaN fails this too
+        raise ConfigurationError(f"{name} must be a number of seconds above 0 and at most 86400, got {raw!r}")
     return value
 
 

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from domain.assignment import Assignment
@@ -107,9 +108,40 @@ def redacted(url: str) -> str:
         return "redis (unparseable URL)"
 
 
+def assignment_key(experiment_id: str, user_id: str) -> str:
+    """``assign:{len(experiment_id)}:{experiment_id}:{user_id}``: the length says where the
+    experiment id ends, so no two pairs of ids share a key whatever characters they hold (the
+    former ``assignment:{experiment_id}:{user_id}`` gave experiment ``a:b`` with user ``c`` and
+    experiment ``a`` with user ``b:c`` one key). The new name leaves every former key unread."""
+    return f"assign:{len(experiment_id)}:{experiment_id}:{user_id}"
+
+
+def client_for(url: str, timeout: float, *, retry: bool = True) -> Redis:
+    """A client that gives up after ``timeout`` seconds, and (with ``retry``) sends a command
+    again, once, after ~10 ms, on a new connection when its connection turns out to be dead.
+
+    A pooled connection can be dead without a word: Redis restarted, or a proxy or NAT in
+    between forgot it. The pool finds out only when it is used, one connection at a time, and
+    with no retry each one was a failure, so the breaker tripped again at every burst that
+    reached an older connection. The retry opens a new connection instead. Only connection
+    errors are retried (a timeout is not: a slow Redis would then cost twice the time), and
+    every command used here (GET, SETEX, DEL, PUBLISH, SUBSCRIBE) is safe to send twice.
+    redis-py's own default, three retries with backoff, cost seconds per call while Redis is
+    down; the breaker, not the retry, covers an outage."""
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(
+            ExponentialBackoff(cap=0.05, base=0.005), 1 if retry else 0, supported_errors=(RedisConnectionError,)
+        ),
+        retry_on_timeout=False,
+    )
+
+
 class RedisCache:
-    """Keys ``experiment:{experiment_id}`` and ``assignment:{experiment_id}:{user_id}``, each a
-    msgpack value written with SETEX and the configured TTL.
+    """Keys ``experiment:{experiment_id}`` and ``assignment_key(experiment_id, user_id)``, each
+    a msgpack value written with SETEX and the configured TTL.
 
     The store is the truth and the cache only spares it reads, so a Redis that fails or is slow
     must cost little: every call gives up after ``timeout`` seconds, and after a failure Redis is
@@ -133,17 +165,10 @@ class RedisCache:
         self._retry_after = retry_after
         self._where = redacted(url)
         # Connections are opened on first use, in the event loop that serves the requests.
-        self._client = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # redis-py retries a failed command 3 times with backoff by default: seconds per call
-            # while Redis is down. The breaker below is the only retry.
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-        )
+        self._client = client_for(url, timeout)
         self._skip_until = 0.0
         self._down = False
+        self._back_at = 0.0  # when the breaker last closed
         # Told True when the breaker opens, False when Redis is back (a metric, say).
         self._on_breaker = on_breaker or (lambda down: None)
 
@@ -163,6 +188,10 @@ class RedisCache:
             async with asyncio.timeout(self._timeout * 2):
                 reply = await self._client.execute_command(command, *args)
         except (RedisError, OSError, TimeoutError) as exc:
+            if not self._down and now < self._back_at:
+                # Sent before Redis was found back (a probe that outlasted the next one, a call
+                # in flight when it went down): its failure is old news, not a new outage.
+                return None
             self._skip_until = time.monotonic() + self._retry_after
             if not self._down:
                 self._down = True
@@ -172,13 +201,24 @@ class RedisCache:
                     self._where,
                     type(exc).__name__,
                 )
+                # Whatever broke this connection may have broken the others in the pool too:
+                # the probe and the requests after it start on new ones.
+                await self._discard_connections()
             return None
         if self._down:
             self._down = False
             self._skip_until = 0.0
+            self._back_at = time.monotonic()
             self._on_breaker(False)
             log.warning("Redis cache at %s is back", self._where)
         return reply
+
+    async def _discard_connections(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.connection_pool.disconnect()
+        except (RedisError, OSError, TimeoutError):
+            pass
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         data = await self._call("GET", self._key("experiment", experiment_id))
@@ -189,11 +229,19 @@ class RedisCache:
         await self._call("SETEX", key, self._ttl, encode_experiment(experiment))
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
-        data = await self._call("GET", self._key("assignment", experiment_id, user_id))
-        return _decoded(decode_assignment, data)
+        data = await self._call("GET", self._prefix + assignment_key(experiment_id, user_id))
+        assignment = _decoded(decode_assignment, data)
+        if assignment is None or (assignment.experiment_id, assignment.user_id) != (
+            experiment_id,
+            user_id,
+        ):
+            # The entry names its own ids: one that is not this pair's is never served, under
+            # any key format past or future.
+            return None
+        return assignment
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        key = self._key("assignment", assignment.experiment_id, assignment.user_id)
+        key = self._prefix + assignment_key(assignment.experiment_id, assignment.user_id)
         await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
 
     async def forget_experiment(self, experiment_id: str) -> None:

@@ -38,7 +38,7 @@ async def test_keys_ttls_and_values_are_as_documented(redis_admin: Redis) -> Non
     cache = RedisCache(REDIS_URL, ttl_seconds=120)
     exp = an_experiment()
     assignment = Assignment.decide(exp, "u:1", exp.created_at)
-    keys = [f"experiment:{exp.id}", f"assignment:{exp.id}:u:1"]
+    keys = [f"experiment:{exp.id}", f"assign:{len(exp.id)}:{exp.id}:u:1"]
     try:
         await cache.set_experiment(exp)
         await cache.set_assignment(assignment)

@@ -36,6 +36,8 @@ SERVER_VARIABLES = (
     "CACHE_TTL_SECONDS",
     "NEAR_CACHE_TTL_SECONDS",
     "NEAR_CACHE_MAX_ENTRIES",
+    "HEADER_READ_TIMEOUT_SECONDS",
+    "BODY_READ_TIMEOUT_SECONDS",
 )
 
 
@@ -267,6 +269,7 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         {"PORT": "abc"},
         {"CACHE_URL": "memcached://127.0.0.1:1"},
         {"NEAR_CACHE_TTL_SECONDS": "0"},
+        {"HEADER_READ_TIMEOUT_SECONDS": "soon"},
     ],
     ids=[
         "mysql",
@@ -275,6 +278,7 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         "port-abc",
         "cache-scheme",
         "near-cache-ttl-zero",
+        "header-timeout-word",
     ],
 )
 def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:

@@ -85,6 +85,8 @@ def documented_default(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, tuple):
         return ",".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 10 seconds, however the code holds it
     return str(value)
 
 
