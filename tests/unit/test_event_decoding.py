@@ -279,7 +279,9 @@ class Service:
         cache = MemoryCache()
         clock = FakeClock(T)
         create = CreateExperiment(self.store, cache, clock, SequentialIds())
-        experiment = asyncio.run(create(name="e", variants=[VariantDraft("a", 50), VariantDraft("b", 50)]))
+        experiment = asyncio.run(
+            create(name="e", actor="tester", variants=[VariantDraft("a", 50), VariantDraft("b", 50)])
+        )
         assert experiment.id == KNOWN
         self.record = RecordEvents(GetExperiment(self.store, cache), self.store, clock)
 

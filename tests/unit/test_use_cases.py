@@ -47,6 +47,7 @@ class Service:
     async def experiment(self, name: str = "exp", shares=(50, 50), primary: str | None = "buy"):
         return await self.create(
             name=name,
+            actor="tester",
             primary_event_type=primary,
             variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
         )
