@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from litestar import Litestar, Response, Router, get, post
+from litestar import Litestar, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -16,30 +16,43 @@ from application.use_cases import (
     CheckHealth,
     ComputeResults,
     CreateExperiment,
+    CreateKey,
     GetExperiment,
+    GetKey,
+    ListAudit,
     ListExperiments,
+    ListKeys,
     RecordEvents,
+    RevokeKey,
 )
 from domain.errors import FieldError, UnknownExperiments, ValidationFailed
+from domain.keys import ADMIN, ASSIGN, INGEST, READ
 from entrypoints import metrics
-from entrypoints.auth import BearerTokens
+from entrypoints.auth import BearerAuth, actor, required_scope
 from entrypoints.container import Container
 from entrypoints.decoding import (
     DecodedEvents,
     EventsDTO,
     ExperimentDTO,
     InvalidBatch,
+    KeyDTO,
     variant_drafts,
 )
+from entrypoints.jwt_bearer import JwtVerifier
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
+    AuditListOut,
     EventBatchIn,
     EventsAcceptedOut,
     ExperimentIn,
     ExperimentListOut,
     ExperimentOut,
     HealthOut,
+    KeyCreatedOut,
+    KeyIn,
+    KeyListOut,
+    KeyOut,
     ResultsOut,
 )
 
@@ -53,11 +66,18 @@ async def health(check_health: NamedDependency[CheckHealth]) -> Response[HealthO
     return Response(HealthOut("unavailable"), status_code=503)
 
 
-@post("/experiments", dto=ExperimentDTO, return_dto=None, status_code=201)
+# Every route behind the bearer hook names the scope it needs in ``opt["scope"]`` (auth.py);
+# other route-level policies (rate limits) class routes by the same key.
+
+
+@post("/experiments", dto=ExperimentDTO, return_dto=None, status_code=201, opt={"scope": ADMIN})
 async def create_experiment(
-    data: JSONBody[ExperimentIn], create_experiment: NamedDependency[CreateExperiment]
+    data: JSONBody[ExperimentIn],
+    create_experiment: NamedDependency[CreateExperiment],
+    actor: NamedDependency[str],
 ) -> Response[ExperimentOut]:
     experiment = await create_experiment(
+        actor=actor,
         name=data.name,
         description=data.description,
         primary_event_type=data.primary_event_type,
@@ -70,7 +90,7 @@ async def create_experiment(
     )
 
 
-@get("/experiments")
+@get("/experiments", opt={"scope": READ})
 async def list_experiments(
     list_experiments: NamedDependency[ListExperiments],
     limit: FromQuery[int] = 100,
@@ -79,21 +99,21 @@ async def list_experiments(
     return ExperimentListOut.of(await list_experiments(limit=limit, offset=offset))
 
 
-@get("/experiments/{experiment_id:str}")
+@get("/experiments/{experiment_id:str}", opt={"scope": READ})
 async def get_experiment(
     experiment_id: FromPath[str], get_experiment: NamedDependency[GetExperiment]
 ) -> ExperimentOut:
     return ExperimentOut.of(await get_experiment(experiment_id))
 
 
-@get("/experiments/{experiment_id:str}/assignment/{user_id:str}")
+@get("/experiments/{experiment_id:str}/assignment/{user_id:str}", opt={"scope": ASSIGN})
 async def assign(
     experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
 ) -> AssignmentOut:
     return AssignmentOut.of(await assign_user(experiment_id, user_id))
 
 
-@post("/events", dto=EventsDTO, return_dto=None, status_code=202)
+@post("/events", dto=EventsDTO, return_dto=None, status_code=202, opt={"scope": INGEST})
 async def record_events(
     data: JSONBody[EventBatchIn], record_events: NamedDependency[RecordEvents]
 ) -> EventsAcceptedOut:
@@ -113,7 +133,7 @@ async def record_events(
     return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
-@get("/experiments/{experiment_id:str}/results")
+@get("/experiments/{experiment_id:str}/results", opt={"scope": READ})
 async def results(
     experiment_id: FromPath[str],
     compute_results: NamedDependency[ComputeResults],
@@ -139,6 +159,64 @@ async def results(
     return ResultsOut.of(computed)
 
 
+@post(
+    "/keys",
+    dto=KeyDTO,
+    return_dto=None,
+    status_code=201,
+    opt={"scope": ADMIN},
+    tags=["keys"],
+    summary="Create an API key; its secret is in this answer only",
+)
+async def create_key(
+    data: JSONBody[KeyIn], create_key: NamedDependency[CreateKey], actor: NamedDependency[str]
+) -> Response[KeyCreatedOut]:
+    new = await create_key(name=data.name, scopes=data.scopes, expires_at=data.expires_at, actor=actor)
+    return Response(
+        KeyCreatedOut.created(new), status_code=201, headers={"Location": f"/keys/{new.key.id}"}
+    )
+
+
+@get("/keys", opt={"scope": ADMIN}, tags=["keys"], summary="List API keys, newest first, without secrets")
+async def list_keys(
+    list_keys: NamedDependency[ListKeys],
+    limit: FromQuery[int] = 100,
+    offset: FromQuery[int] = 0,
+) -> KeyListOut:
+    return KeyListOut.of(await list_keys(limit=limit, offset=offset))
+
+
+@get("/keys/{key_id:str}", opt={"scope": ADMIN}, tags=["keys"], summary="One API key, without its secret")
+async def get_key(key_id: FromPath[str], get_key: NamedDependency[GetKey]) -> KeyOut:
+    return KeyOut.of(await get_key(key_id))
+
+
+@delete(
+    "/keys/{key_id:str}",
+    status_code=200,
+    opt={"scope": ADMIN},
+    tags=["keys"],
+    summary="Revoke an API key (idempotent); answers the revoked key",
+)
+async def revoke_key(
+    key_id: FromPath[str], revoke_key: NamedDependency[RevokeKey], actor: NamedDependency[str]
+) -> KeyOut:
+    return KeyOut.of(await revoke_key(key_id, actor=actor))
+
+
+@get("/audit", opt={"scope": ADMIN}, tags=["audit"], summary="The audit trail of admin actions, newest first")
+async def list_audit(
+    list_audit: NamedDependency[ListAudit],
+    limit: FromQuery[int] = 100,
+    offset: FromQuery[int] = 0,
+    action: FromQuery[str | None] = None,
+    target_id: FromQuery[str | None] = None,
+) -> AuditListOut:
+    return AuditListOut.of(
+        await list_audit(limit=limit, offset=offset, action=action, target_id=target_id)
+    )
+
+
 def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | datetime | None:
     """An ISO 8601 date (that whole UTC day) or datetime (without an offset: UTC)."""
     if value is None:
@@ -152,14 +230,15 @@ def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | da
         return None
 
 
-def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics.RequestMetrics) -> Any:
+def _metrics_route(container: Container, auth: BearerAuth, requests: metrics.RequestMetrics) -> Any:
     store = container.store
 
     @get(
         "/metrics",
         summary="Prometheus metrics (README.md, Metrics)",
         include_in_schema=False,
-        before_request=tokens.before_request if container.settings().metrics_token_required else None,
+        before_request=auth.before_request if container.settings().metrics_token_required else None,
+        opt={"scope": READ},
     )
     async def metrics_text() -> Response[bytes]:
         body, content_type = await metrics.exposition(store(), requests)
@@ -170,7 +249,7 @@ def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics
 
 def create_app(container: Container) -> Litestar:
     settings = container.settings()
-    tokens = BearerTokens(settings.api_tokens)
+    auth = BearerAuth(settings.api_tokens, container.key_ring(), JwtVerifier.from_settings(settings))
 
     def provide(provider: Any) -> Provide:
         return Provide(lambda: provider(), sync_to_thread=False, use_cache=True)
@@ -183,14 +262,29 @@ def create_app(container: Container) -> Litestar:
         await container.cache().close()
 
     requests = metrics.RequestMetrics(None)
+    guarded = [
+        create_experiment,
+        list_experiments,
+        get_experiment,
+        assign,
+        record_events,
+        results,
+        create_key,
+        list_keys,
+        get_key,
+        revoke_key,
+        list_audit,
+    ]
+    for handler in guarded:
+        required_scope(handler)
     api = Router(
         path="/",
-        route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
-        before_request=tokens.before_request,
+        route_handlers=guarded,
+        before_request=auth.before_request,
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, _metrics_route(container, tokens, requests), api],
+        route_handlers=[health, _metrics_route(container, auth, requests), api],
         dependencies={
             "check_health": provide(container.check_health),
             "create_experiment": provide(container.create_experiment),
@@ -199,6 +293,12 @@ def create_app(container: Container) -> Litestar:
             "assign_user": provide(container.assign_user),
             "record_events": provide(container.record_events),
             "compute_results": provide(container.compute_results),
+            "create_key": provide(container.create_key),
+            "get_key": provide(container.get_key),
+            "list_keys": provide(container.list_keys),
+            "revoke_key": provide(container.revoke_key),
+            "list_audit": provide(container.list_audit),
+            "actor": Provide(actor, sync_to_thread=False),
         },
         exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
         request_max_body_size=MAX_BODY_BYTES,

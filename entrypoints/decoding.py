@@ -34,7 +34,7 @@ from domain.event import (
     micros_of,
 )
 from domain.experiment import VariantDraft
-from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn
+from entrypoints.schemas import EventBatchIn, EventFieldsIn, EventIn, ExperimentIn, KeyIn
 
 
 class MalformedBody(ValueError):
@@ -91,6 +91,26 @@ class StrictDTO(MsgspecDTO):
 
 
 ExperimentDTO = StrictDTO[ExperimentIn]
+
+
+class ClosedDTO(StrictDTO):
+    """Like StrictDTO, and a field the Struct does not know is an error, each one named: a body
+    that grants access should not have a misspelt field (``expire_at``) silently ignored."""
+
+    def decode_bytes(self, value: bytes) -> Any:
+        fields = decode(value, dict[str, msgspec.Raw])
+        known = set(self.model_type.__struct_fields__)
+        errors = [FieldError(name, "is not a known field") for name in fields if name not in known]
+        try:
+            decoded = decode(value, self.model_type)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise ValidationFailed(errors)
+        return decoded
+
+
+KeyDTO = ClosedDTO[KeyIn]
 
 
 UNKNOWN_EXPERIMENT = "experiment does not exist"

@@ -13,6 +13,7 @@ from domain.errors import (
     DuplicateExperimentName,
     ExperimentNotFound,
     FieldError,
+    KeyNotFound,
     StoreUnavailable,
     ValidationFailed,
 )
@@ -46,7 +47,7 @@ def _malformed(_: Request, exc: MalformedBody) -> Response[ProblemOut]:
     return problem(400, str(exc))
 
 
-def _not_found(_: Request, exc: ExperimentNotFound) -> Response[ProblemOut]:
+def _not_found(_: Request, exc: ExperimentNotFound | KeyNotFound) -> Response[ProblemOut]:
     return problem(404, str(exc))
 
 
@@ -93,6 +94,7 @@ EXCEPTION_HANDLERS = {
     MalformedBody: _malformed,
     msgspec.DecodeError: _malformed,
     ExperimentNotFound: _not_found,
+    KeyNotFound: _not_found,
     DuplicateExperimentName: _duplicate,
     StoreUnavailable: _unavailable,
     ValidationException: _litestar_validation,

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import msgspec
 
-from application.use_cases import ExperimentPage
+from application.use_cases import AuditPage, ExperimentPage, KeyPage, NewKey
+from domain.audit import AuditEntry
 from domain.assignment import MAX_USER_ID_LENGTH, Assignment
 from domain.event import MAX_EVENT_ID_LENGTH
 from domain.experiment import MAX_EVENT_TYPE_LENGTH, Experiment
+from domain.keys import ApiKey
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.statistics import Interval
 
@@ -32,6 +34,14 @@ class ExperimentIn(msgspec.Struct):
     variants: list[VariantIn]
     description: str | None = None
     primary_event_type: str | None = None
+
+
+class KeyIn(msgspec.Struct):
+    """``expires_at``: RFC 3339; without an offset, UTC."""
+
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None = None
 
 
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID_LENGTH)]
@@ -283,3 +293,66 @@ class ProblemOut(msgspec.Struct, omit_defaults=True):
     detail: str
     type: str = "about:blank"
     errors: list[FieldErrorOut] | None = None
+
+
+class KeyOut(msgspec.Struct):
+    """A key as listed: never its secret, nor its digest."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(key.id, key.name, list(key.scopes), key.created_at, key.created_by, key.expires_at, key.revoked_at)
+
+
+class KeyCreatedOut(KeyOut):
+    """A new key, with its secret: shown this once, stored nowhere but as a digest."""
+
+    key: str
+
+    @classmethod
+    def created(cls, new: NewKey) -> KeyCreatedOut:
+        k = new.key
+        return cls(k.id, k.name, list(k.scopes), k.created_at, k.created_by, k.expires_at, k.revoked_at, new.secret)
+
+
+class KeyListOut(msgspec.Struct):
+    items: list[KeyOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: KeyPage) -> KeyListOut:
+        return cls([KeyOut.of(k) for k in page.items], page.total)
+
+
+class AuditTargetOut(msgspec.Struct):
+    type: str
+    id: str
+
+
+class AuditEntryOut(msgspec.Struct):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    target: AuditTargetOut
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditEntryOut:
+        return cls(e.id, e.at, e.actor, e.action, AuditTargetOut(e.target_type, e.target_id), dict(e.details))
+
+
+class AuditListOut(msgspec.Struct):
+    items: list[AuditEntryOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: AuditPage) -> AuditListOut:
+        return cls([AuditEntryOut.of(e) for e in page.items], page.total)

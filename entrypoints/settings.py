@@ -22,6 +22,12 @@ class Settings:
     near_cache_ttl_seconds: int = 5
     near_cache_max_entries: int = 100_000
     metrics_token_required: bool = True
+    key_cache_ttl_seconds: float = 5.0
+    jwt_public_key_file: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_scopes_claim: str = "scope"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -38,7 +44,17 @@ class Settings:
             near_cache_ttl_seconds=_int(env, "NEAR_CACHE_TTL_SECONDS", 5),
             near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
             metrics_token_required=_bool(env, "METRICS_TOKEN_REQUIRED", True),
+            key_cache_ttl_seconds=_seconds(env, "KEY_CACHE_TTL_SECONDS", 5.0),
+            jwt_public_key_file=env.get("JWT_PUBLIC_KEY_FILE") or None,
+            jwt_jwks_file=env.get("JWT_JWKS_FILE") or None,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            jwt_scopes_claim=env.get("JWT_SCOPES_CLAIM") or "scope",
         )
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return any((self.jwt_public_key_file, self.jwt_jwks_file, self.jwt_issuer, self.jwt_audience))
 
 
 class ConfigurationError(ValueError):
@@ -57,6 +73,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigurationError(f"PORT must be from 0 to 65535, got {raw!r}")
     if name != "PORT" and value < 1:
         raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 86_400:
+        raise ConfigurationError(f"{name} must be from 0 to 86400 seconds, got {raw!r}")
     return value
 
 
