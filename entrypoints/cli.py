@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         _metrics_directory(args.command, settings)
         from entrypoints.container import build_cache
+        from entrypoints.jwt_bearer import JwtVerifier
 
         build_cache(settings)
+        JwtVerifier.from_settings(settings)
         migrate(settings)
         check_store(settings)
     except ConfigurationError as exc:
