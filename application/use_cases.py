@@ -18,7 +18,7 @@ from domain.errors import (
 )
 from domain.event import NewEvents, batch_size_error
 from domain.experiment import Experiment, VariantDraft
-from domain.keys import ApiKey, Principal, new_secret
+from domain.keys import ApiKey, Principal, key_errors, new_secret
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
 
@@ -276,12 +276,16 @@ class CreateKey:
         details = {
             "name": key.name,
             "scopes": list(key.scopes),
-            "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
+            "expires_at": None if key.expires_at is None else key.expires_at.isoformat().replace("+00:00", "Z"),
         }
         audit = AuditEntry(self._ids.new_id(), now, actor, KEY_CREATED, "key", key.id, details)
         await self._store.add_key(key, audit)
         self._keys.forget(bytes.fromhex(key.digest))
         return NewKey(key, secret)
+
+    def errors(self, name: str, scopes: Sequence[str], expires_at: datetime | None) -> list[FieldError]:
+        """The rules such a key would break now, without making it."""
+        return key_errors(name, list(scopes), expires_at, self._clock.now())
 
 
 class GetKey:

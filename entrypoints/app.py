@@ -31,6 +31,7 @@ from entrypoints import metrics
 from entrypoints.auth import BearerAuth, actor, required_scope
 from entrypoints.container import Container
 from entrypoints.decoding import (
+    ClosedBody,
     DecodedEvents,
     EventsDTO,
     ExperimentDTO,
@@ -171,7 +172,11 @@ async def results(
 async def create_key(
     data: JSONBody[KeyIn], create_key: NamedDependency[CreateKey], actor: NamedDependency[str]
 ) -> Response[KeyCreatedOut]:
-    new = await create_key(name=data.name, scopes=data.scopes, expires_at=data.expires_at, actor=actor)
+    body: ClosedBody = data  # type: ignore[assignment]  # KeyDTO decodes into one
+    key: KeyIn = body.value
+    if body.unknown:
+        raise ValidationFailed(body.unknown + create_key.errors(key.name, key.scopes, key.expires_at))
+    new = await create_key(name=key.name, scopes=key.scopes, expires_at=key.expires_at, actor=actor)
     return Response(
         KeyCreatedOut.created(new), status_code=201, headers={"Location": f"/keys/{new.key.id}"}
     )

@@ -93,21 +93,28 @@ class StrictDTO(MsgspecDTO):
 ExperimentDTO = StrictDTO[ExperimentIn]
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedBody:
+    """A body decoded by a ClosedDTO: the Struct, and an error for each field it did not know.
+    The handler reports those with the domain's own findings, so that every fault is named."""
+
+    value: Any
+    unknown: list[FieldError]
+
+
 class ClosedDTO(StrictDTO):
     """Like StrictDTO, and a field the Struct does not know is an error, each one named: a body
     that grants access should not have a misspelt field (``expire_at``) silently ignored."""
 
-    def decode_bytes(self, value: bytes) -> Any:
+    def decode_bytes(self, value: bytes) -> ClosedBody:
         fields = decode(value, dict[str, msgspec.Raw])
         known = set(self.model_type.__struct_fields__)
-        errors = [FieldError(name, "is not a known field") for name in fields if name not in known]
+        unknown = [FieldError(name, "is not a known field") for name in fields if name not in known]
         try:
             decoded = decode(value, self.model_type)
         except ValidationFailed as exc:
-            errors.extend(exc.errors)
-        if errors:
-            raise ValidationFailed(errors)
-        return decoded
+            raise ValidationFailed(unknown + exc.errors) from None
+        return ClosedBody(decoded, unknown)
 
 
 KeyDTO = ClosedDTO[KeyIn]

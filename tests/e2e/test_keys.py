@@ -173,6 +173,8 @@ def test_keys_are_listed_newest_first_with_paging(client: TestClient, fake_clock
     ("body", "fields"),
     [
         ({"name": "k", "scopes": ["read"], "expire_at": "2030-01-01T00:00:00Z", "role": 1}, {"expire_at", "role"}),
+        ({"name": " ", "scopes": ["write"], "expires_at": "2020-01-01T00:00:00Z", "role": 1}, {"name", "scopes[0]", "expires_at", "role"}),
+        ({"name": 1, "scopes": ["read"], "role": 1}, {"name", "role"}),
         ({"name": "", "scopes": ["read", "write"], "expires_at": "2026-11-28T11:00:00Z"}, {"name", "scopes[1]", "expires_at"}),
         ({"name": "x" * 201, "scopes": []}, {"name", "scopes"}),
         ({"name": "k"}, {"scopes"}),
@@ -182,7 +184,7 @@ def test_keys_are_listed_newest_first_with_paging(client: TestClient, fake_clock
         ({"name": "k", "scopes": ["read"], "expires_at": "2026-11-28T12:00:00"}, {"expires_at"}),
         ([], {"body"}),
     ],
-    ids=["unknown-fields", "every-rule", "name-long-no-scopes", "no-scopes", "name-type", "scopes-type",
+    ids=["unknown-fields", "unknown-and-broken-rules", "unknown-and-wrong-type", "every-rule", "name-long-no-scopes", "no-scopes", "name-type", "scopes-type",
          "expires-unparsable", "expires-now-without-offset", "not-an-object"],
 )
 def test_an_invalid_key_is_422_naming_every_field(client: TestClient, body: object, fields: set[str]) -> None:
