@@ -224,14 +224,25 @@ class KeyRing:
         self._known: dict[bytes, tuple[datetime, ApiKey, Principal]] = {}
         self._unknown: dict[bytes, datetime] = {}
 
-    async def principal(self, digest: bytes) -> Principal | None:
+    def cached(self, digest: bytes) -> Principal | None | bool:
+        """Without waiting: the principal, or None (no active key), as this process knows them;
+        False when only the store can tell."""
         now = self._clock.now()
         cached = self._known.get(digest)
         if cached is not None and now < cached[0]:
             return cached[2] if cached[1].is_active(now) else None
         if (until := self._unknown.get(digest)) is not None and now < until:
             return None
+        return False
+
+    async def principal(self, digest: bytes) -> Principal | None:
+        found = self.cached(digest)
+        return await self.look_up(digest) if found is False else found
+
+    async def look_up(self, digest: bytes) -> Principal | None:
+        """Read the store and remember what it said."""
         key = await self._store.find_key(digest.hex())
+        now = self._clock.now()
         self.forget(digest)
         if key is None:
             self._remember(self._unknown, digest, now + self._ttl)

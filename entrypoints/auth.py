@@ -52,8 +52,10 @@ class BearerAuth:
         # store are the process's one copy, to be shared, not cloned.
         return self
 
-    async def principal(self, header: bytes | None) -> Principal | None:
-        """``header``: the raw Authorization value, as the ASGI scope carries it."""
+    def resolve(self, header: bytes | None) -> Principal | bytes | None:
+        """``header``: the raw Authorization value, as the ASGI scope carries it. The principal,
+        or None when refused, without waiting; or the token's digest when only the store can
+        tell (a key this process has not looked up within its TTL)."""
         if not header:
             return None
         scheme, _, token = header.partition(b" ")
@@ -68,17 +70,20 @@ class BearerAuth:
             return LEGACY
         if self._jwt is not None and token.count(b".") == 2:  # a key's secret has no dots
             return self._jwt.principal(token)
-        return await self._keys.principal(offered)
+        found = self._keys.cached(offered)
+        return offered if found is False else found
 
     async def before_request(self, request: Request) -> None:
         """A router's before-request hook rather than a guard or a middleware: a guard costs
         Litestar a copy of the route handler and a parsed header map per request (a third of
         a cached assignment), a middleware an extra exception-handling layer; this reads the
         raw ASGI header list, once. An API_TOKENS token or a cached key costs a digest, the
-        comparisons and a dict lookup."""
+        comparisons and a dict lookup, with no await."""
         scope = request.scope
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        principal = await self.principal(header)
+        principal = self.resolve(header)
+        if isinstance(principal, bytes):
+            principal = await self._keys.look_up(principal)
         if principal is None:
             raise _unauthorized()
         needed = scope["route_handler"].opt["scope"]
