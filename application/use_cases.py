@@ -223,6 +223,7 @@ class KeyRing:
         self._max = max_entries
         self._known: dict[bytes, tuple[datetime, ApiKey, Principal]] = {}
         self._unknown: dict[bytes, datetime] = {}
+        self._changes = 0  # how many times forget was called: a look-up racing one is not kept
 
     def cached(self, digest: bytes) -> Principal | None | bool:
         """Without waiting: the principal, or None (no active key), as this process knows them;
@@ -241,16 +242,24 @@ class KeyRing:
 
     async def look_up(self, digest: bytes) -> Principal | None:
         """Read the store and remember what it said."""
+        changes = self._changes
         key = await self._store.find_key(digest.hex())
         now = self._clock.now()
-        self.forget(digest)
-        if key is None:
-            self._remember(self._unknown, digest, now + self._ttl)
-            return None
-        self._remember(self._known, digest, (now + self._ttl, key, key.principal))
-        return key.principal if key.is_active(now) else None
+        if changes == self._changes:
+            # Not when a key was created or revoked here meanwhile: what the store said may
+            # predate that, and this process must see its own change at once.
+            self._drop(digest)
+            if key is None:
+                self._remember(self._unknown, digest, now + self._ttl)
+            else:
+                self._remember(self._known, digest, (now + self._ttl, key, key.principal))
+        return key.principal if key is not None and key.is_active(now) else None
 
     def forget(self, digest: bytes) -> None:
+        self._changes += 1
+        self._drop(digest)
+
+    def _drop(self, digest: bytes) -> None:
         self._known.pop(digest, None)
         self._unknown.pop(digest, None)
 

@@ -81,7 +81,8 @@ class JwtVerifier:
         except (jwt.PyJWTError, ValueError, TypeError):
             return None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
+        # NUL: no database text can hold it, and the subject is the actor the audit trail stores.
+        if not isinstance(subject, str) or not subject or "\x00" in subject:
             return None
         return Principal(f"jwt:{subject}", known_scopes(_scopes(claims.get(self._scopes_claim))))
 

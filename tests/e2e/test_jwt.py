@@ -102,7 +102,7 @@ def test_api_tokens_still_work_beside_jwt(pem_client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "wrong aud", "wrong iss", "no exp", "no sub", "no aud", "wrong key", "alg none", "hs256 confusion", "garbage"],
+    ["expired", "wrong aud", "wrong iss", "no exp", "no sub", "no aud", "wrong key", "alg none", "hs256 confusion", "garbage", "nul in sub"],
 )
 def test_a_bad_token_is_401(pem_client: TestClient, rsa_key, other_rsa_key, case: str) -> None:  # type: ignore[no-untyped-def]
     now = int(time.time())
@@ -117,6 +117,7 @@ def test_a_bad_token_is_401(pem_client: TestClient, rsa_key, other_rsa_key, case
         "alg none": lambda: jwt.encode(claims(scope="admin"), None, algorithm="none"),
         "hs256 confusion": lambda: hs256_signed_with(public_pem(rsa_key), claims(scope="admin")),
         "garbage": lambda: "eyJhbGciOiJSUzI1NiJ9.not-json.sig",
+        "nul in sub": lambda: jwt.encode(claims(sub="a\x00b"), rsa_key, algorithm="RS256"),
     }
     response = call(pem_client, tokens[case]())
     assert_problem(response, 401)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -181,3 +182,41 @@ async def test_a_key_created_elsewhere_is_found_once_the_unknown_entry_expires(r
     assert await ring.principal(digest_of(secret.encode())) is None
     clock.advance(seconds=5)
     assert await ring.principal(digest_of(secret.encode())) is not None
+
+
+class SlowStore(MemoryStore):
+    """Holds each key look-up until the test lets it finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def find_key(self, digest: str):  # type: ignore[no-untyped-def]
+        found = await super().find_key(digest)
+        await self.release.wait()
+        return found
+
+
+async def test_a_look_up_that_raced_a_revocation_here_is_not_remembered() -> None:
+    store, clock = SlowStore(), FakeClock(NOW)
+    ring = KeyRing(store, clock, ttl_seconds=5)
+    store.release.set()
+    new = await CreateKey(store, clock, SequentialIds(), ring)(name="app", scopes=["read"], expires_at=None, actor="me")
+    digest = digest_of(new.secret.encode())
+    store.release.clear()
+    racing = asyncio.create_task(ring.principal(digest))
+    await asyncio.sleep(0)  # the look-up has read the key, still active, and waits
+    await RevokeKey(MemoryStoreView(store), clock, SequentialIds("r"), ring)(new.key.id, actor="me")
+    store.release.set()
+    assert await racing is not None  # it began before the revocation
+    assert await ring.principal(digest) is None  # and what it read was not kept
+
+
+class MemoryStoreView:
+    """The same store, without the hold, for the revoking side."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def revoke_key(self, key_id: str, audit: AuditEntry):  # type: ignore[no-untyped-def]
+        return await self._store.revoke_key(key_id, audit)
