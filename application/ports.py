@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.event import EventBatch
 from domain.experiment import Experiment
+from domain.keys import ApiKey
 from domain.results import ResultQuery, VariantAggregate
 
 
@@ -18,8 +20,9 @@ class Store(Protocol):
     Every write is atomic and durable when the call returns.
     """
 
-    async def add_experiment(self, experiment: Experiment) -> None:
-        """Store a new experiment; raises DuplicateExperimentName if its name is taken."""
+    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
+        """Store a new experiment, and ``audit`` with it in one transaction; raises
+        DuplicateExperimentName (storing neither) if its name is taken."""
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
@@ -50,6 +53,26 @@ class Store(Protocol):
         Covers every variant (the query's variant_id does not narrow it), applying the counting
         rule: an event counts only if its user is assigned and it is not older than the assignment.
         """
+
+    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
+        """Store a new key and its audit entry, in one transaction."""
+
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def find_key(self, digest: str) -> ApiKey | None:
+        """The key whose secret has this hex SHA-256 digest, revoked or expired as well."""
+
+    async def list_keys(self, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        """A page of keys, newest first, and the total count."""
+
+    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+        """Revoke the key at ``audit.at`` and store ``audit``, in one transaction; a key already
+        revoked stays as it was and no entry is stored. Returns the stored key, None if unknown."""
+
+    async def list_audit(
+        self, limit: int, offset: int, *, action: str | None = None, target_id: str | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        """A page of audit entries, newest first, matching the filters given; and their count."""
 
     async def rebuild_aggregates(self) -> None:
         """Recompute whatever the store keeps pre-aggregated from the raw rows it holds."""

@@ -73,3 +73,9 @@ class DuplicateExperimentName(DomainError):
 
 class StoreUnavailable(DomainError):
     """The store cannot be reached; raised by adapters so callers need not know the driver."""
+
+
+class KeyNotFound(DomainError):
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"key {key_id!r} does not exist")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from litestar import Litestar, Response, Router, get, post
+from litestar import Litestar, Response, Router, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -16,32 +17,46 @@ from application.use_cases import (
     CheckHealth,
     ComputeResults,
     CreateExperiment,
+    CreateKey,
     GetExperiment,
+    GetKey,
+    ListAudit,
     ListExperiments,
+    ListKeys,
     RecordEvents,
+    RevokeKey,
 )
 from domain.errors import EventsAhead, FieldError, UnknownExperiments, ValidationFailed
+from domain.keys import ADMIN, ASSIGN, INGEST, READ
 from entrypoints import metrics, openapi
-from entrypoints.auth import BearerTokens
+from entrypoints.auth import BearerAuth, actor, required_scope
 from entrypoints.container import Container
 from entrypoints.decoding import (
+    ClosedBody,
     DecodedEvents,
     EventsDTO,
     ExperimentDTO,
     InvalidBatch,
+    KeyDTO,
     variant_drafts,
 )
 from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.edge import PathCheck
+from entrypoints.jwt_bearer import JwtVerifier
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
+    AuditListOut,
     EventBatchIn,
     EventsAcceptedOut,
     ExperimentIn,
     ExperimentListOut,
     ExperimentOut,
     HealthOut,
+    KeyCreatedOut,
+    KeyIn,
+    KeyListOut,
+    KeyOut,
     ResultsOut,
 )
 
@@ -63,6 +78,10 @@ async def health(check_health: NamedDependency[CheckHealth]) -> Response[HealthO
     return Response(HealthOut("unavailable"), status_code=503)
 
 
+# Every route behind the bearer hook names the scope it needs in ``opt["scope"]`` (auth.py);
+# other route-level policies (rate limits) class routes by the same key.
+
+
 @post(
     "/experiments",
     dto=ExperimentDTO,
@@ -77,11 +96,15 @@ async def health(check_health: NamedDependency[CheckHealth]) -> Response[HealthO
     response_headers=openapi.location_header(),
     responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 409),
     operation_class=openapi.ProblemOperation,
+    opt={"scope": ADMIN},
 )
 async def create_experiment(
-    data: JSONBody[ExperimentIn], create_experiment: NamedDependency[CreateExperiment]
+    data: JSONBody[ExperimentIn],
+    create_experiment: NamedDependency[CreateExperiment],
+    actor: NamedDependency[str],
 ) -> Response[ExperimentOut]:
     experiment = await create_experiment(
+        actor=actor,
         name=data.name,
         description=data.description,
         primary_event_type=data.primary_event_type,
@@ -102,6 +125,7 @@ async def create_experiment(
     "`total` counts them all. A limit or offset out of range is a 422.",
     responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
     operation_class=openapi.ProblemOperation,
+    opt={"scope": READ},
 )
 async def list_experiments(
     list_experiments: NamedDependency[ListExperiments],
@@ -118,6 +142,7 @@ async def list_experiments(
     description="The experiment as created; a 404 when no experiment has this id.",
     responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
     operation_class=openapi.ProblemOperation,
+    opt={"scope": READ},
 )
 async def get_experiment(
     experiment_id: FromPath[str], get_experiment: NamedDependency[GetExperiment]
@@ -134,6 +159,7 @@ async def get_experiment(
     "`assigned_at` stays that of the first call. `user_id`: 1 to 256 characters, no NUL (else 422).",
     responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
     operation_class=openapi.ProblemOperation,
+    opt={"scope": ASSIGN},
 )
 async def assign(
     experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
@@ -155,6 +181,7 @@ async def assign(
     response_description="The events are stored.",
     responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
     operation_class=openapi.ProblemOperation,
+    opt={"scope": INGEST},
 )
 async def record_events(
     data: JSONBody[EventBatchIn], record_events: NamedDependency[RecordEvents]
@@ -190,6 +217,7 @@ async def record_events(
     "Welch t-test of the value per user. Undefined numbers are null (README.md, The statistics).",
     responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
     operation_class=openapi.ProblemOperation,
+    opt={"scope": READ},
 )
 async def results(
     experiment_id: FromPath[str],
@@ -216,6 +244,105 @@ async def results(
     return ResultsOut.of(computed)
 
 
+@post(
+    "/keys",
+    dto=KeyDTO,
+    return_dto=None,
+    status_code=201,
+    opt={"scope": ADMIN},
+    tags=[openapi.KEYS],
+    summary="Create an API key with a name, scopes and an optional expiry.",
+    description="Scopes: `admin` (everything), `assign` (assignments only: safe in a client "
+    "app), `ingest` (events only), `read` (experiments and results). The secret (`key`) is in "
+    "this answer only; the service keeps its SHA-256 digest. Unknown fields are a 422.",
+    response_headers=openapi.location_header(),
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY),
+    operation_class=openapi.ProblemOperation,
+)
+async def create_key(
+    data: JSONBody[KeyIn], create_key: NamedDependency[CreateKey], actor: NamedDependency[str]
+) -> Response[KeyCreatedOut]:
+    body: ClosedBody = data  # type: ignore[assignment]  # KeyDTO decodes into one
+    key: KeyIn = body.value
+    if body.unknown:
+        raise ValidationFailed(body.unknown + create_key.errors(key.name, key.scopes, key.expires_at))
+    new = await create_key(name=key.name, scopes=key.scopes, expires_at=key.expires_at, actor=actor)
+    return Response(
+        KeyCreatedOut.created(new), status_code=201, headers={"Location": f"/keys/{new.key.id}"}
+    )
+
+
+@get(
+    "/keys",
+    opt={"scope": ADMIN},
+    tags=[openapi.KEYS],
+    summary="List API keys, newest first.",
+    description="A page of keys, revoked ones included, never with their secrets: `limit` 1 to "
+    "500 (default 100), `offset` 0 or more.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
+    operation_class=openapi.ProblemOperation,
+)
+async def list_keys(
+    list_keys: NamedDependency[ListKeys],
+    limit: FromQuery[int] = 100,
+    offset: FromQuery[int] = 0,
+) -> KeyListOut:
+    return KeyListOut.of(await list_keys(limit=limit, offset=offset))
+
+
+@get(
+    "/keys/{key_id:str}",
+    opt={"scope": ADMIN},
+    tags=[openapi.KEYS],
+    summary="Get one API key.",
+    description="The key as created, with `revoked_at` once revoked; never its secret.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
+    operation_class=openapi.ProblemOperation,
+)
+async def get_key(key_id: FromPath[str], get_key: NamedDependency[GetKey]) -> KeyOut:
+    return KeyOut.of(await get_key(key_id))
+
+
+@delete(
+    "/keys/{key_id:str}",
+    status_code=200,
+    opt={"scope": ADMIN},
+    tags=[openapi.KEYS],
+    summary="Revoke an API key.",
+    description="At once on this instance, within `KEY_CACHE_TTL_SECONDS` on every other. "
+    "Revoking twice answers the same revoked key.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
+    operation_class=openapi.ProblemOperation,
+)
+async def revoke_key(
+    key_id: FromPath[str], revoke_key: NamedDependency[RevokeKey], actor: NamedDependency[str]
+) -> KeyOut:
+    return KeyOut.of(await revoke_key(key_id, actor=actor))
+
+
+@get(
+    "/audit",
+    opt={"scope": ADMIN},
+    tags=[openapi.AUDIT],
+    summary="Read the audit trail of admin actions, newest first.",
+    description="Each entry: when, who (the key's name, `API_TOKENS`, or `jwt:<sub>`), the "
+    "action (`key.created`, `key.revoked`, `experiment.created`, `experiment.changed`), its "
+    "target and what changed. Filters: `action`, `target_id`; `limit` and `offset` as for lists.",
+    responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
+    operation_class=openapi.ProblemOperation,
+)
+async def list_audit(
+    list_audit: NamedDependency[ListAudit],
+    limit: FromQuery[int] = 100,
+    offset: FromQuery[int] = 0,
+    action: FromQuery[str | None] = None,
+    target_id: FromQuery[str | None] = None,
+) -> AuditListOut:
+    return AuditListOut.of(
+        await list_audit(limit=limit, offset=offset, action=action, target_id=target_id)
+    )
+
+
 def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | datetime | None:
     """An ISO 8601 date (that whole UTC day) or datetime (without an offset: UTC)."""
     if value is None:
@@ -229,14 +356,15 @@ def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | da
         return None
 
 
-def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics.RequestMetrics) -> Any:
+def _metrics_route(container: Container, auth: BearerAuth, requests: metrics.RequestMetrics) -> Any:
     store = container.store
 
     @get(
         "/metrics",
         summary="Prometheus metrics (README.md, Metrics)",
         include_in_schema=False,
-        before_request=tokens.before_request if container.settings().metrics_token_required else None,
+        before_request=auth.before_request if container.settings().metrics_token_required else None,
+        opt={"scope": READ},
     )
     async def metrics_text() -> Response[bytes]:
         body, content_type = await metrics.exposition(store(), requests)
@@ -245,9 +373,25 @@ def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics
     return metrics_text
 
 
+def with_complete_options(router: Router) -> Router:
+    """Litestar 2 answers OPTIONS with the methods of the first handler registered on a path
+    (its issue #4169): ``OPTIONS /experiments`` said ``Allow: OPTIONS, POST``, without GET. Each
+    path's route is built again here with all its handlers at once, so that the OPTIONS handler
+    Litestar makes for it knows every method."""
+    for index, route in enumerate(router.routes):
+        if isinstance(route, HTTPRoute):
+            handlers = [h for h in route.route_handlers if not _litestars_options(h)]
+            router.routes[index] = HTTPRoute(path=route.path, route_handlers=handlers)
+    return router
+
+
+def _litestars_options(handler: Any) -> bool:
+    return handler.http_methods == {"OPTIONS"} and "create_options_handler" in handler.fn.__qualname__
+
+
 def create_app(container: Container) -> Litestar:
     settings = container.settings()
-    tokens = BearerTokens(settings.api_tokens)
+    auth = BearerAuth(settings.api_tokens, container.key_ring(), JwtVerifier.from_settings(settings))
 
     def provide(provider: Any) -> Provide:
         return Provide(lambda: provider(), sync_to_thread=False, use_cache=True)
@@ -260,15 +404,32 @@ def create_app(container: Container) -> Litestar:
         await container.cache().close()
 
     requests = metrics.RequestMetrics(None)
-    api = Router(
-        path="/",
-        route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],
-        before_request=tokens.before_request,
-        security=[{"bearer": []}],
+    guarded = [
+        create_experiment,
+        list_experiments,
+        get_experiment,
+        assign,
+        record_events,
+        results,
+        create_key,
+        list_keys,
+        get_key,
+        revoke_key,
+        list_audit,
+    ]
+    for handler in guarded:
+        required_scope(handler)
+    api = with_complete_options(
+        Router(
+            path="/",
+            route_handlers=guarded,
+            before_request=auth.before_request,
+            security=[{"bearer": []}],
+        )
     )
     app = Litestar(
         route_handlers=[
-            health, _metrics_route(container, tokens, requests), api, docs_assets_router()
+            health, _metrics_route(container, auth, requests), api, docs_assets_router()
         ],
         dependencies={
             "check_health": provide(container.check_health),
@@ -278,6 +439,12 @@ def create_app(container: Container) -> Litestar:
             "assign_user": provide(container.assign_user),
             "record_events": provide(container.record_events),
             "compute_results": provide(container.compute_results),
+            "create_key": provide(container.create_key),
+            "get_key": provide(container.get_key),
+            "list_keys": provide(container.list_keys),
+            "revoke_key": provide(container.revoke_key),
+            "list_audit": provide(container.list_audit),
+            "actor": Provide(actor, sync_to_thread=False),
         },
         exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
         request_max_body_size=MAX_BODY_BYTES,

@@ -110,11 +110,13 @@ def startup_problems(command: str) -> tuple[Settings | None, list[str]]:
         return None, problems
     _metrics_directory(command, settings)
     from entrypoints.container import build_cache
+    from entrypoints.jwt_bearer import JwtVerifier
 
-    try:
-        build_cache(settings)
-    except ConfigurationError as exc:
-        problems.append(str(exc))
+    for check in (build_cache, JwtVerifier.from_settings):
+        try:
+            check(settings)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
     directory = sqlite_directory_problem(settings.database_url)
     if directory is not None:
         problems.append(directory)

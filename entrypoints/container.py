@@ -15,9 +15,15 @@ from application.use_cases import (
     CheckHealth,
     ComputeResults,
     CreateExperiment,
+    CreateKey,
     GetExperiment,
+    GetKey,
+    KeyRing,
+    ListAudit,
     ListExperiments,
+    ListKeys,
     RecordEvents,
+    RevokeKey,
 )
 from domain.results import ResultCalculator
 from entrypoints.metrics import CountingAssignments, CountingCache, breaker_changed
@@ -99,6 +105,14 @@ class Container(containers.DeclarativeContainer):
     )
     compute_results = providers.Singleton(ComputeResults, get_experiment, store, calculator)
     check_health = providers.Singleton(CheckHealth, store)
+
+    # One key ring per process: the auth hook reads it, creating and revoking keys updates it.
+    key_ring = providers.Singleton(KeyRing, store, clock, settings.provided.key_cache_ttl_seconds)
+    create_key = providers.Singleton(CreateKey, store, clock, ids, key_ring)
+    get_key = providers.Singleton(GetKey, store)
+    list_keys = providers.Singleton(ListKeys, store)
+    revoke_key = providers.Singleton(RevokeKey, store, clock, ids, key_ring)
+    list_audit = providers.Singleton(ListAudit, store)
 
 
 def create_container(settings: Settings | None = None) -> Container:

@@ -44,6 +44,7 @@ from entrypoints.schemas import (
     EventFieldsIn,
     EventIn,
     ExperimentIn,
+    KeyIn,
     NewExperiment,
 )
 
@@ -184,6 +185,33 @@ class StrictDTO(MsgspecDTO):
 class ExperimentDTO(StrictDTO[ExperimentIn]):
     closed = True
     schema: ClassVar[Any] = NewExperiment
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedBody:
+    """A body decoded by a ClosedDTO: the Struct, and an error for each field it did not know.
+    The handler reports those with the domain's own findings, so that every fault is named."""
+
+    value: Any
+    unknown: list[FieldError]
+
+
+class ClosedDTO(StrictDTO):
+    """Like StrictDTO, and a field the Struct does not know is an error, each one named: a body
+    that grants access should not have a misspelt field (``expire_at``) silently ignored."""
+
+    def decode_bytes(self, value: bytes) -> ClosedBody:
+        fields = decode(value, dict[str, msgspec.Raw])
+        known = set(self.model_type.__struct_fields__)
+        unknown = [FieldError(name, "is not a known field") for name in fields if name not in known]
+        try:
+            decoded = decode(value, self.model_type)
+        except ValidationFailed as exc:
+            raise ValidationFailed(unknown + exc.errors) from None
+        return ClosedBody(decoded, unknown)
+
+
+KeyDTO = ClosedDTO[KeyIn]
 
 
 UNKNOWN_EXPERIMENT = "experiment does not exist"

@@ -20,12 +20,14 @@ from entrypoints.schemas import FieldErrorOut, HealthOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
 
-HEALTH, EXPERIMENTS, ASSIGNMENTS, EVENTS, RESULTS = (
+HEALTH, EXPERIMENTS, ASSIGNMENTS, EVENTS, RESULTS, KEYS, AUDIT = (
     "health",
     "experiments",
     "assignments",
     "events",
     "results",
+    "keys",
+    "audit",
 )
 TAGS = [
     Tag(name=HEALTH, description="Whether the service can serve: no authentication."),
@@ -33,6 +35,8 @@ TAGS = [
     Tag(name=ASSIGNMENTS, description="A user's sticky, deterministic variant in an experiment."),
     Tag(name=EVENTS, description="What users do, recorded one by one or in all-or-nothing batches."),
     Tag(name=RESULTS, description="Counts, conversion rates and the statistics comparing variants."),
+    Tag(name=KEYS, description="Scoped API keys: created, listed and revoked by admin keys."),
+    Tag(name=AUDIT, description="Who did which admin action, when: readable by admin keys."),
 ]
 
 
@@ -69,7 +73,7 @@ ERRORS: dict[int, _Error] = {
         {},
     ),
     404: _Error(
-        "The experiment does not exist.",
+        "The experiment (or key) does not exist.",
         _problem(404, "experiment '0b7e6a52c1d94f3e' does not exist"),
         {},
     ),

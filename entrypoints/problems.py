@@ -13,6 +13,7 @@ from domain.errors import (
     DuplicateExperimentName,
     ExperimentNotFound,
     FieldError,
+    KeyNotFound,
     StoreUnavailable,
     ValidationFailed,
 )
@@ -50,7 +51,7 @@ def _unsupported_media_type(_: Request, exc: UnsupportedMediaType) -> Response[P
     return problem(415, str(exc))
 
 
-def _not_found(_: Request, exc: ExperimentNotFound) -> Response[ProblemOut]:
+def _not_found(_: Request, exc: ExperimentNotFound | KeyNotFound) -> Response[ProblemOut]:
     return problem(404, str(exc))
 
 
@@ -98,6 +99,7 @@ EXCEPTION_HANDLERS = {
     UnsupportedMediaType: _unsupported_media_type,
     msgspec.DecodeError: _malformed,
     ExperimentNotFound: _not_found,
+    KeyNotFound: _not_found,
     DuplicateExperimentName: _duplicate,
     StoreUnavailable: _unavailable,
     ValidationException: _litestar_validation,

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from application.use_cases import ExperimentPage
+from application.use_cases import AuditPage, ExperimentPage, KeyPage, NewKey
+from domain.audit import AuditEntry
 from domain.assignment import MAX_USER_ID_LENGTH, Assignment
 from domain.event import MAX_BATCH, MAX_EVENT_ID_LENGTH, MAX_PROPERTIES_BYTES
 from domain.experiment import (
@@ -19,6 +20,7 @@ from domain.experiment import (
     MIN_VARIANTS,
     Experiment,
 )
+from domain.keys import ApiKey
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.statistics import Interval
 
@@ -153,6 +155,12 @@ EventId = Annotated[
         examples=["order-1001"],
     ),
 ]
+class KeyIn(msgspec.Struct):
+    """``expires_at``: RFC 3339; without an offset, UTC."""
+
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None = None
 # msgspec refuses a JSON number beyond a double's range (1e999) as it parses; the bounds say in
 # the schema that a value is finite, and keep infinity out should a decoder let one through.
 FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
@@ -464,3 +472,66 @@ class ProblemOut(msgspec.Struct, omit_defaults=True):
     errors: Annotated[
         list[FieldErrorOut] | None, _doc("Each invalid field, for validation errors (422, 409).")
     ] = None
+
+
+class KeyOut(msgspec.Struct):
+    """A key as listed: never its secret, nor its digest."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(key.id, key.name, list(key.scopes), key.created_at, key.created_by, key.expires_at, key.revoked_at)
+
+
+class KeyCreatedOut(KeyOut):
+    """A new key, with its secret: shown this once, stored nowhere but as a digest."""
+
+    key: str
+
+    @classmethod
+    def created(cls, new: NewKey) -> KeyCreatedOut:
+        k = new.key
+        return cls(k.id, k.name, list(k.scopes), k.created_at, k.created_by, k.expires_at, k.revoked_at, new.secret)
+
+
+class KeyListOut(msgspec.Struct):
+    items: list[KeyOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: KeyPage) -> KeyListOut:
+        return cls([KeyOut.of(k) for k in page.items], page.total)
+
+
+class AuditTargetOut(msgspec.Struct):
+    type: str
+    id: str
+
+
+class AuditEntryOut(msgspec.Struct):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    target: AuditTargetOut
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditEntryOut:
+        return cls(e.id, e.at, e.actor, e.action, AuditTargetOut(e.target_type, e.target_id), dict(e.details))
+
+
+class AuditListOut(msgspec.Struct):
+    items: list[AuditEntryOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: AuditPage) -> AuditListOut:
+        return cls([AuditEntryOut.of(e) for e in page.items], page.total)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -26,6 +25,12 @@ class Settings:
     event_clock_skew_seconds: int = 7 * 86400
     header_read_timeout_seconds: float = 10.0
     body_read_timeout_seconds: float = 60.0
+    key_cache_ttl_seconds: float = 5.0
+    jwt_public_key_file: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_scopes_claim: str = "scope"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -45,7 +50,17 @@ class Settings:
             event_clock_skew_seconds=_int(env, "EVENT_CLOCK_SKEW_SECONDS", 7 * 86400),
             header_read_timeout_seconds=_seconds(env, "HEADER_READ_TIMEOUT_SECONDS", 10.0),
             body_read_timeout_seconds=_seconds(env, "BODY_READ_TIMEOUT_SECONDS", 60.0),
+            key_cache_ttl_seconds=_seconds(env, "KEY_CACHE_TTL_SECONDS", 5.0, allow_zero=True),
+            jwt_public_key_file=env.get("JWT_PUBLIC_KEY_FILE") or None,
+            jwt_jwks_file=env.get("JWT_JWKS_FILE") or None,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            jwt_scopes_claim=env.get("JWT_SCOPES_CLAIM") or "scope",
         )
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return any((self.jwt_public_key_file, self.jwt_jwks_file, self.jwt_issuer, self.jwt_audience))
 
 
 class ConfigurationError(ValueError):
@@ -67,16 +82,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
     raw = env.get(name)
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = math.nan
-    if not 0 < value <= 86_400:  # NaN fails this too
-        raise ConfigurationError(f"{name} must be a number of seconds above 0 and at most 86400, got {raw!r}")
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not (0 <= value if allow_zero else 0 < value) or value > 86_400:
+        low = "from 0 to" if allow_zero else "above 0 and at most"
+        raise ConfigurationError(f"{name} must be a number of seconds {low} 86400, got {raw!r}")
     return value
 
 

@@ -6,9 +6,11 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.errors import DuplicateExperimentName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment
+from domain.keys import ApiKey
 from domain.results import EventTotals, ResultQuery, VariantAggregate
 
 
@@ -19,12 +21,17 @@ class MemoryStore:
         self._assignments: dict[tuple[str, str], Assignment] = {}
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_ids: set[str] = set()
+        self._keys: dict[str, ApiKey] = {}
+        self._key_ids_by_digest: dict[str, str] = {}
+        self._audit: list[AuditEntry] = []
 
-    async def add_experiment(self, experiment: Experiment) -> None:
+    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
         if experiment.name in self._names:
             raise DuplicateExperimentName(experiment.name)
         self._names.add(experiment.name)
         self._experiments[experiment.id] = experiment
+        if audit is not None:
+            self._audit.append(audit)
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
@@ -102,6 +109,41 @@ class MemoryStore:
             )
             for v in experiment.variants
         }
+
+    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
+        self._keys[key.id] = key
+        self._key_ids_by_digest[key.digest] = key.id
+        self._audit.append(audit)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        return self._keys.get(key_id)
+
+    async def find_key(self, digest: str) -> ApiKey | None:
+        key_id = self._key_ids_by_digest.get(digest)
+        return None if key_id is None else self._keys[key_id]
+
+    async def list_keys(self, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        newest_first = sorted(self._keys.values(), key=lambda k: (k.created_at, k.id), reverse=True)
+        return newest_first[offset : offset + limit], len(newest_first)
+
+    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+        key = self._keys.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return key
+        self._keys[key_id] = key = key.revoked(audit.at)
+        self._audit.append(audit)
+        return key
+
+    async def list_audit(
+        self, limit: int, offset: int, *, action: str | None = None, target_id: str | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        matching = [
+            e
+            for e in self._audit
+            if (action is None or e.action == action) and (target_id is None or e.target_id == target_id)
+        ]
+        matching.sort(key=lambda e: (e.at, e.id), reverse=True)
+        return matching[offset : offset + limit], len(matching)
 
     async def rebuild_aggregates(self) -> None:
         pass  # it aggregates raw events at every read: nothing kept to rebuild

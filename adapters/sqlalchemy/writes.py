@@ -12,9 +12,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sqlalchemy.access import insert_audit
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.tables import experiments, user_assignments, variants
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.errors import DuplicateExperimentName
 from domain.event import EventBatch, from_micros, to_micros
 from domain.experiment import Experiment, Variant
@@ -26,7 +28,7 @@ class Experiments:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def add(self, experiment: Experiment) -> None:
+    async def add(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
         def insert(conn: Connection) -> None:
             conn.execute(
                 experiments.insert().values(
@@ -51,6 +53,8 @@ class Experiments:
                     for position, v in enumerate(experiment.variants)
                 ],
             )
+            if audit is not None:
+                insert_audit(conn, audit)
 
         try:
             await self._db.write(insert)

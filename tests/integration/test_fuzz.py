@@ -65,15 +65,6 @@ enabled = false
 # in text, a name that is not blank): the service answers those with a 422, rightly.
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
-
-# Litestar 2 answers `OPTIONS /experiments` with `Allow: OPTIONS, POST`, without GET: its default
-# OPTIONS handler keeps the methods of the first handler registered on a path (litestar issue
-# 4169, fixed in Litestar 3). A 405 on the path lists all three. Reproduce:
-#   curl -si -X OPTIONS -H 'Authorization: Bearer TOKEN' http://127.0.0.1:8000/experiments
-# Only this path's Allow check is off; remove this once the route answers OPTIONS rightly.
-[[operations]]
-include-path = "/experiments"
-checks.allow_header_conformance.enabled = false
 """
 
 

@@ -270,6 +270,12 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         {"CACHE_URL": "memcached://127.0.0.1:1"},
         {"NEAR_CACHE_TTL_SECONDS": "0"},
         {"HEADER_READ_TIMEOUT_SECONDS": "soon"},
+        {"KEY_CACHE_TTL_SECONDS": "soon"},
+        {"JWT_PUBLIC_KEY_FILE": "/nonexistent/jwt.pem", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_PUBLIC_KEY_FILE": "README.md", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_JWKS_FILE": "README.md", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_PUBLIC_KEY_FILE": "README.md"},
     ],
     ids=[
         "mysql",
@@ -279,6 +285,12 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         "cache-scheme",
         "near-cache-ttl-zero",
         "header-timeout-word",
+        "key-cache-ttl",
+        "jwt-key-missing",
+        "jwt-key-not-pem",
+        "jwt-jwks-not-json",
+        "jwt-without-key",
+        "jwt-without-issuer",
     ],
 )
 def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:

@@ -49,6 +49,7 @@ class Service:
     async def experiment(self, name: str = "exp", shares=(50, 50), primary: str | None = "buy"):
         return await self.create(
             name=name,
+            actor="tester",
             primary_event_type=primary,
             variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
         )
@@ -239,7 +240,7 @@ async def test_a_batch_naming_thousands_of_unknown_experiments_costs_one_store_l
     cache = MemoryCache()
     clock = FakeClock()
     create = CreateExperiment(store, cache, clock, SequentialIds())
-    known = await create(name="k", variants=[VariantDraft("a", 50), VariantDraft("b", 50)])
+    known = await create(name="k", variants=[VariantDraft("a", 50), VariantDraft("b", 50)], actor="test")
     record = RecordEvents(GetExperiment(store, cache), store, clock)
     ids = [f"nope-{i}" for i in range(9_999)] + [known.id]
     events = NewEvents(ids, ["u"] * len(ids), ["view"] * len(ids), [None] * len(ids),
