@@ -8,13 +8,11 @@ import logging
 from collections.abc import Callable
 
 from cachetools import LRUCache, TTLCache
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from adapters.redis.cache import RedisCache, redacted
+from adapters.redis.breaker import client_for, redacted
+from adapters.redis.cache import RedisCache
 from domain.assignment import Assignment
 from domain.experiment import Experiment
 
@@ -50,13 +48,8 @@ class ForgetChannel:
         """Whether a subscription is established now: while it is not, changes go unheard."""
         self._timeout, self._retry_after, self._heartbeat = timeout, retry_after, heartbeat
         self._where = redacted(url)
-        self._client = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # the listener's own loop is the only retry
-            retry_on_timeout=False,
-        )
+        # Its own client (a subscription holds a connection); the listener's loop is its retry.
+        self._client = client_for(url, timeout)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
