@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from domain.rate_limit import Decision
 
 
 class DomainError(Exception):
@@ -53,3 +57,15 @@ class DuplicateExperimentName(DomainError):
 
 class StoreUnavailable(DomainError):
     """The store cannot be reached; raised by adapters so callers need not know the driver."""
+
+
+class RateLimited(DomainError):
+    """A caller spent its requests of a route class faster than its rate allows."""
+
+    def __init__(self, route_class: str, decision: Decision) -> None:
+        self.route_class = route_class
+        self.decision = decision
+        super().__init__(
+            f"too many {route_class} requests: at most {decision.rate} for this credential; "
+            f"retry after {decision.retry_after_seconds} s"
+        )
