@@ -32,6 +32,7 @@ from entrypoints.decoding import (
     variant_drafts,
 )
 from entrypoints.problems import EXCEPTION_HANDLERS
+from entrypoints.rate_limits import RequestLimits
 from entrypoints.schemas import (
     AssignmentOut,
     EventBatchIn,
@@ -53,7 +54,9 @@ async def health(check_health: NamedDependency[CheckHealth]) -> Response[HealthO
     return Response(HealthOut("unavailable"), status_code=503)
 
 
-@post("/experiments", dto=ExperimentDTO, return_dto=None, status_code=201)
+# Each API route names the key scope it needs in ``opt["scope"]``; its rate limit follows it
+# (entrypoints/rate_limits.py).
+@post("/experiments", dto=ExperimentDTO, return_dto=None, status_code=201, opt={"scope": "admin"})
 async def create_experiment(
     data: JSONBody[ExperimentIn], create_experiment: NamedDependency[CreateExperiment]
 ) -> Response[ExperimentOut]:
@@ -70,7 +73,7 @@ async def create_experiment(
     )
 
 
-@get("/experiments")
+@get("/experiments", opt={"scope": "read"})
 async def list_experiments(
     list_experiments: NamedDependency[ListExperiments],
     limit: FromQuery[int] = 100,
@@ -79,21 +82,21 @@ async def list_experiments(
     return ExperimentListOut.of(await list_experiments(limit=limit, offset=offset))
 
 
-@get("/experiments/{experiment_id:str}")
+@get("/experiments/{experiment_id:str}", opt={"scope": "read"})
 async def get_experiment(
     experiment_id: FromPath[str], get_experiment: NamedDependency[GetExperiment]
 ) -> ExperimentOut:
     return ExperimentOut.of(await get_experiment(experiment_id))
 
 
-@get("/experiments/{experiment_id:str}/assignment/{user_id:str}")
+@get("/experiments/{experiment_id:str}/assignment/{user_id:str}", opt={"scope": "assign"})
 async def assign(
     experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
 ) -> AssignmentOut:
     return AssignmentOut.of(await assign_user(experiment_id, user_id))
 
 
-@post("/events", dto=EventsDTO, return_dto=None, status_code=202)
+@post("/events", dto=EventsDTO, return_dto=None, status_code=202, opt={"scope": "ingest"})
 async def record_events(
     data: JSONBody[EventBatchIn], record_events: NamedDependency[RecordEvents]
 ) -> EventsAcceptedOut:
@@ -113,7 +116,7 @@ async def record_events(
     return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
-@get("/experiments/{experiment_id:str}/results")
+@get("/experiments/{experiment_id:str}/results", opt={"scope": "read"})
 async def results(
     experiment_id: FromPath[str],
     compute_results: NamedDependency[ComputeResults],
@@ -170,7 +173,11 @@ def _metrics_route(container: Container, tokens: BearerTokens, requests: metrics
 
 def create_app(container: Container) -> Litestar:
     settings = container.settings()
-    tokens = BearerTokens(settings.api_tokens)
+    # Only a limited token builds the limiter and the response hook: by default a request
+    # pays nothing for limits.
+    limiter = container.rate_limiter() if settings.rate_limit_api_tokens and settings.rates() else None
+    limits = RequestLimits(limiter) if limiter is not None else None
+    tokens = BearerTokens(settings.api_tokens, limits)
 
     def provide(provider: Any) -> Provide:
         return Provide(lambda: provider(), sync_to_thread=False, use_cache=True)
@@ -181,6 +188,8 @@ def create_app(container: Container) -> Litestar:
     async def close_adapters() -> None:
         await container.store().close()
         await container.cache().close()
+        if limiter is not None:
+            await limiter.close()
 
     requests = metrics.RequestMetrics(None)
     api = Router(
@@ -201,6 +210,7 @@ def create_app(container: Container) -> Litestar:
             "compute_results": provide(container.compute_results),
         },
         exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
+        before_send=[limits.before_send] if limits is not None else [],
         request_max_body_size=MAX_BODY_BYTES,
         on_startup=[start_adapters, requests.start],
         on_shutdown=[close_adapters, requests.stop, metrics.process_ended],

@@ -267,6 +267,8 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         {"PORT": "abc"},
         {"CACHE_URL": "memcached://127.0.0.1:1"},
         {"NEAR_CACHE_TTL_SECONDS": "0"},
+        {"RATE_LIMIT_READ": "20 per minute"},
+        {"RATE_LIMIT_API_TOKENS": "maybe"},
     ],
     ids=[
         "mysql",
@@ -275,6 +277,8 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         "port-abc",
         "cache-scheme",
         "near-cache-ttl-zero",
+        "rate-limit-syntax",
+        "rate-limit-tokens-bool",
     ],
 )
 def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:
