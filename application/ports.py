@@ -98,7 +98,8 @@ class RateLimiter(Protocol):
         """Whether ``route_class`` has a rate (classes set to ``off`` have none)."""
 
     async def take(self, identity: str, route_class: str, cost: int = 1) -> Decision:
-        """Take ``cost`` tokens from the bucket if it holds them; say whether it did."""
+        """Take ``cost`` tokens from the bucket if it holds them; say whether it did.
+        ``route_class`` is one the limiter ``limits``."""
 
     async def close(self) -> None: ...
 

@@ -175,7 +175,8 @@ def create_app(container: Container) -> Litestar:
     settings = container.settings()
     # Only a limited token builds the limiter and the response hook: by default a request
     # pays nothing for limits.
-    limiter = container.rate_limiter() if settings.rate_limit_api_tokens and settings.rates() else None
+    limited = settings.rate_limit_api_tokens and settings.rates()
+    limiter = container.rate_limiter() if limited else None
     limits = RequestLimits(limiter) if limiter is not None else None
     tokens = BearerTokens(settings.api_tokens, limits)
 

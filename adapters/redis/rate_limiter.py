@@ -1,4 +1,4 @@
-"""The RateLimiter on Redis: buckets every instance shares, taken from atomically in a Lua script."""
+"""The RateLimiter on Redis: buckets all instances share, taken from atomically by a Lua script."""
 
 from __future__ import annotations
 

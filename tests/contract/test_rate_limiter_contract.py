@@ -57,7 +57,9 @@ async def open_limiter(kind: str) -> tuple[Limiter, Callable[[], Awaitable[None]
     return Limiter(redis, asyncio.sleep), close
 
 
-@pytest.fixture(params=[pytest.param(k, marks=[pytest.mark.redis] if k == "redis" else []) for k in LIMITER_KINDS])
+@pytest.fixture(
+    params=[pytest.param(k, marks=[pytest.mark.redis] if k == "redis" else []) for k in LIMITER_KINDS]
+)
 async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
     opened, close = await open_limiter(request.param)
     yield opened
