@@ -11,6 +11,7 @@ from domain.audit import AuditEntry
 from domain.event import EventBatch
 from domain.experiment import Experiment
 from domain.keys import ApiKey
+from domain.rate_limit import Decision
 from domain.results import ResultQuery, VariantAggregate
 
 
@@ -107,6 +108,25 @@ class Cache(Protocol):
     async def forget_experiment(self, experiment_id: str) -> None:
         """Drop the experiment from this cache at once, and from every other process's copy
         within the adapter's bound. Its assignments stay: they never change."""
+
+    async def close(self) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """Token buckets, one per (identity, route class), each class at the rate it was built with.
+
+    An identity is whatever names a caller (a credential's digest, a key id); a route class
+    names a group of routes with one rate. Buckets idle long enough to be full again may be
+    forgotten: a bucket that is not there is a full one. A limiter that cannot answer (its
+    store is down) allows the request with a decision that is not ``counted``.
+    """
+
+    def limits(self, route_class: str) -> bool:
+        """Whether ``route_class`` has a rate (classes set to ``off`` have none)."""
+
+    async def take(self, identity: str, route_class: str, cost: int = 1) -> Decision:
+        """Take ``cost`` tokens from the bucket if it holds them; say whether it did.
+        ``route_class`` is one the limiter ``limits``."""
 
     async def close(self) -> None: ...
 

@@ -37,6 +37,9 @@ class Principal:
 
     name: str
     scopes: frozenset[str]
+    # Whom rate limits count: a key's id (two keys may share a name), a JWT's subject; empty for
+    # API_TOKENS, which are counted by each token's digest.
+    identity: str = ""
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes
@@ -99,7 +102,7 @@ class ApiKey:
 
     @property
     def principal(self) -> Principal:
-        return Principal(self.name, frozenset(self.scopes))
+        return Principal(self.name, frozenset(self.scopes), f"key:{self.id}")
 
 
 def as_utc(moment: datetime) -> datetime:

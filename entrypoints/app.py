@@ -44,6 +44,7 @@ from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.edge import PathCheck
 from entrypoints.jwt_bearer import JwtVerifier
 from entrypoints.problems import EXCEPTION_HANDLERS
+from entrypoints.rate_limits import RequestLimits
 from entrypoints.schemas import (
     AssignmentOut,
     AuditListOut,
@@ -364,7 +365,8 @@ def _metrics_route(container: Container, auth: BearerAuth, requests: metrics.Req
         summary="Prometheus metrics (README.md, Metrics)",
         include_in_schema=False,
         before_request=auth.before_request if container.settings().metrics_token_required else None,
-        opt={"scope": READ},
+        # Scrapes come at the scraper's pace: the read scope, but no rate limit.
+        opt={"scope": READ, "rate_limited": False},
     )
     async def metrics_text() -> Response[bytes]:
         body, content_type = await metrics.exposition(store(), requests)
@@ -391,7 +393,18 @@ def _litestars_options(handler: Any) -> bool:
 
 def create_app(container: Container) -> Litestar:
     settings = container.settings()
-    auth = BearerAuth(settings.api_tokens, container.key_ring(), JwtVerifier.from_settings(settings))
+    # Only when something is limited are the limiter and the response hook built: with no
+    # rates a request pays nothing for limits. Keys and JWTs are limited by default, API_TOKENS
+    # only with RATE_LIMIT_API_TOKENS.
+    limiter = container.rate_limiter() if settings.rates() else None
+    limits = RequestLimits(limiter) if limiter is not None else None
+    auth = BearerAuth(
+        settings.api_tokens,
+        container.key_ring(),
+        JwtVerifier.from_settings(settings),
+        limits,
+        settings.rate_limit_api_tokens,
+    )
 
     def provide(provider: Any) -> Provide:
         return Provide(lambda: provider(), sync_to_thread=False, use_cache=True)
@@ -402,6 +415,8 @@ def create_app(container: Container) -> Litestar:
     async def close_adapters() -> None:
         await container.store().close()
         await container.cache().close()
+        if limiter is not None:
+            await limiter.close()
 
     requests = metrics.RequestMetrics(None)
     guarded = [
@@ -447,6 +462,7 @@ def create_app(container: Container) -> Litestar:
             "actor": Provide(actor, sync_to_thread=False),
         },
         exception_handlers=metrics.counting_store_errors(EXCEPTION_HANDLERS),
+        before_send=[limits.before_send] if limits is not None else [],
         request_max_body_size=MAX_BODY_BYTES,
         on_startup=[start_adapters, requests.start],
         on_shutdown=[close_adapters, requests.stop, metrics.process_ended],

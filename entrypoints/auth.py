@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -16,6 +17,9 @@ from entrypoints.jwt_bearer import JwtVerifier
 
 PRINCIPAL = "principal"
 """Where the hook leaves the principal, in ``request.scope["state"]``."""
+
+if TYPE_CHECKING:
+    from entrypoints.rate_limits import RequestLimits
 
 
 def _unauthorized() -> NotAuthorizedException:
@@ -40,16 +44,26 @@ class BearerAuth:
     in the timing. Other tokens are JWTs (when configured) or API keys, looked up by digest."""
 
     def __init__(
-        self, tokens: Iterable[str], keys: KeyRing, jwt: JwtVerifier | None = None
+        self,
+        tokens: Iterable[str],
+        keys: KeyRing,
+        jwt: JwtVerifier | None = None,
+        limits: RequestLimits | None = None,
+        limit_api_tokens: bool = False,
     ) -> None:
+        """``limits``: the rate limits requests count against (None: nothing is limited), for
+        keys and JWTs by their identity, for API_TOKENS (when ``limit_api_tokens``) by each
+        token's SHA-256 digest, never by a secret."""
         self._digests = tuple(digest_of(t.encode()) for t in tokens)
         if not self._digests:
             raise ValueError("at least one API token is required")
         self._keys, self._jwt = keys, jwt
+        self._limits, self._limit_api_tokens = limits, limit_api_tokens
 
     def __deepcopy__(self, memo: dict) -> BearerAuth:  # type: ignore[type-arg]
-        # Litestar deep-copies a router's hooks as it registers the router; the key ring and its
-        # store are the process's one copy, to be shared, not cloned.
+        # Litestar deep-copies a router's hooks as it registers the router; the key ring, its
+        # store and the rate limiter are the process's one copy, to be shared, not cloned: a
+        # copy of the limiter would count in buckets of its own.
         return self
 
     def resolve(self, header: bytes | None) -> Principal | bytes | None:
@@ -94,6 +108,13 @@ class BearerAuth:
                 detail=f"this credential lacks the {needed!r} scope this route needs"
             )
         scope["state"][PRINCIPAL] = principal
+        # Unlimited requests (API_TOKENS, by default) pay for this test alone.
+        if self._limits is not None:
+            if principal.identity:
+                await self._limits.check(principal.identity, request)
+            elif self._limit_api_tokens and header is not None:
+                token = header.partition(b" ")[2].strip()
+                await self._limits.check(f"token:{digest_of(token).hex()}", request)
 
 
 def actor(request: Request) -> str:

@@ -84,7 +84,9 @@ class JwtVerifier:
         # NUL: no database text can hold it, and the subject is the actor the audit trail stores.
         if not isinstance(subject, str) or not subject or "\x00" in subject:
             return None
-        return Principal(f"jwt:{subject}", known_scopes(_scopes(claims.get(self._scopes_claim))))
+        return Principal(
+            f"jwt:{subject}", known_scopes(_scopes(claims.get(self._scopes_claim))), f"jwt:{subject}"
+        )
 
 
 def _scopes(claim: object) -> list[str]:

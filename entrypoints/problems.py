@@ -14,10 +14,12 @@ from domain.errors import (
     ExperimentNotFound,
     FieldError,
     KeyNotFound,
+    RateLimited,
     StoreUnavailable,
     ValidationFailed,
 )
 from entrypoints.decoding import MalformedBody, UnsupportedMediaType
+from entrypoints.rate_limits import refusal_headers
 from entrypoints.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
@@ -64,6 +66,10 @@ def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
     return problem(503, "the store cannot be reached; try again shortly")
 
 
+def _rate_limited(_: Request, exc: RateLimited) -> Response[ProblemOut]:
+    return problem(429, str(exc), headers=refusal_headers(exc.decision))
+
+
 def _litestar_validation(_: Request, exc: ValidationException) -> Response[ProblemOut]:
     """Query and path parameters that Litestar itself rejects: invalid input, so 422."""
     extra = exc.extra if isinstance(exc.extra, list) else []
@@ -102,6 +108,7 @@ EXCEPTION_HANDLERS = {
     KeyNotFound: _not_found,
     DuplicateExperimentName: _duplicate,
     StoreUnavailable: _unavailable,
+    RateLimited: _rate_limited,
     ValidationException: _litestar_validation,
     HTTPException: _http,
     Exception: _unexpected,

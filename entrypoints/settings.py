@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from domain.rate_limit import Rate
+
 DEFAULT_DATABASE_URL = "sqlite:///./data/experiments.db"
+
+# Per route class: the variable that sets its rate, and the rate when it is unset. They apply to
+# every credential that is limited (API_TOKENS only with RATE_LIMIT_API_TOKENS=true).
+RATE_LIMIT_DEFAULTS = {
+    "assignment": ("RATE_LIMIT_ASSIGNMENT", Rate(200, 1, 200)),
+    "ingestion": ("RATE_LIMIT_INGESTION", Rate(50, 1, 50)),
+    "admin": ("RATE_LIMIT_ADMIN", Rate(30, 60, 30)),
+    "read": ("RATE_LIMIT_READ", Rate(20, 1, 20)),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,15 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_scopes_claim: str = "scope"
+    rate_limit_api_tokens: bool = False
+    # Route class -> its rate, or None when that class is not limited (``off``).
+    rate_limits: Mapping[str, Rate | None] = field(
+        default_factory=lambda: {c: rate for c, (_, rate) in RATE_LIMIT_DEFAULTS.items()}
+    )
+
+    def rates(self) -> dict[str, Rate]:
+        """The route classes that are limited, with their rates."""
+        return {c: rate for c, rate in self.rate_limits.items() if rate is not None}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +77,13 @@ class Settings:
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
             jwt_scopes_claim=env.get("JWT_SCOPES_CLAIM") or "scope",
+            rate_limit_api_tokens=_bool(env, "RATE_LIMIT_API_TOKENS", False),
+            rate_limits={
+                "assignment": _rate(env, "RATE_LIMIT_ASSIGNMENT", RATE_LIMIT_DEFAULTS["assignment"][1]),
+                "ingestion": _rate(env, "RATE_LIMIT_INGESTION", RATE_LIMIT_DEFAULTS["ingestion"][1]),
+                "admin": _rate(env, "RATE_LIMIT_ADMIN", RATE_LIMIT_DEFAULTS["admin"][1]),
+                "read": _rate(env, "RATE_LIMIT_READ", RATE_LIMIT_DEFAULTS["read"][1]),
+            },
         )
 
     @property
@@ -105,6 +133,27 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+_RATE = re.compile(r"(\d+)/(s|min)(?:,burst=(\d+))?")
+_SECONDS = {"s": 1, "min": 60}
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate | None:
+    """``<requests>/<s|min>`` with an optional ``,burst=<n>`` (default: requests), or ``off``."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw.lower() == "off":
+        return None
+    match = _RATE.fullmatch(raw.replace(" ", "").lower())
+    if match is None or int(match[1]) < 1 or (match[3] is not None and int(match[3]) < 1):
+        raise ConfigurationError(
+            f"{name} must be <requests>/<s|min> with an optional ,burst=<n> (positive whole"
+            f" numbers, e.g. 100/min,burst=20) or off, got {raw!r}"
+        )
+    requests = int(match[1])
+    return Rate(requests, _SECONDS[match[2]], int(match[3] or requests))
 
 
 def generate_token() -> str:

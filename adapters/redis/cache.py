@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from adapters.redis.breaker import Breaker, client_for
 from domain.assignment import Assignment
 from domain.experiment import Experiment, Variant
 
@@ -99,44 +94,12 @@ def decode_assignment(data: bytes) -> Assignment:
     return Assignment(r.experiment_id, r.user_id, r.variant_id, r.variant_name, r.assigned_at)
 
 
-def redacted(url: str) -> str:
-    """``scheme://host:port/db`` of a Redis URL: what a log line may show, never the password."""
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
-    except ValueError:
-        return "redis (unparseable URL)"
-
-
 def assignment_key(experiment_id: str, user_id: str) -> str:
     """``assign:{len(experiment_id)}:{experiment_id}:{user_id}``: the length says where the
     experiment id ends, so no two pairs of ids share a key whatever characters they hold (the
     former ``assignment:{experiment_id}:{user_id}`` gave experiment ``a:b`` with user ``c`` and
     experiment ``a`` with user ``b:c`` one key). The new name leaves every former key unread."""
     return f"assign:{len(experiment_id)}:{experiment_id}:{user_id}"
-
-
-def client_for(url: str, timeout: float, *, retry: bool = True) -> Redis:
-    """A client that gives up after ``timeout`` seconds, and (with ``retry``) sends a command
-    again, once, after ~10 ms, on a new connection when its connection turns out to be dead.
-
-    A pooled connection can be dead without a word: Redis restarted, or a proxy or NAT in
-    between forgot it. The pool finds out only when it is used, one connection at a time, and
-    with no retry each one was a failure, so the breaker tripped again at every burst that
-    reached an older connection. The retry opens a new connection instead. Only connection
-    errors are retried (a timeout is not: a slow Redis would then cost twice the time), and
-    every command used here (GET, SETEX, DEL, PUBLISH, SUBSCRIBE) is safe to send twice.
-    redis-py's own default, three retries with backoff, cost seconds per call while Redis is
-    down; the breaker, not the retry, covers an outage."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(
-            ExponentialBackoff(cap=0.05, base=0.005), 1 if retry else 0, supported_errors=(RedisConnectionError,)
-        ),
-        retry_on_timeout=False,
-    )
 
 
 class RedisCache:
@@ -162,56 +125,24 @@ class RedisCache:
         self._ttl = max(1, math.ceil(ttl_seconds))  # SETEX takes whole seconds
         self._prefix = key_prefix
         self._timeout = timeout
-        self._retry_after = retry_after
-        self._where = redacted(url)
-        # Connections are opened on first use, in the event loop that serves the requests.
         self._client = client_for(url, timeout)
-        self._skip_until = 0.0
-        self._down = False
-        self._back_at = 0.0  # when the breaker last closed
-        # Told True when the breaker opens, False when Redis is back (a metric, say).
-        self._on_breaker = on_breaker or (lambda down: None)
+        self._breaker = Breaker(
+            url,
+            what="Redis cache",
+            meanwhile="serving from the store",
+            logger=log,
+            timeout=timeout,
+            retry_after=retry_after,
+            on_change=on_breaker,
+            on_open=self._discard_connections,
+        )
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
 
     async def _call(self, command: str, *args: Any) -> Any:
         """The command's reply, or None when Redis is skipped or fails."""
-        now = time.monotonic()
-        if now < self._skip_until:
-            return None
-        if self._down:
-            # Half-open: this call is the probe; the others keep skipping until it is done.
-            self._skip_until = now + self._retry_after
-        try:
-            # The socket timeouts do not cover name resolution; this bounds the whole call.
-            async with asyncio.timeout(self._timeout * 2):
-                reply = await self._client.execute_command(command, *args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            if not self._down and now < self._back_at:
-                # Sent before Redis was found back (a probe that outlasted the next one, a call
-                # in flight when it went down): its failure is old news, not a new outage.
-                return None
-            self._skip_until = time.monotonic() + self._retry_after
-            if not self._down:
-                self._down = True
-                self._on_breaker(True)
-                log.warning(
-                    "Redis cache at %s failed (%s); serving from the store until it is back",
-                    self._where,
-                    type(exc).__name__,
-                )
-                # Whatever broke this connection may have broken the others in the pool too:
-                # the probe and the requests after it start on new ones.
-                await self._discard_connections()
-            return None
-        if self._down:
-            self._down = False
-            self._skip_until = 0.0
-            self._back_at = time.monotonic()
-            self._on_breaker(False)
-            log.warning("Redis cache at %s is back", self._where)
-        return reply
+        return await self._breaker.call(lambda: self._client.execute_command(command, *args))
 
     async def _discard_connections(self) -> None:
         try:

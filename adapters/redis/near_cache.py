@@ -12,7 +12,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from adapters.memory.expiring import ExpiringMap
-from adapters.redis.cache import RedisCache, client_for, redacted
+from adapters.redis.breaker import client_for, redacted
+from adapters.redis.cache import RedisCache
 from domain.assignment import Assignment
 from domain.experiment import Experiment
 

@@ -276,6 +276,8 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         {"JWT_JWKS_FILE": "README.md", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
         {"JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
         {"JWT_PUBLIC_KEY_FILE": "README.md"},
+        {"RATE_LIMIT_READ": "20 per minute"},
+        {"RATE_LIMIT_API_TOKENS": "maybe"},
     ],
     ids=[
         "mysql",
@@ -291,6 +293,8 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         "jwt-jwks-not-json",
         "jwt-without-key",
         "jwt-without-issuer",
+        "rate-limit-syntax",
+        "rate-limit-tokens-bool",
     ],
 )
 def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:

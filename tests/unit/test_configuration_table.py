@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.settings import Settings
+from entrypoints.settings import RATE_LIMIT_DEFAULTS, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where the service's own code lives; tests and benchmarks read variables of their own.
@@ -91,9 +91,16 @@ def documented_default(value: object) -> str | None:
 
 
 def settings_defaults() -> dict[str, object]:
-    """Variable -> the default of its Settings field (the field is the name in lower case)."""
+    """Variable -> the default of its Settings field (the field is the name in lower case; the
+    rate limits are one field, a variable per route class)."""
     defaults = Settings()
-    return {f.name.upper(): getattr(defaults, f.name) for f in dataclasses.fields(Settings)}
+    found: dict[str, object] = {
+        f.name.upper(): getattr(defaults, f.name) for f in dataclasses.fields(Settings) if f.name != "rate_limits"
+    }
+    for name, rate in RATE_LIMIT_DEFAULTS.values():
+        found[name] = f"{rate.requests}/{'s' if rate.per_seconds == 1 else 'min'}"
+        assert rate.per_seconds in (1, 60) and rate.burst == rate.requests, "say it in the table"
+    return found
 
 
 def test_the_scan_finds_what_the_settings_read() -> None:

@@ -127,7 +127,7 @@ async def test_a_resolved_key_is_served_from_memory_for_the_ttl(ring_parts) -> N
         name="app", scopes=["assign"], expires_at=None, actor="me"
     )
     digest = digest_of(new.secret.encode())
-    assert await ring.principal(digest) == Principal("app", frozenset({"assign"}))
+    assert await ring.principal(digest) == Principal("app", frozenset({"assign"}), f"key:{new.key.id}")
     assert await ring.principal(digest) is not None
     assert store.lookups == 1
     # Revoked by another process (another ring): this one still holds it, until the TTL ends.
