@@ -88,6 +88,11 @@ class Breaker:
         # the others too, so the probe and the calls after it start on new ones.
         self._on_open = on_open
 
+    @property
+    def open(self) -> bool:
+        """Whether Redis is being skipped (or probed) after a failure."""
+        return self._down
+
     async def call(self, command: Callable[[], Awaitable[T]]) -> T | None:
         """``command()``'s result, or None when Redis is skipped or fails."""
         now = time.monotonic()

@@ -144,6 +144,10 @@ class RedisCache:
         """The command's reply, or None when Redis is skipped or fails."""
         return await self._breaker.call(lambda: self._client.execute_command(command, *args))
 
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.open
+
     async def _discard_connections(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):

@@ -23,7 +23,7 @@ def test_two_instances_on_one_redis_share_a_tokens_bucket(start_servers, redis_u
     }
     servers = start_servers(env, dict(env))
     auth = {"Authorization": f"Bearer {token}"}
-    key = f"ratelimit:read:{hashlib.sha256(token.encode()).hexdigest()}"
+    key = f"ratelimit:read:token:{hashlib.sha256(token.encode()).hexdigest()}"
     admin = redis.Redis.from_url(redis_url)
     try:
         answers = [

@@ -200,7 +200,7 @@ async def test_after_a_restart_the_breaker_closes_once_and_stays_closed(
         for workers in (2, 32, 2, 32):
             await traffic(cache, time.monotonic() + 0.8, workers=workers)
         assert breaker.trips_after(resumed) <= 1, breaker.changes
-        assert not cache._down, breaker.changes
+        assert not cache.breaker_open, breaker.changes
 
         # Down while requests flow: the breaker opens once, and once Redis is back it closes
         # within the probe interval and stays closed.
@@ -215,7 +215,7 @@ async def test_after_a_restart_the_breaker_closes_once_and_stays_closed(
         closed = [at for at, down in breaker.changes if not down and at >= back_at]
         # Closed by the first probe after it is back: within the probe interval and one call.
         assert len(closed) == 1 and closed[0] - back_at < 0.5 + 2 * timeout + 0.5, breaker.changes
-        assert not cache._down
+        assert not cache.breaker_open
         assert await cache.get_assignment("x", "y") is None
     finally:
         await cache.close()
