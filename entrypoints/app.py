@@ -31,6 +31,7 @@ from entrypoints.decoding import (
     InvalidBatch,
     variant_drafts,
 )
+from entrypoints.logs import RequestLog
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.schemas import (
     AssignmentOut,
@@ -182,7 +183,7 @@ def create_app(container: Container) -> Litestar:
         await container.store().close()
         await container.cache().close()
 
-    requests = metrics.RequestMetrics(None)
+    requests = metrics.RequestMetrics(None, RequestLog(settings.log_format, settings.log_level))
     api = Router(
         path="/",
         route_handlers=[create_experiment, list_experiments, get_experiment, assign, record_events, results],

@@ -52,6 +52,8 @@ def _describe(exc: BaseException) -> str:
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    from entrypoints.logs import logging_config
+
     if not settings.api_tokens:
         token = generate_token()
         # Every worker process reads the same token from the environment it inherits.
@@ -65,7 +67,10 @@ def serve(settings: Settings) -> int:
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
-        log_level="info",
+        # One line per request comes from the app's request log (entrypoints/logs.py), in the
+        # format of every other line; uvicorn's access log would be a second, slower one.
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=settings.log_level,
         access_log=False,
     )
     return 0

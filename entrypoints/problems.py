@@ -17,6 +17,7 @@ from domain.errors import (
     ValidationFailed,
 )
 from entrypoints.decoding import MalformedBody
+from entrypoints.logs import request_id
 from entrypoints.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
@@ -83,8 +84,11 @@ def _http(_: Request, exc: HTTPException) -> Response[ProblemOut]:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response[ProblemOut]:
-    # The log has the traceback; the client gets nothing that could leak internals.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The log has the traceback; the client gets nothing that could leak internals. The route
+    # template, not the path: no user id in the log; the request id finds the request's line.
+    route = request.scope.get("path_template") or "<unmatched>"
+    extra = {"request_id": request_id(request.scope)}
+    log.exception("unhandled error on %s %s", request.method, route, extra=extra)
     return problem(500, "an unexpected error occurred")
 
 

@@ -22,6 +22,8 @@ class Settings:
     near_cache_ttl_seconds: int = 5
     near_cache_max_entries: int = 100_000
     metrics_token_required: bool = True
+    log_format: str = "text"
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -38,6 +40,8 @@ class Settings:
             near_cache_ttl_seconds=_int(env, "NEAR_CACHE_TTL_SECONDS", 5),
             near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
             metrics_token_required=_bool(env, "METRICS_TOKEN_REQUIRED", True),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
+            log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )
 
 
@@ -69,6 +73,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+        raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
+    return raw
 
 
 def generate_token() -> str:
