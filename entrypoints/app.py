@@ -214,6 +214,9 @@ def create_app(container: Container) -> Litestar:
             ),
         ),
         debug=False,
+        # Logging is the server's (entrypoints/logs.py, through uvicorn's log_config): Litestar's
+        # own default would take over the root logger with a second format and a thread.
+        logging_config=None,
     )
     requests.wrap(app.asgi_handler)
     app.asgi_handler = requests

@@ -133,6 +133,9 @@ def logging_config(log_format: str, log_level: str) -> dict[str, Any]:
             "uvicorn.asgi": {"level": level},
             "experiments": handler,
         },
+        # Other libraries' records (asyncio's, SQLAlchemy's warnings) in the same format; their
+        # info and debug chatter stays out even at LOG_LEVEL=debug.
+        "root": {"handlers": ["stderr"], "level": "ERROR" if level == "ERROR" else "WARNING"},
     }
 
 
