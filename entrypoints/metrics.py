@@ -122,8 +122,8 @@ class RequestMetrics:
             return
         start = perf_counter()
         status = 500
-        # Here rather than in a middleware: every response, the errors Litestar answers before
-        # any middleware included, carries its id, for one more closure call per request.
+        # Here, outside Litestar, rather than in a middleware: the responses Litestar makes
+        # before any middleware runs (404, 405) carry the id too.
         rid = scope["request_id"] = self._ids.of(scope["headers"])
 
         async def send_status(message: Any) -> None:

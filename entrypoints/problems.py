@@ -55,8 +55,8 @@ def _duplicate(_: Request, exc: DuplicateExperimentName) -> Response[ProblemOut]
     return problem(409, str(exc), [FieldError("name", "is already taken")])
 
 
-def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
-    log.warning("store unavailable: %s", exc)
+def _unavailable(request: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
+    log.warning("store unavailable: %s", exc, extra={"request_id": request_id(request.scope)})
     return problem(503, "the store cannot be reached; try again shortly")
 
 

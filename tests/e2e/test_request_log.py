@@ -15,6 +15,7 @@ from dependency_injector import providers
 from litestar.testing import TestClient
 
 from adapters.memory.store import MemoryStore
+from domain.errors import StoreUnavailable
 from entrypoints.app import create_app
 from entrypoints.container import create_container
 from entrypoints.logs import JsonFormatter, TextFormatter
@@ -205,3 +206,22 @@ def test_an_unexpected_error_is_one_record_with_the_route_and_the_request_id(
         assert "RuntimeError: bad row for x\\n2026" in record
         assert TEXT_LINE.match(request)
         assert " ERROR experiments.request GET /experiments/{experiment_id} 500 " in request
+
+
+class _UnreachableStore(MemoryStore):
+    async def list_experiments(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("ConnectionRefusedError")
+
+
+def test_a_503_record_names_its_request(
+    experiments_log: logging.Handler, capfd: pytest.CaptureFixture[str]
+) -> None:
+    experiments_log.setFormatter(JsonFormatter())
+    container = create_container(Settings(database_url="memory://", api_tokens=(TOKEN,)))
+    container.store.override(providers.Object(_UnreachableStore()))
+    with TestClient(create_app(container)) as client:
+        response = client.get("/experiments", headers={**AUTH, "X-Request-ID": "down-1"})
+    assert response.status_code == 503 and response.headers["X-Request-ID"] == "down-1"
+    record = json.loads(lines_of(capfd)[0])
+    assert record["msg"] == "store unavailable: ConnectionRefusedError"
+    assert (record["level"], record["request_id"]) == ("warning", "down-1")

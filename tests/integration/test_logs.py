@@ -110,17 +110,19 @@ def test_two_workers_write_whole_lines(
     eid = asyncio.run(create_experiment(server.base_url))["id"]
 
     async def load() -> list[str]:
-        limits = httpx.Limits(max_connections=16)
-        async with httpx.AsyncClient(
-            base_url=server.base_url, headers=AUTH, limits=limits, timeout=60
-        ) as client:
-            async def one(i: int) -> str:
-                url = f"/experiments/{eid}/assignment/u-{i % 50}"
-                response = await client.get(url, headers={"X-Request-ID": f"load-{i}"})
-                assert response.status_code == 200
-                return response.headers["X-Request-ID"]
+        """16 clients, each sending its requests one after another (no pool queue to time out
+        on a busy machine): both workers serve some and write their lines meanwhile."""
+        sent: list[str] = []
+        async with httpx.AsyncClient(base_url=server.base_url, headers=AUTH, timeout=30) as client:
+            async def one_client(k: int) -> None:
+                for i in range(k, 800, 16):
+                    url = f"/experiments/{eid}/assignment/u-{i % 50}"
+                    response = await client.get(url, headers={"X-Request-ID": f"load-{i}"})
+                    assert response.status_code == 200
+                    sent.append(response.headers["X-Request-ID"])
 
-            return await asyncio.gather(*(one(i) for i in range(1000)))
+            await asyncio.gather(*(one_client(k) for k in range(16)))
+        return sent
 
     sent = asyncio.run(load())
     records = [json.loads(line) for line in output_of(server)]  # a mixed line would not parse
