@@ -43,6 +43,7 @@ from entrypoints.decoding import (
 from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.edge import PathCheck
 from entrypoints.jwt_bearer import JwtVerifier
+from entrypoints.logs import RequestLog
 from entrypoints.problems import EXCEPTION_HANDLERS
 from entrypoints.rate_limits import RequestLimits
 from entrypoints.schemas import (
@@ -418,7 +419,7 @@ def create_app(container: Container) -> Litestar:
         if limiter is not None:
             await limiter.close()
 
-    requests = metrics.RequestMetrics(None)
+    requests = metrics.RequestMetrics(None, RequestLog(settings.log_format, settings.log_level))
     guarded = [
         create_experiment,
         list_experiments,
@@ -478,6 +479,9 @@ def create_app(container: Container) -> Litestar:
             render_plugins=docs_render_plugins(),
         ),
         debug=False,
+        # Logging is the server's (entrypoints/logs.py, through uvicorn's log_config): Litestar's
+        # own default would take over the root logger with a second format and a thread.
+        logging_config=None,
     )
     requests.wrap(PathCheck(app.asgi_handler))
     app.asgi_handler = requests

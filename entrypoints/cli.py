@@ -56,6 +56,8 @@ def _describe(exc: BaseException) -> str:
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    from entrypoints.logs import logging_config
+
     if not settings.api_tokens:
         token = generate_token()
         # Every worker process reads the same token from the environment it inherits.
@@ -76,7 +78,10 @@ def serve(settings: Settings) -> int:
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # No limit_concurrency: uvicorn would answer past it with a text/plain 503, and the
         # read timeouts already bound how long a connection is held (README.md, "Connections").
-        log_level="info",
+        # One line per request comes from the app's request log (entrypoints/logs.py), in the
+        # format of every other line; uvicorn's access log would be a second, slower one.
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=settings.log_level,
         access_log=False,
     )
     return 0

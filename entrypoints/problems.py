@@ -20,6 +20,7 @@ from domain.errors import (
 )
 from entrypoints.decoding import MalformedBody, UnsupportedMediaType
 from entrypoints.rate_limits import refusal_headers
+from entrypoints.logs import request_id
 from entrypoints.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
@@ -61,8 +62,8 @@ def _duplicate(_: Request, exc: DuplicateExperimentName) -> Response[ProblemOut]
     return problem(409, str(exc), [FieldError("name", "is already taken")])
 
 
-def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
-    log.warning("store unavailable: %s", exc)
+def _unavailable(request: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
+    log.warning("store unavailable: %s", exc, extra={"request_id": request_id(request.scope)})
     return problem(503, "the store cannot be reached; try again shortly")
 
 
@@ -94,8 +95,11 @@ def _http(_: Request, exc: HTTPException) -> Response[ProblemOut]:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response[ProblemOut]:
-    # The log has the traceback; the client gets nothing that could leak internals.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The log has the traceback; the client gets nothing that could leak internals. The route
+    # template, not the path: no user id in the log; the request id finds the request's line.
+    route = request.scope.get("path_template") or "<unmatched>"
+    extra = {"request_id": request_id(request.scope)}
+    log.exception("unhandled error on %s %s", request.method, route, extra=extra)
     return problem(500, "an unexpected error occurred")
 
 

@@ -43,6 +43,8 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_scopes_claim: str = "scope"
+    log_format: str = "text"
+    log_level: str = "info"
     rate_limit_api_tokens: bool = False
     # Route class -> its rate, or None when that class is not limited (``off``).
     rate_limits: Mapping[str, Rate | None] = field(
@@ -84,6 +86,8 @@ class Settings:
                 "admin": _rate(env, "RATE_LIMIT_ADMIN", RATE_LIMIT_DEFAULTS["admin"][1]),
                 "read": _rate(env, "RATE_LIMIT_READ", RATE_LIMIT_DEFAULTS["read"][1]),
             },
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
+            log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )
 
     @property
@@ -154,6 +158,16 @@ def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate | None:
         )
     requests = int(match[1])
     return Rate(requests, _SECONDS[match[2]], int(match[3] or requests))
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+        raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
+    return raw
 
 
 def generate_token() -> str:
