@@ -7,9 +7,12 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.event import EventBatch
 from domain.experiment import Experiment
 from domain.layers import Holdout, Layer, Slice
+from domain.keys import ApiKey
+from domain.rate_limit import Decision
 from domain.results import ResultQuery, VariantAggregate
 
 
@@ -19,15 +22,19 @@ class Store(Protocol):
     Every write is atomic and durable when the call returns.
     """
 
-    async def add_experiment(self, experiment: Experiment) -> None:
-        """Store a new experiment; raises DuplicateExperimentName if its name is taken, and
-        SliceTaken if it sits in a layer where a live experiment holds part of its slice."""
+    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
+        """Store a new experiment, and ``audit`` with it in one transaction; raises
+        DuplicateExperimentName (storing neither) if its name is taken, and SliceTaken if it
+        sits in a layer where a live experiment holds part of its slice."""
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
-    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+    async def update_experiment(
+        self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
+    ) -> None:
         """Replace the stored experiment (its fields, variants and overrides) with
-        ``experiment`` if the stored one is still at ``expected_version``; raises
+        ``experiment``, and store ``audit`` with it in one transaction, if the stored one is
+        still at ``expected_version``; raises
         ConcurrentChange if it is not, DuplicateExperimentName if the new name is taken."""
 
     async def add_layer(self, layer: Layer) -> None:
@@ -83,6 +90,26 @@ class Store(Protocol):
         rule: an event counts only if its user is assigned and it is not older than the assignment.
         """
 
+    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
+        """Store a new key and its audit entry, in one transaction."""
+
+    async def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def find_key(self, digest: str) -> ApiKey | None:
+        """The key whose secret has this hex SHA-256 digest, revoked or expired as well."""
+
+    async def list_keys(self, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        """A page of keys, newest first, and the total count."""
+
+    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+        """Revoke the key at ``audit.at`` and store ``audit``, in one transaction; a key already
+        revoked stays as it was and no entry is stored. Returns the stored key, None if unknown."""
+
+    async def list_audit(
+        self, limit: int, offset: int, *, action: str | None = None, target_id: str | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        """A page of audit entries, newest first, matching the filters given; and their count."""
+
     async def rebuild_aggregates(self) -> None:
         """Recompute whatever the store keeps pre-aggregated from the raw rows it holds."""
 
@@ -116,6 +143,25 @@ class Cache(Protocol):
     async def forget_experiment(self, experiment_id: str) -> None:
         """Drop the experiment from this cache at once, and from every other process's copy
         within the adapter's bound. Its assignments stay: they never change."""
+
+    async def close(self) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """Token buckets, one per (identity, route class), each class at the rate it was built with.
+
+    An identity is whatever names a caller (a credential's digest, a key id); a route class
+    names a group of routes with one rate. Buckets idle long enough to be full again may be
+    forgotten: a bucket that is not there is a full one. A limiter that cannot answer (its
+    store is down) allows the request with a decision that is not ``counted``.
+    """
+
+    def limits(self, route_class: str) -> bool:
+        """Whether ``route_class`` has a rate (classes set to ``off`` have none)."""
+
+    async def take(self, identity: str, route_class: str, cost: int = 1) -> Decision:
+        """Take ``cost`` tokens from the bucket if it holds them; say whether it did.
+        ``route_class`` is one the limiter ``limits``."""
 
     async def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Answer, Assignment, validate_user_id
+from domain.audit import ACTIONS, EXPERIMENT_CHANGED, EXPERIMENT_CREATED, KEY_CREATED, KEY_REVOKED, AuditEntry
 from domain.eligibility import NOT_STARTED, Gate, Reason
 from domain.lifecycle import Status
 from domain.errors import (
@@ -17,6 +18,7 @@ from domain.errors import (
     NotFound,
     ExperimentNotFound,
     FieldError,
+    KeyNotFound,
     UnknownExperiments,
     ValidationFailed,
 )
@@ -24,6 +26,7 @@ from domain.event import NewEvents, batch_size_error, events_ahead, text_error
 from domain.experiment import BUCKETS, Experiment, VariantDraft, percentage_to_basis_points
 from domain.layers import Holdout, HoldoutRef, Layer, LayerFull, LayerSlot, Slice, SliceTaken, free_slice
 from domain.statistics import Interval, ZTest, newcombe_interval, two_proportion_z_test
+from domain.keys import ApiKey, Principal, key_errors, new_secret
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
 
@@ -36,6 +39,7 @@ class CreateExperiment:
         *,
         name: str,
         variants: Sequence[VariantDraft],
+        actor: str,
         description: str | None = None,
         primary_event_type: str | None = None,
         status: str | None = None,
@@ -45,13 +49,14 @@ class CreateExperiment:
         layer_percentage: float | None = None,
         holdout_id: str | None = None,
     ) -> Experiment:
+        now = self._clock.now()
         experiment = Experiment.create(
             name=name,
             description=description,
             primary_event_type=primary_event_type,
             variants=variants,
             new_id=self._ids.new_id,
-            created_at=self._clock.now(),
+            created_at=now,
             status=status,
             coverage=coverage,
             audience=audience,
@@ -74,13 +79,33 @@ class CreateExperiment:
         if errors:
             raise ValidationFailed(errors)
         if layer is None:
-            await self._store.add_experiment(experiment)
+            await self._store.add_experiment(experiment, self._audit(experiment, actor, now))
         else:
-            experiment = await self._add_in_layer(experiment, layer, size)  # type: ignore[arg-type]
+            experiment = await self._add_in_layer(experiment, layer, size, actor, now)  # type: ignore[arg-type]
         await self._cache.set_experiment(experiment)
         return experiment
 
-    async def _add_in_layer(self, experiment: Experiment, layer: Layer, size: int) -> Experiment:
+    def _audit(self, experiment: Experiment, actor: str, now: datetime) -> AuditEntry:
+        e = experiment
+        details = {
+            "name": e.name,
+            "description": e.description,
+            "primary_event_type": e.primary_event_type,
+            "variants": [
+                {"id": v.id, "name": v.name, "traffic_percentage": v.traffic_percentage, "is_control": v.is_control}
+                for v in e.variants
+            ],
+            "status": e.status.value,
+            "coverage": e.coverage_basis_points / 100,
+            "audience": None if e.audience is None else e.audience.source,
+            "layer": None if e.layer is None else {"id": e.layer.layer_id, "start": e.layer.slice.start, "end": e.layer.slice.end},
+            "holdout_id": None if e.holdout is None else e.holdout.holdout_id,
+        }
+        return AuditEntry(self._ids.new_id(), now, actor, EXPERIMENT_CREATED, "experiment", e.id, details)
+
+    async def _add_in_layer(
+        self, experiment: Experiment, layer: Layer, size: int, actor: str, now: datetime
+    ) -> Experiment:
         """Take the first free slice of ``size`` buckets; a racing creation in the same layer
         makes the store refuse an overlap, and the slice is picked again."""
         for _ in range(5):
@@ -90,7 +115,7 @@ class CreateExperiment:
                 raise LayerFull(max((g for g in _gaps(taken)), default=0), size)
             placed = replace(experiment, layer=LayerSlot(layer.id, layer.seed, free))
             try:
-                await self._store.add_experiment(placed)
+                await self._store.add_experiment(placed, self._audit(placed, actor, now))
             except SliceTaken:
                 continue
             return placed
@@ -181,27 +206,31 @@ class ChangeExperiment:
     def __init__(self, store: Store, cache: Cache, clock: Clock, ids: IdSource) -> None:
         self._store, self._cache, self._clock, self._ids = store, cache, clock, ids
 
-    async def __call__(self, experiment_id: str, **changes: Any) -> tuple[Experiment, dict[str, Any]]:
+    async def __call__(self, experiment_id: str, actor: str, **changes: Any) -> tuple[Experiment, dict[str, Any]]:
         current = await self._current(experiment_id)
         changed, diff = current.changed(self._clock.now(), self._ids.new_id, **changes)
         if diff:
-            await self._save(current, changed)
+            await self._save(current, changed, actor, diff)
         return changed, diff
 
-    async def force(self, experiment_id: str, user_id: str, variant_id: str) -> Experiment:
+    async def force(self, experiment_id: str, user_id: str, variant_id: str, actor: str) -> Experiment:
         validate_user_id(user_id, "user_id")
         current = await self._current(experiment_id)
         changed = current.forced(user_id, variant_id, self._clock.now())
-        await self._save(current, changed)
+        before = current.override_for(user_id)
+        diff = {"override": {"user_id": user_id, "from": before and before.variant_id, "to": variant_id}}
+        await self._save(current, changed, actor, diff)
         return changed
 
-    async def unforce(self, experiment_id: str, user_id: str) -> bool:
+    async def unforce(self, experiment_id: str, user_id: str, actor: str) -> bool:
         """False when the user was not forced."""
         current = await self._current(experiment_id)
         changed = current.unforced(user_id)
         if changed is current:
             return False
-        await self._save(current, changed)
+        before = current.override_for(user_id)
+        diff = {"override": {"user_id": user_id, "from": before and before.variant_id, "to": None}}
+        await self._save(current, changed, actor, diff)
         return True
 
     async def _current(self, experiment_id: str) -> Experiment:
@@ -211,8 +240,10 @@ class ChangeExperiment:
             raise ExperimentNotFound(experiment_id)
         return experiment
 
-    async def _save(self, current: Experiment, changed: Experiment) -> None:
-        await self._store.update_experiment(changed, expected_version=current.version)
+    async def _save(self, current: Experiment, changed: Experiment, actor: str, diff: dict[str, Any]) -> None:
+        now = self._clock.now()
+        audit = AuditEntry(self._ids.new_id(), now, actor, EXPERIMENT_CHANGED, "experiment", changed.id, diff)
+        await self._store.update_experiment(changed, expected_version=current.version, audit=audit)
         await self._cache.forget_experiment(changed.id)
 
 
@@ -250,20 +281,28 @@ class ExperimentPage:
     total: int
 
 
+MAX_LIMIT = 500
+MAX_OFFSET = 2**53  # past what any store holds, and within every database's integers
+
+
+def page_errors(limit: int, offset: int) -> list[FieldError]:
+    """The rules of limit and offset, alike for every listing."""
+    errors = []
+    if not 1 <= limit <= MAX_LIMIT:
+        errors.append(FieldError("limit", f"must be from 1 to {MAX_LIMIT}"))
+    if not 0 <= offset <= MAX_OFFSET:
+        errors.append(FieldError("offset", f"must be from 0 to {MAX_OFFSET}"))
+    return errors
+
+
 class ListExperiments:
-    MAX_LIMIT = 500
-    MAX_OFFSET = 2**53  # past what any store holds, and within every database's integers
+    MAX_LIMIT, MAX_OFFSET = MAX_LIMIT, MAX_OFFSET
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     async def __call__(self, *, limit: int = 100, offset: int = 0) -> ExperimentPage:
-        errors = []
-        if not 1 <= limit <= self.MAX_LIMIT:
-            errors.append(FieldError("limit", f"must be from 1 to {self.MAX_LIMIT}"))
-        if not 0 <= offset <= self.MAX_OFFSET:
-            errors.append(FieldError("offset", f"must be from 0 to {self.MAX_OFFSET}"))
-        if errors:
+        if errors := page_errors(limit, offset):
             raise ValidationFailed(errors)
         items, total = await self._store.list_experiments(limit, offset)
         return ExperimentPage(items, total)
@@ -400,3 +439,177 @@ class CheckHealth:
 
     async def __call__(self) -> bool:
         return await self._store.ping()
+
+
+# ---- API keys and the audit trail
+
+
+class KeyRing:
+    """Resolves a bearer token's digest to the principal of an active key, for the auth hook.
+
+    Each process keeps what it resolved for ``ttl_seconds``: known keys, and digests that named
+    no key (so that a flood of random tokens costs a dict lookup each, not a store query). A key
+    created or revoked elsewhere takes effect here within the TTL; ``forget`` makes a change
+    made by this process take effect at once. Both maps are bounded: the oldest entry goes first.
+    Expiry is checked on every call, so a cached key stops working the moment it expires.
+    """
+
+    def __init__(self, store: Store, clock: Clock, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        self._store, self._clock = store, clock
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._max = max_entries
+        self._known: dict[bytes, tuple[datetime, ApiKey, Principal]] = {}
+        self._unknown: dict[bytes, datetime] = {}
+        self._changes = 0  # how many times forget was called: a look-up racing one is not kept
+
+    def cached(self, digest: bytes) -> Principal | None | bool:
+        """Without waiting: the principal, or None (no active key), as this process knows them;
+        False when only the store can tell."""
+        now = self._clock.now()
+        cached = self._known.get(digest)
+        if cached is not None and now < cached[0]:
+            return cached[2] if cached[1].is_active(now) else None
+        if (until := self._unknown.get(digest)) is not None and now < until:
+            return None
+        return False
+
+    async def principal(self, digest: bytes) -> Principal | None:
+        found = self.cached(digest)
+        return await self.look_up(digest) if found is False else found
+
+    async def look_up(self, digest: bytes) -> Principal | None:
+        """Read the store and remember what it said."""
+        changes = self._changes
+        key = await self._store.find_key(digest.hex())
+        now = self._clock.now()
+        if changes == self._changes:
+            # Not when a key was created or revoked here meanwhile: what the store said may
+            # predate that, and this process must see its own change at once.
+            self._drop(digest)
+            if key is None:
+                self._remember(self._unknown, digest, now + self._ttl)
+            else:
+                self._remember(self._known, digest, (now + self._ttl, key, key.principal))
+        return key.principal if key is not None and key.is_active(now) else None
+
+    def forget(self, digest: bytes) -> None:
+        self._changes += 1
+        self._drop(digest)
+
+    def _drop(self, digest: bytes) -> None:
+        self._known.pop(digest, None)
+        self._unknown.pop(digest, None)
+
+    def _remember(self, entries: dict, digest: bytes, value: object) -> None:  # type: ignore[type-arg]
+        if len(entries) >= self._max:
+            del entries[next(iter(entries))]  # dicts keep insertion order: the oldest goes
+        entries[digest] = value
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown to the creator once; the store keeps only its digest
+
+
+class CreateKey:
+    def __init__(self, store: Store, clock: Clock, ids: IdSource, keys: KeyRing) -> None:
+        self._store, self._clock, self._ids, self._keys = store, clock, ids, keys
+
+    async def __call__(
+        self, *, name: str, scopes: Sequence[str], expires_at: datetime | None, actor: str
+    ) -> NewKey:
+        now = self._clock.now()
+        secret = new_secret()
+        key = ApiKey.create(
+            name=name,
+            scopes=scopes,
+            expires_at=expires_at,
+            secret=secret,
+            created_by=actor,
+            new_id=self._ids.new_id,
+            now=now,
+        )
+        details = {
+            "name": key.name,
+            "scopes": list(key.scopes),
+            "expires_at": None if key.expires_at is None else key.expires_at.isoformat().replace("+00:00", "Z"),
+        }
+        audit = AuditEntry(self._ids.new_id(), now, actor, KEY_CREATED, "key", key.id, details)
+        await self._store.add_key(key, audit)
+        self._keys.forget(bytes.fromhex(key.digest))
+        return NewKey(key, secret)
+
+    def errors(self, name: str, scopes: Sequence[str], expires_at: datetime | None) -> list[FieldError]:
+        """The rules such a key would break now, without making it."""
+        return key_errors(name, list(scopes), expires_at, self._clock.now())
+
+
+class GetKey:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __call__(self, key_id: str) -> ApiKey:
+        key = await self._store.get_key(key_id)
+        if key is None:
+            raise KeyNotFound(key_id)
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    items: list[ApiKey]
+    total: int
+
+
+class ListKeys:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __call__(self, *, limit: int = 100, offset: int = 0) -> KeyPage:
+        if errors := page_errors(limit, offset):
+            raise ValidationFailed(errors)
+        items, total = await self._store.list_keys(limit, offset)
+        return KeyPage(items, total)
+
+
+class RevokeKey:
+    """Idempotent: revoking a revoked key changes nothing and answers the key as it is."""
+
+    def __init__(self, store: Store, clock: Clock, ids: IdSource, keys: KeyRing) -> None:
+        self._store, self._clock, self._ids, self._keys = store, clock, ids, keys
+
+    async def __call__(self, key_id: str, *, actor: str) -> ApiKey:
+        audit = AuditEntry(self._ids.new_id(), self._clock.now(), actor, KEY_REVOKED, "key", key_id, {})
+        key = await self._store.revoke_key(key_id, audit)
+        if key is None:
+            raise KeyNotFound(key_id)
+        self._keys.forget(bytes.fromhex(key.digest))
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    items: list[AuditEntry]
+    total: int
+
+
+class ListAudit:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __call__(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        action: str | None = None,
+        target_id: str | None = None,
+    ) -> AuditPage:
+        errors = page_errors(limit, offset)
+        if action is not None and action not in ACTIONS:
+            errors.append(FieldError("action", f"must be one of {', '.join(sorted(ACTIONS))}"))
+        if errors:
+            raise ValidationFailed(errors)
+        items, total = await self._store.list_audit(limit, offset, action=action, target_id=target_id)
+        return AuditPage(items, total)

@@ -6,7 +6,10 @@ import msgspec
 from litestar import Litestar, Router, get
 from litestar.params import FromPath
 
-from entrypoints.auth import BearerTokens
+from adapters.memory.store import MemoryStore
+from adapters.system import SystemClock
+from application.use_cases import KeyRing
+from entrypoints.auth import BearerAuth
 
 TOKEN = "bench-token"
 
@@ -24,11 +27,12 @@ async def ping() -> dict[str, bool]:
     return {"ok": True}
 
 
-@get("/experiments/{experiment_id:str}/assignment/{user_id:str}")
+@get("/experiments/{experiment_id:str}/assignment/{user_id:str}", opt={"scope": "assign"})
 async def same_shape(experiment_id: FromPath[str], user_id: FromPath[str]) -> Assigned:
     return Assigned(experiment_id, user_id, "0" * 32, "control", "2026-11-29T00:00:00.000000Z")
 
 
 def create() -> Litestar:
-    shaped = Router("/shape", route_handlers=[same_shape], before_request=BearerTokens([TOKEN]).before_request)
+    auth = BearerAuth([TOKEN], KeyRing(MemoryStore(), SystemClock(), ttl_seconds=5))
+    shaped = Router("/shape", route_handlers=[same_shape], before_request=auth.before_request)
     return Litestar([ping, shaped])

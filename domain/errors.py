@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from domain.rate_limit import Decision
 
 
 class DomainError(Exception):
@@ -95,3 +99,21 @@ class DuplicateName(DomainError):
 
 class StoreUnavailable(DomainError):
     """The store cannot be reached; raised by adapters so callers need not know the driver."""
+
+
+class KeyNotFound(DomainError):
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"key {key_id!r} does not exist")
+
+
+class RateLimited(DomainError):
+    """A caller spent its requests of a route class faster than its rate allows."""
+
+    def __init__(self, route_class: str, decision: Decision) -> None:
+        self.route_class = route_class
+        self.decision = decision
+        super().__init__(
+            f"too many {route_class} requests: at most {decision.rate} for this credential; "
+            f"retry after {decision.retry_after_seconds} s"
+        )

@@ -1,50 +1,123 @@
-"""Bearer-token authentication, compared in constant time."""
+"""Bearer-token authentication and scopes: API_TOKENS (compared in constant time), API keys,
+and optionally JWTs; the principal a request acts as, for the handlers and the audit trail."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from litestar.exceptions import NotAuthorizedException
 from litestar import Request
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+
+from application.use_cases import KeyRing
+from domain.keys import LEGACY, SCOPES, Principal, digest_of
+from entrypoints.jwt_bearer import JwtVerifier
+
+PRINCIPAL = "principal"
+"""Where the hook leaves the principal, in ``request.scope["state"]``."""
+
+if TYPE_CHECKING:
+    from entrypoints.rate_limits import RequestLimits
 
 
-def _digest(token: bytes) -> bytes:
-    return hashlib.sha256(token).digest()
+def _unauthorized() -> NotAuthorizedException:
+    return NotAuthorizedException(
+        detail="a valid bearer token is required in the Authorization header",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
-class BearerTokens:
-    """Compares digests of equal length with hmac.compare_digest, against every token, so
-    neither a token's content nor its length nor its position in the list shows in the timing."""
+def required_scope(handler: BaseRouteHandler) -> str:
+    """The scope a route declares with ``opt={"scope": ...}``; a route that declares none, or
+    an unknown one, fails the app's start rather than serving unguarded."""
+    scope = handler.opt.get("scope")
+    if scope not in SCOPES:
+        raise ValueError(f"route {handler} must declare opt={{'scope': one of {sorted(SCOPES)}}}")
+    return scope
 
-    def __init__(self, tokens: Iterable[str]) -> None:
-        self._digests = tuple(_digest(t.encode()) for t in tokens)
+
+class BearerAuth:
+    """API_TOKENS are compared as digests of equal length with hmac.compare_digest, against
+    every token, so neither a token's content nor its length nor its position in the list shows
+    in the timing. Other tokens are JWTs (when configured) or API keys, looked up by digest."""
+
+    def __init__(
+        self,
+        tokens: Iterable[str],
+        keys: KeyRing,
+        jwt: JwtVerifier | None = None,
+        limits: RequestLimits | None = None,
+        limit_api_tokens: bool = False,
+    ) -> None:
+        """``limits``: the rate limits requests count against (None: nothing is limited), for
+        keys and JWTs by their identity, for API_TOKENS (when ``limit_api_tokens``) by each
+        token's SHA-256 digest, never by a secret."""
+        self._digests = tuple(digest_of(t.encode()) for t in tokens)
         if not self._digests:
             raise ValueError("at least one API token is required")
+        self._keys, self._jwt = keys, jwt
+        self._limits, self._limit_api_tokens = limits, limit_api_tokens
 
-    def accepts(self, header: bytes | None) -> bool:
-        """``header``: the raw Authorization value, as the ASGI scope carries it."""
+    def __deepcopy__(self, memo: dict) -> BearerAuth:  # type: ignore[type-arg]
+        # Litestar deep-copies a router's hooks as it registers the router; the key ring, its
+        # store and the rate limiter are the process's one copy, to be shared, not cloned: a
+        # copy of the limiter would count in buckets of its own.
+        return self
+
+    def resolve(self, header: bytes | None) -> Principal | bytes | None:
+        """``header``: the raw Authorization value, as the ASGI scope carries it. The principal,
+        or None when refused, without waiting; or the token's digest when only the store can
+        tell (a key this process has not looked up within its TTL)."""
         if not header:
-            return False
+            return None
         scheme, _, token = header.partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
-            return False
-        offered = _digest(token)
+            return None
+        offered = digest_of(token)
         matched = False
         for digest in self._digests:
             matched |= hmac.compare_digest(offered, digest)
-        return matched
+        if matched:
+            return LEGACY
+        if self._jwt is not None and token.count(b".") == 2:  # a key's secret has no dots
+            return self._jwt.principal(token)
+        found = self._keys.cached(offered)
+        return offered if found is False else found
 
     async def before_request(self, request: Request) -> None:
         """A router's before-request hook rather than a guard or a middleware: a guard costs
         Litestar a copy of the route handler and a parsed header map per request (a third of
         a cached assignment), a middleware an extra exception-handling layer; this reads the
-        raw ASGI header list, once."""
-        header = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
-        if not self.accepts(header):
-            raise NotAuthorizedException(
-                detail="a valid bearer token is required in the Authorization header",
-                headers={"WWW-Authenticate": "Bearer"},
+        raw ASGI header list, once. An API_TOKENS token or a cached key costs a digest, the
+        comparisons and a dict lookup, with no await."""
+        scope = request.scope
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        principal = self.resolve(header)
+        if isinstance(principal, bytes):
+            principal = await self._keys.look_up(principal)
+        if principal is None:
+            raise _unauthorized()
+        # Litestar's own OPTIONS answer declares no scope: it tells the methods a path allows,
+        # to any valid credential.
+        needed = scope["route_handler"].opt.get("scope")
+        if needed is not None and not principal.allows(needed):
+            raise PermissionDeniedException(
+                detail=f"this credential lacks the {needed!r} scope this route needs"
             )
+        scope["state"][PRINCIPAL] = principal
+        # Unlimited requests (API_TOKENS, by default) pay for this test alone.
+        if self._limits is not None:
+            if principal.identity:
+                await self._limits.check(principal.identity, request)
+            elif self._limit_api_tokens and header is not None:
+                token = header.partition(b" ")[2].strip()
+                await self._limits.check(f"token:{digest_of(token).hex()}", request)
+
+
+def actor(request: Request) -> str:
+    """The name of who is acting, for the use cases that write the audit trail."""
+    principal: Principal = request.scope["state"][PRINCIPAL]
+    return principal.name

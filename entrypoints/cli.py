@@ -7,6 +7,10 @@ import os
 import sys
 
 from entrypoints.settings import ConfigurationError, Settings, generate_token
+from entrypoints.startup import listen_problem, read_settings, sqlite_directory_problem
+
+
+KEEP_ALIVE_SECONDS = 5
 
 
 def _fail(message: str) -> int:
@@ -52,11 +56,15 @@ def _describe(exc: BaseException) -> str:
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    from entrypoints.logs import logging_config
+
     if not settings.api_tokens:
         token = generate_token()
         # Every worker process reads the same token from the environment it inherits.
         os.environ["API_TOKENS"] = token
         print(f"API_TOKENS is not set; generated a bearer token for this run: {token}", flush=True)
+    from entrypoints.edge import ProblemHttpToolsProtocol
+
     uvicorn.run(
         "entrypoints.asgi:app_from_env",
         factory=True,
@@ -64,8 +72,16 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
-        log_level="info",
+        # httptools, answering problem+json and timing out slow heads and bodies (edge.py).
+        http=ProblemHttpToolsProtocol,
+        # An idle keep-alive connection is closed after this; uvicorn's default, made explicit.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # No limit_concurrency: uvicorn would answer past it with a text/plain 503, and the
+        # read timeouts already bound how long a connection is held (README.md, "Connections").
+        # One line per request comes from the app's request log (entrypoints/logs.py), in the
+        # format of every other line; uvicorn's access log would be a second, slower one.
+        log_config=logging_config(settings.log_format, settings.log_level),
+        log_level=settings.log_level,
         access_log=False,
     )
     return 0
@@ -90,22 +106,52 @@ def _metrics_directory(command: str, settings: Settings) -> None:
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
 
 
+def startup_problems(command: str) -> tuple[Settings | None, list[str]]:
+    """Every bad setting, each named once, before the server starts: fixing one at a time and
+    starting again to find the next is slow, and uvicorn's own errors run over several lines."""
+    settings, unreadable = read_settings(os.environ)
+    problems = list(unreadable.values())
+    if settings is None:
+        return None, problems
+    _metrics_directory(command, settings)
+    from entrypoints.container import build_cache
+    from entrypoints.jwt_bearer import JwtVerifier
+
+    for check in (build_cache, JwtVerifier.from_settings):
+        try:
+            check(settings)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    directory = sqlite_directory_problem(settings.database_url)
+    if directory is not None:
+        problems.append(directory)
+    else:
+        try:
+            migrate(settings)
+            check_store(settings)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+        except Exception as exc:
+            problems.append(f"cannot prepare the database: {_describe(exc)}")
+    # Last, so that the probe's port is free as close as possible to when the server binds it;
+    # a value that could not be read is left out rather than probed as its default.
+    if command == "serve" and "HOST" not in unreadable:
+        port = None if "PORT" in unreadable else settings.port
+        listen = listen_problem(settings.host, port)
+        if listen is not None:
+            problems.append(listen)
+    return settings, problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
     parser.add_argument("command", choices=["serve", "migrate", "rebuild-aggregates"])
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        _metrics_directory(args.command, settings)
-        from entrypoints.container import build_cache
-
-        build_cache(settings)
-        migrate(settings)
-        check_store(settings)
-    except ConfigurationError as exc:
-        return _fail(str(exc))
-    except Exception as exc:
-        return _fail(f"cannot prepare the database: {_describe(exc)}")
+    settings, problems = startup_problems(args.command)
+    if settings is None or problems:
+        for problem in problems:
+            _fail(problem)
+        return 2
     if args.command == "migrate":
         print("database is at the latest migration", flush=True)
         return 0

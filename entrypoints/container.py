@@ -7,9 +7,10 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from adapters.memory.cache import MemoryCache
+from adapters.memory.rate_limiter import MemoryRateLimiter
 from adapters.memory.store import MemoryStore
 from adapters.system import SystemClock, TimeOrderedIds
-from application.ports import Cache, Store
+from application.ports import Cache, RateLimiter, Store
 from application.use_cases import (
     AssignUser,
     ChangeExperiment,
@@ -17,9 +18,15 @@ from application.use_cases import (
     LayersAndHoldouts,
     ComputeResults,
     CreateExperiment,
+    CreateKey,
     GetExperiment,
+    GetKey,
+    KeyRing,
+    ListAudit,
     ListExperiments,
+    ListKeys,
     RecordEvents,
+    RevokeKey,
 )
 from domain.results import ResultCalculator
 from entrypoints.metrics import CountingAssignments, CountingCache, breaker_changed
@@ -36,6 +43,23 @@ def build_store(database_url: str) -> Store:
     return SqlStore(create_engine_for(database_url))
 
 
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower() if "://" in url else ""
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    """On the Redis of CACHE_URL when there is one, so that every instance counts against the
+    same buckets; otherwise each process counts alone."""
+    if _scheme(settings.cache_url) in ("redis", "rediss"):
+        from adapters.redis.rate_limiter import RedisRateLimiter
+
+        try:
+            return RedisRateLimiter(settings.cache_url, settings.rates())
+        except ValueError as exc:  # redis-py's URL parser; its message never holds the password
+            raise ConfigurationError(f"CACHE_URL is not a valid Redis URL: {exc}") from None
+    return MemoryRateLimiter(settings.rates())
+
+
 def build_cache(settings: Settings) -> Cache:
     cache_url = settings.cache_url
     if cache_url == "memory://":
@@ -43,7 +67,7 @@ def build_cache(settings: Settings) -> Cache:
             ttl_seconds=settings.cache_ttl_seconds,
             experiment_ttl_seconds=settings.near_cache_ttl_seconds,
         )
-    scheme = cache_url.partition("://")[0].lower() if "://" in cache_url else ""
+    scheme = _scheme(cache_url)
     if scheme in ("redis", "rediss"):
         # Imported here so that a process on the memory cache never loads redis-py.
         from adapters.redis.cache import RedisCache
@@ -77,6 +101,7 @@ class Container(containers.DeclarativeContainer):
 
     store = providers.Singleton(build_store, settings.provided.database_url)
     cache = providers.Singleton(build_cache, settings)
+    rate_limiter = providers.Singleton(build_rate_limiter, settings)
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(TimeOrderedIds)
     calculator = providers.Singleton(ResultCalculator)
@@ -103,6 +128,14 @@ class Container(containers.DeclarativeContainer):
     )
     compute_results = providers.Singleton(ComputeResults, get_experiment, store, calculator)
     check_health = providers.Singleton(CheckHealth, store)
+
+    # One key ring per process: the auth hook reads it, creating and revoking keys updates it.
+    key_ring = providers.Singleton(KeyRing, store, clock, settings.provided.key_cache_ttl_seconds)
+    create_key = providers.Singleton(CreateKey, store, clock, ids, key_ring)
+    get_key = providers.Singleton(GetKey, store)
+    list_keys = providers.Singleton(ListKeys, store)
+    revoke_key = providers.Singleton(RevokeKey, store, clock, ids, key_ring)
+    list_audit = providers.Singleton(ListAudit, store)
 
 
 def create_container(settings: Settings | None = None) -> Container:

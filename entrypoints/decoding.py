@@ -40,6 +40,7 @@ from domain.event import (
 from domain.experiment import VariantDraft
 from entrypoints.schemas import (
     AssignmentIn,
+    EventBatch,
     EventBatchIn,
     EventFieldsIn,
     EventIn,
@@ -49,6 +50,8 @@ from entrypoints.schemas import (
     LayerIn,
     OverrideIn,
     VariantIn,
+    KeyIn,
+    NewExperiment,
 )
 
 
@@ -98,6 +101,28 @@ def decode(raw: bytes, type_: Any, prefix: str = "") -> Any:
         raise ValidationFailed([FieldError(prefix.rstrip(".") or "body", "is nested too deeply")]) from exc
 
 
+class UnsupportedMediaType(ValueError):
+    """The body was sent as something other than JSON: a 415."""
+
+
+def media_type_error(headers: Sequence[tuple[bytes, bytes]]) -> UnsupportedMediaType | None:
+    """None when the raw ASGI ``headers`` declare a JSON body (``application/json`` or
+    ``application/*+json``, any parameters) or declare no type at all: clients written before
+    the check sent JSON without one, and JSON is the only body there is."""
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.partition(b";")[0].strip().lower()
+            if not media or media == b"application/json":
+                return None
+            if media.startswith(b"application/") and media.endswith(b"+json"):
+                return None
+            shown = media[:100].decode("latin-1")
+            return UnsupportedMediaType(
+                f"the body must be JSON sent as Content-Type application/json; got {shown!r}"
+            )
+    return None
+
+
 UNKNOWN_FIELD = "is not a known field"
 
 
@@ -124,13 +149,18 @@ def unknown_fields(value: Any, shape: msgspec.inspect.Type, path: str = "") -> l
 
 
 class StrictDTO(MsgspecDTO):
-    """Decodes the body into the DTO's Struct with msgspec's strict rules. With ``closed``, a
+    """Decodes the body, once its Content-Type says it is JSON, into the DTO's Struct with
+    msgspec's strict rules. With ``closed``, a
     field the Struct does not declare is an error too (a typo must not pass for a default):
-    every such field is named, with the first wrong type if there is one."""
+    every such field is named, with the first wrong type if there is one. The OpenAPI document
+    shows ``schema``, the same body with the limits the domain checks, rather than Litestar's
+    copy of the types alone."""
 
     closed: ClassVar[bool] = False
+    schema: ClassVar[Any] = None
 
     def decode_bytes(self, value: bytes) -> Any:
+        self.check_media_type()
         if not self.closed:
             return decode(value, self.model_type)
         try:
@@ -148,9 +178,46 @@ class StrictDTO(MsgspecDTO):
             raise ValidationFailed(extra)
         return decoded
 
+    def check_media_type(self) -> None:
+        if (error := media_type_error(self.asgi_connection.scope["headers"])) is not None:
+            raise error
+
+    @classmethod
+    def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
+        if cls.schema is None:
+            return super().create_openapi_schema(field_definition, handler_id, schema_creator)
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
 class ExperimentDTO(StrictDTO[ExperimentIn]):
     closed = True
+    schema: ClassVar[Any] = NewExperiment
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedBody:
+    """A body decoded by a ClosedDTO: the Struct, and an error for each field it did not know.
+    The handler reports those with the domain's own findings, so that every fault is named."""
+
+    value: Any
+    unknown: list[FieldError]
+
+
+class ClosedDTO(StrictDTO):
+    """Like StrictDTO, and a field the Struct does not know is an error, each one named: a body
+    that grants access should not have a misspelt field (``expire_at``) silently ignored."""
+
+    def decode_bytes(self, value: bytes) -> ClosedBody:
+        fields = decode(value, dict[str, msgspec.Raw])
+        known = set(self.model_type.__struct_fields__)
+        unknown = [FieldError(name, "is not a known field") for name in fields if name not in known]
+        try:
+            decoded = decode(value, self.model_type)
+        except ValidationFailed as exc:
+            raise ValidationFailed(unknown + exc.errors) from None
+        return ClosedBody(decoded, unknown)
+
+
+KeyDTO = ClosedDTO[KeyIn]
 
 
 class ExperimentPatchDTO(StrictDTO[ExperimentPatchIn]):
@@ -249,14 +316,11 @@ class _Envelope(msgspec.Struct):
 class EventsDTO(StrictDTO[EventBatchIn]):
     """A single event, or ``{"events": [...]}``; in a batch every bad event is named by index."""
 
-    schema: ClassVar[Any] = EventIn | EventBatchIn
+    schema: ClassVar[Any] = EventIn | EventBatch
 
     def decode_bytes(self, value: bytes) -> DecodedEvents:
+        self.check_media_type()
         return decode_events(value)
-
-    @classmethod
-    def create_openapi_schema(cls, field_definition, handler_id, schema_creator):  # type: ignore[no-untyped-def]
-        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
 
 def decode_events(raw: bytes) -> DecodedEvents:

@@ -40,6 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from domain.assignment import Assignment
 from domain.errors import StoreUnavailable
+from entrypoints.logs import HEADER, RequestIds, RequestLog
 
 disable_created_metrics()  # the *_created samples would double the text and say little here
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -100,15 +101,20 @@ class RequestMetrics:
     method, route and status); ``flush`` moves them into the Prometheus metrics, before every
     scrape and every ``FLUSH_SECONDS`` (so that with several workers a scrape served by one
     sees the others' requests within that delay). Updating the metrics on every request cost
-    the cache-hit assignment route several percent of its throughput."""
+    the cache-hit assignment route several percent of its throughput.
+
+    It also gives each request its id (``X-Request-ID``, in and out) and, with the same
+    figures, hands the request log its line (``entrypoints.logs.RequestLog``)."""
 
     FLUSH_SECONDS = 1.0
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, log: RequestLog | None = None) -> None:
         self._app = app
         self._pending: dict[tuple[str, str, int], list[float]] = {}
         self._bounds = LATENCY._upper_bounds  # the buckets' upper bounds, +Inf last
         self._flusher: asyncio.Task[None] | None = None
+        self._ids = RequestIds()
+        self._log = RequestLog() if log is None else log
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -116,24 +122,34 @@ class RequestMetrics:
             return
         start = perf_counter()
         status = 500
+        # Here, outside Litestar, rather than in a middleware: the responses Litestar makes
+        # before any middleware runs (404, 405) carry the id too.
+        rid = scope["request_id"] = self._ids.of(scope["headers"])
 
         async def send_status(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
             await send(message)
 
         try:
             await self._app(scope, receive, send_status)
         finally:
             elapsed = perf_counter() - start
-            key = (scope["method"], scope.get("path_template") or UNMATCHED, status)
+            method, route = scope["method"], scope.get("path_template") or UNMATCHED
+            key = (method, route, status)
             pending = self._pending.get(key)
             if pending is None:
                 pending = self._pending[key] = [0.0] * (2 + len(self._bounds))
             pending[0] += 1
             pending[1] += elapsed
             pending[2 + bisect_left(self._bounds, elapsed)] += 1
+            log = self._log
+            if log.every_request or status >= 500:
+                log.pending.append((start, elapsed, method, route, status, rid))
+                if len(log.pending) >= log.MAX_PENDING:
+                    log.flush()
 
     def wrap(self, app: Any) -> None:
         self._app = app
@@ -160,11 +176,13 @@ class RequestMetrics:
                 self.flush()
 
         self._flusher = asyncio.get_running_loop().create_task(flush_every())
+        await self._log.start()
 
     async def stop(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
         self.flush()
+        await self._log.stop()
 
 
 class CountingCache:

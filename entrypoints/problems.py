@@ -17,12 +17,16 @@ from domain.errors import (
     NotFound,
     ExperimentNotFound,
     FieldError,
+    KeyNotFound,
+    RateLimited,
     StoreUnavailable,
     ValidationFailed,
 )
 from domain.experiment import ChangeRefused
 from domain.lifecycle import IllegalMove
-from entrypoints.decoding import MalformedBody
+from entrypoints.decoding import MalformedBody, UnsupportedMediaType
+from entrypoints.rate_limits import refusal_headers
+from entrypoints.logs import request_id
 from entrypoints.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
@@ -52,6 +56,10 @@ def _malformed(_: Request, exc: MalformedBody) -> Response[ProblemOut]:
     return problem(400, str(exc))
 
 
+def _unsupported_media_type(_: Request, exc: UnsupportedMediaType) -> Response[ProblemOut]:
+    return problem(415, str(exc))
+
+
 def _not_found(_: Request, exc: DomainError) -> Response[ProblemOut]:
     return problem(404, str(exc))
 
@@ -64,9 +72,13 @@ def _conflict(_: Request, exc: DomainError) -> Response[ProblemOut]:
     return problem(409, str(exc))
 
 
-def _unavailable(_: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
-    log.warning("store unavailable: %s", exc)
+def _unavailable(request: Request, exc: StoreUnavailable) -> Response[ProblemOut]:
+    log.warning("store unavailable: %s", exc, extra={"request_id": request_id(request.scope)})
     return problem(503, "the store cannot be reached; try again shortly")
+
+
+def _rate_limited(_: Request, exc: RateLimited) -> Response[ProblemOut]:
+    return problem(429, str(exc), headers=refusal_headers(exc.decision))
 
 
 def _litestar_validation(_: Request, exc: ValidationException) -> Response[ProblemOut]:
@@ -93,16 +105,21 @@ def _http(_: Request, exc: HTTPException) -> Response[ProblemOut]:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response[ProblemOut]:
-    # The log has the traceback; the client gets nothing that could leak internals.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The log has the traceback; the client gets nothing that could leak internals. The route
+    # template, not the path: no user id in the log; the request id finds the request's line.
+    route = request.scope.get("path_template") or "<unmatched>"
+    extra = {"request_id": request_id(request.scope)}
+    log.exception("unhandled error on %s %s", request.method, route, extra=extra)
     return problem(500, "an unexpected error occurred")
 
 
 EXCEPTION_HANDLERS = {
     ValidationFailed: _validation_failed,
     MalformedBody: _malformed,
+    UnsupportedMediaType: _unsupported_media_type,
     msgspec.DecodeError: _malformed,
     ExperimentNotFound: _not_found,
+    KeyNotFound: _not_found,
     DuplicateExperimentName: _duplicate,
     IllegalMove: _conflict,
     ChangeRefused: _conflict,
@@ -110,6 +127,7 @@ EXCEPTION_HANDLERS = {
     DuplicateName: _conflict,
     NotFound: _not_found,
     StoreUnavailable: _unavailable,
+    RateLimited: _rate_limited,
     ValidationException: _litestar_validation,
     HTTPException: _http,
     Exception: _unexpected,

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from application.use_cases import ExperimentPage, HoldoutResults, LayerView
-from domain.layers import Holdout
+from application.use_cases import AuditPage, ExperimentPage, HoldoutResults, KeyPage, LayerView, NewKey
+from domain.audit import AuditEntry
 from domain.assignment import MAX_USER_ID_LENGTH, Answer
-from domain.event import MAX_EVENT_ID_LENGTH
-from domain.experiment import MAX_EVENT_TYPE_LENGTH, Experiment
+from domain.event import MAX_BATCH, MAX_EVENT_ID_LENGTH, MAX_PROPERTIES_BYTES
+from domain.experiment import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    Experiment,
+)
+from domain.keys import ApiKey
+from domain.layers import Holdout
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.statistics import Interval
 
@@ -89,9 +98,147 @@ class OverrideIn(msgspec.Struct):
     variant_id: str
 
 
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID_LENGTH)]
-EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_TYPE_LENGTH)]
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EVENT_ID_LENGTH)]
+# ---- the same request as the OpenAPI document shows it: the limits the domain checks, as
+# constraints a client (or a fuzzer) can read. Decoding keeps to the types alone, above, so that
+# the domain still names every broken rule at once rather than msgspec the first.
+
+VariantName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Unique within the experiment; not blank.",
+        examples=["control"],
+    ),
+]
+TrafficPercentage = Annotated[
+    float,
+    msgspec.Meta(
+        ge=0,
+        le=100,
+        description="Share of users, 0 to 100 with at most two decimals; the variants' shares "
+        "sum to exactly 100.",
+        examples=[50],
+    ),
+]
+
+
+class NewVariant(msgspec.Struct):
+    """A variant of a new experiment."""
+
+    name: VariantName
+    traffic_percentage: TrafficPercentage
+    is_control: Annotated[
+        bool | None,
+        msgspec.Meta(description="At most one variant is the control; if none is, the first is."),
+    ] = None
+
+
+class NewExperiment(msgspec.Struct):
+    """An experiment to create: 2 to 20 variants whose traffic percentages sum to 100."""
+
+    name: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_NAME_LENGTH,
+            description="Unique among experiments (a duplicate is a 409); not blank.",
+            examples=["checkout-button-color"],
+        ),
+    ]
+    variants: Annotated[
+        list[NewVariant],
+        msgspec.Meta(
+            min_length=MIN_VARIANTS,
+            max_length=MAX_VARIANTS,
+            examples=[
+                [
+                    {"name": "control", "traffic_percentage": 50, "is_control": True},
+                    {"name": "green", "traffic_percentage": 50},
+                ]
+            ],
+        ),
+    ]
+    description: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=MAX_DESCRIPTION_LENGTH, examples=["Does a green button sell more?"]
+            ),
+        ]
+        | None
+    ) = None
+    primary_event_type: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_EVENT_TYPE_LENGTH,
+                description="The default conversion event of the results.",
+                examples=["purchase"],
+            ),
+        ]
+        | None
+    ) = None
+    status: Annotated[
+        str | None,
+        msgspec.Meta(description="`draft` or `running` (the default): docs/experiments-that-live.md.", examples=["running"]),
+    ] = None
+    coverage: (
+        Annotated[
+            float,
+            msgspec.Meta(ge=0, le=100, description="Percentage of eligible traffic that enters, in 0.01 steps (default 100).", examples=[100]),
+        ]
+        | None
+    ) = None
+    audience: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(
+            description="A rule over user attributes: comparisons and all/any/not (docs/experiments-that-live.md).",
+            examples=[{"attribute": "country", "op": "in", "value": ["DE", "AT"]}],
+        ),
+    ] = None
+    layer: Annotated[
+        LayerPlaceIn | None,
+        msgspec.Meta(description="The layer to sit in and the share of it to own.", examples=[{"id": "0b7e6a52c1d94f3e", "percentage": 30}]),
+    ] = None
+    holdout_id: Annotated[str | None, msgspec.Meta(description="The holdout this experiment opts into.")] = None
+
+
+UserId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_USER_ID_LENGTH,
+        description="The client's id of the user; no NUL character.",
+        examples=["u-123"],
+    ),
+]
+EventType = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_EVENT_TYPE_LENGTH,
+        description="What the user did; no NUL character.",
+        examples=["purchase"],
+    ),
+]
+EventId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_EVENT_ID_LENGTH,
+        description="Idempotency key: an event whose `event_id` is already stored is skipped and "
+        "counted as a duplicate.",
+        examples=["order-1001"],
+    ),
+]
+class KeyIn(msgspec.Struct):
+    """``expires_at``: RFC 3339; without an offset, UTC."""
+
+    name: str
+    scopes: list[str]
+    expires_at: datetime | None = None
 # msgspec refuses a JSON number beyond a double's range (1e999) as it parses; the bounds say in
 # the schema that a value is finite, and keep infinity out should a decoder let one through.
 FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
@@ -103,17 +250,42 @@ class EventIn(msgspec.Struct, gc=False):
     decoder checks over the batch's columns. ``gc=False``: a batch makes thousands of these,
     and none can be part of a reference cycle, so the collector need not track them."""
 
-    experiment_id: str
+    experiment_id: Annotated[
+        str, msgspec.Meta(description="An existing experiment's id.", examples=["0b7e6a52c1d94f3e"])
+    ]
     user_id: UserId
     event_type: EventType
-    timestamp: datetime | None = None
-    value: FiniteFloat | None = None
-    properties: dict[str, Any] | None = None
+    timestamp: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="RFC 3339, within years 1 to 9999 in UTC; without an offset it is UTC. "
+            "Default: the time received.",
+            examples=["2026-11-28T14:03:00Z"],
+        ),
+    ] = None
+    value: Annotated[
+        FiniteFloat | None,
+        msgspec.Meta(description="A finite number, for value metrics.", examples=[19.99]),
+    ] = None
+    properties: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(
+            description=f"Any JSON object, at most {MAX_PROPERTIES_BYTES} bytes serialized.",
+            examples=[{"sku": "A-1"}],
+        ),
+    ] = None
     event_id: EventId | None = None
 
 
 class EventBatchIn(msgspec.Struct, gc=False):
     events: list[EventIn]
+
+
+class EventBatch(msgspec.Struct):
+    """A batch of events, stored all or nothing: EventBatchIn as the OpenAPI document shows it.
+    Its size is the use case's rule, so the decoder leaves it out."""
+
+    events: Annotated[list[EventIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class EventFieldsIn(msgspec.Struct):
@@ -129,14 +301,24 @@ class EventFieldsIn(msgspec.Struct):
     event_id: str | None = None
 
 
-# ---- responses
+# ---- responses: every field described, with the example of a real response
+
+
+def _doc(description: str, *examples: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=description, examples=list(examples) or None)
+
+
+Id = Annotated[str, _doc("An opaque id generated by the service.", "0b7e6a52c1d94f3e")]
+Rate = Annotated[float | None, _doc("A share from 0 to 1; null when undefined.", 0.08)]
+Lift = Annotated[float | None, _doc("Null when undefined for the data.", 0.012)]
+PValue = Annotated[float | None, _doc("Two-sided; null when undefined for the data.", 0.0023)]
 
 
 class VariantOut(msgspec.Struct):
-    id: str
-    name: str
-    traffic_percentage: float
-    is_control: bool
+    id: Id
+    name: Annotated[str, _doc("Unique within the experiment.", "control")]
+    traffic_percentage: Annotated[float, _doc("Share of users, 0 to 100.", 50.0)]
+    is_control: Annotated[bool, _doc("Exactly one variant is the control.", True)]
 
 
 class OverrideOut(msgspec.Struct):
@@ -152,11 +334,15 @@ class LayerSliceOut(msgspec.Struct):
 
 
 class ExperimentOut(msgspec.Struct):
-    id: str
-    name: str
-    description: str | None
-    primary_event_type: str | None
-    created_at: datetime
+    """An experiment and its variants, in their order."""
+
+    id: Id
+    name: Annotated[str, _doc("Unique among experiments.", "checkout-button-color")]
+    description: Annotated[str | None, _doc("Free text.", "Does a green button sell more?")]
+    primary_event_type: Annotated[
+        str | None, _doc("The default conversion event of the results.", "purchase")
+    ]
+    created_at: Annotated[datetime, _doc("RFC 3339, UTC.", "2026-11-28T14:00:00Z")]
     variants: list[VariantOut]
     status: str
     coverage: float
@@ -191,8 +377,10 @@ class ExperimentOut(msgspec.Struct):
 
 
 class ExperimentListOut(msgspec.Struct):
+    """A page of experiments, newest first."""
+
     items: list[ExperimentOut]
-    total: int
+    total: Annotated[int, _doc("How many experiments there are in all.", 1)]
 
     @classmethod
     def of(cls, page: ExperimentPage) -> ExperimentListOut:
@@ -200,13 +388,22 @@ class ExperimentListOut(msgspec.Struct):
 
 
 class AssignmentOut(msgspec.Struct):
-    experiment_id: str
-    user_id: str
-    variant_id: str
-    variant_name: str
-    assigned_at: datetime | None  # null when nothing is stored: see in_experiment and reason
-    in_experiment: bool
-    reason: str
+    """A user's variant: decided by the hash on the first call, the same on every call after."""
+
+    experiment_id: Id
+    user_id: Annotated[str, _doc("As the client sent it.", "u-123")]
+    variant_id: Id
+    variant_name: Annotated[str, _doc("The variant's name.", "green")]
+    assigned_at: Annotated[
+        datetime | None,
+        _doc("When the assignment was first stored; RFC 3339, UTC. Null when nothing is stored "
+             "(see in_experiment and reason).", "2026-11-28T14:00:05Z"),
+    ]
+    in_experiment: Annotated[bool, _doc("Whether the user is in the experiment (docs/experiments-that-live.md).", True)]
+    reason: Annotated[
+        str,
+        _doc("Why: assigned, forced, winner, draft, paused, archived, audience, holdout, layer, coverage.", "assigned"),
+    ]
 
     @classmethod
     def of(cls, a: Answer) -> AssignmentOut:
@@ -215,26 +412,38 @@ class AssignmentOut(msgspec.Struct):
 
 
 class EventsAcceptedOut(msgspec.Struct):
-    accepted: int
-    duplicates: int
+    """The events are durably committed."""
+
+    accepted: Annotated[int, msgspec.Meta(ge=0, description="Events stored.", examples=[998])]
+    duplicates: Annotated[
+        int,
+        msgspec.Meta(ge=0, description="Events skipped: their event_id was stored.", examples=[2]),
+    ]
 
 
 class HealthOut(msgspec.Struct):
-    status: str
+    status: Annotated[
+        Literal["ok", "unavailable"],
+        _doc("`ok` when the service can reach its store, else `unavailable` (a 503).", "ok"),
+    ]
 
 
 class FiltersOut(msgspec.Struct):
-    start_date: datetime | None
-    end_date: datetime | None
+    """The filters applied, as the service read them; a bare date is shown as its UTC day."""
+
+    start_date: Annotated[datetime | None, _doc("Inclusive; RFC 3339, UTC.")]
+    end_date: Annotated[datetime | None, _doc("Inclusive; RFC 3339, UTC.")]
     event_type: str | None
     variant_id: str | None
     primary_event_type: str | None
 
 
 class SrmOut(msgspec.Struct):
-    chi_square: float | None
-    p_value: float | None
-    mismatch: bool
+    """Sample-ratio mismatch: users per variant against the configured split."""
+
+    chi_square: Annotated[float | None, _doc("Pearson chi-square; null when undefined.", 3.92)]
+    p_value: PValue
+    mismatch: Annotated[bool, _doc("p_value < 0.001, or any user in a 0% variant.", False)]
 
 
 class SummaryOut(msgspec.Struct):
@@ -253,9 +462,11 @@ class VariantResultOut(msgspec.Struct):
     event_counts: dict[str, int]
     primary_event_count: int
     primary_unique_users: int
-    primary_conversion_rate: float | None
-    value_sum: float | None
-    value_per_user: float | None
+    primary_conversion_rate: Annotated[
+        float | None, _doc("primary_unique_users / users; null when users is 0.", 0.08)
+    ]
+    value_sum: Annotated[float | None, _doc("Sum of `value` over the counted primary events.")]
+    value_per_user: Annotated[float | None, _doc("value_sum / users; null when users is 0.")]
 
     @classmethod
     def of(cls, r: VariantResult) -> VariantResultOut:
@@ -276,10 +487,12 @@ class VariantResultOut(msgspec.Struct):
 
 
 class IntervalOut(msgspec.Struct):
-    level: float
-    method: str
-    lower: float | None
-    upper: float | None
+    """A confidence interval for the difference; its bounds null when undefined."""
+
+    level: Annotated[float, _doc("The confidence level.", 0.95)]
+    method: Annotated[Literal["newcombe", "welch"], _doc("How it was computed.", "newcombe")]
+    lower: Lift
+    upper: Lift
 
     @classmethod
     def of(cls, interval: Interval | None, method: str) -> IntervalOut:
@@ -298,14 +511,16 @@ class ValueComparisonOut(msgspec.Struct):
 
 
 class ComparisonOut(msgspec.Struct):
-    variant_id: str
-    baseline_variant_id: str
-    absolute_lift: float | None
-    relative_lift: float | None
-    z_score: float | None
-    p_value: float | None
-    p_value_adjusted: float | None
-    significant: bool
+    """A variant against the control: the two-proportion z-test and the value's Welch t-test."""
+
+    variant_id: Id
+    baseline_variant_id: Id
+    absolute_lift: Lift
+    relative_lift: Lift
+    z_score: Annotated[float | None, _doc("Pooled two-proportion z; null when undefined.", 3.05)]
+    p_value: PValue
+    p_value_adjusted: Annotated[float | None, _doc("Holm-Bonferroni over the comparisons.", 0.0023)]
+    significant: Annotated[bool, _doc("p_value < 0.05; false when it is null.", True)]
     confidence_interval: IntervalOut
     value: ValueComparisonOut
 
@@ -357,18 +572,20 @@ class ResultsOut(msgspec.Struct):
 
 
 class FieldErrorOut(msgspec.Struct):
-    field: str
-    message: str
+    field: Annotated[str, _doc("The path of the field.", "variants[1].traffic_percentage")]
+    message: Annotated[str, _doc("The rule it broke.", "must have at most two decimals")]
 
 
 class ProblemOut(msgspec.Struct, omit_defaults=True):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details: the body of every error."""
 
-    status: int
-    title: str
-    detail: str
-    type: str = "about:blank"
-    errors: list[FieldErrorOut] | None = None
+    status: Annotated[int, _doc("The HTTP status code.", 422)]
+    title: Annotated[str, _doc("The status code's phrase.", "Unprocessable Entity")]
+    detail: Annotated[str, _doc("What went wrong, for a human.")]
+    type: Annotated[str, _doc("Always `about:blank`: the status says it all.")] = "about:blank"
+    errors: Annotated[
+        list[FieldErrorOut] | None, _doc("Each invalid field, for validation errors (422, 409).")
+    ] = None
 
 
 class LayerExperimentOut(msgspec.Struct):
@@ -442,3 +659,66 @@ class HoldoutResultsOut(msgspec.Struct):
         interval = IntervalOut.of(r.interval, "newcombe")
         return cls(HoldoutOut.of(r.holdout), r.event_type, held, exposed, lift, relative,
                    r.test.z_score, r.test.p_value, interval)
+
+
+class KeyOut(msgspec.Struct):
+    """A key as listed: never its secret, nor its digest."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(key.id, key.name, list(key.scopes), key.created_at, key.created_by, key.expires_at, key.revoked_at)
+
+
+class KeyCreatedOut(KeyOut):
+    """A new key, with its secret: shown this once, stored nowhere but as a digest."""
+
+    key: str
+
+    @classmethod
+    def created(cls, new: NewKey) -> KeyCreatedOut:
+        k = new.key
+        return cls(k.id, k.name, list(k.scopes), k.created_at, k.created_by, k.expires_at, k.revoked_at, new.secret)
+
+
+class KeyListOut(msgspec.Struct):
+    items: list[KeyOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: KeyPage) -> KeyListOut:
+        return cls([KeyOut.of(k) for k in page.items], page.total)
+
+
+class AuditTargetOut(msgspec.Struct):
+    type: str
+    id: str
+
+
+class AuditEntryOut(msgspec.Struct):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    target: AuditTargetOut
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditEntryOut:
+        return cls(e.id, e.at, e.actor, e.action, AuditTargetOut(e.target_type, e.target_id), dict(e.details))
+
+
+class AuditListOut(msgspec.Struct):
+    items: list[AuditEntryOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: AuditPage) -> AuditListOut:
+        return cls([AuditEntryOut.of(e) for e in page.items], page.total)

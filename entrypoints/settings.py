@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from domain.rate_limit import Rate
+
 DEFAULT_DATABASE_URL = "sqlite:///./data/experiments.db"
+
+# Per route class: the variable that sets its rate, and the rate when it is unset. They apply to
+# every credential that is limited (API_TOKENS only with RATE_LIMIT_API_TOKENS=true).
+RATE_LIMIT_DEFAULTS = {
+    "assignment": ("RATE_LIMIT_ASSIGNMENT", Rate(200, 1, 200)),
+    "ingestion": ("RATE_LIMIT_INGESTION", Rate(50, 1, 50)),
+    "admin": ("RATE_LIMIT_ADMIN", Rate(30, 60, 30)),
+    "read": ("RATE_LIMIT_READ", Rate(20, 1, 20)),
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,25 @@ class Settings:
     near_cache_max_entries: int = 100_000
     metrics_token_required: bool = True
     event_clock_skew_seconds: int = 7 * 86400
+    header_read_timeout_seconds: float = 10.0
+    body_read_timeout_seconds: float = 60.0
+    key_cache_ttl_seconds: float = 5.0
+    jwt_public_key_file: str | None = None
+    jwt_jwks_file: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_scopes_claim: str = "scope"
+    log_format: str = "text"
+    log_level: str = "info"
+    rate_limit_api_tokens: bool = False
+    # Route class -> its rate, or None when that class is not limited (``off``).
+    rate_limits: Mapping[str, Rate | None] = field(
+        default_factory=lambda: {c: rate for c, (_, rate) in RATE_LIMIT_DEFAULTS.items()}
+    )
+
+    def rates(self) -> dict[str, Rate]:
+        """The route classes that are limited, with their rates."""
+        return {c: rate for c, rate in self.rate_limits.items() if rate is not None}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,7 +71,28 @@ class Settings:
             near_cache_max_entries=_int(env, "NEAR_CACHE_MAX_ENTRIES", 100_000),
             metrics_token_required=_bool(env, "METRICS_TOKEN_REQUIRED", True),
             event_clock_skew_seconds=_int(env, "EVENT_CLOCK_SKEW_SECONDS", 7 * 86400),
+            header_read_timeout_seconds=_seconds(env, "HEADER_READ_TIMEOUT_SECONDS", 10.0),
+            body_read_timeout_seconds=_seconds(env, "BODY_READ_TIMEOUT_SECONDS", 60.0),
+            key_cache_ttl_seconds=_seconds(env, "KEY_CACHE_TTL_SECONDS", 5.0, allow_zero=True),
+            jwt_public_key_file=env.get("JWT_PUBLIC_KEY_FILE") or None,
+            jwt_jwks_file=env.get("JWT_JWKS_FILE") or None,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            jwt_scopes_claim=env.get("JWT_SCOPES_CLAIM") or "scope",
+            rate_limit_api_tokens=_bool(env, "RATE_LIMIT_API_TOKENS", False),
+            rate_limits={
+                "assignment": _rate(env, "RATE_LIMIT_ASSIGNMENT", RATE_LIMIT_DEFAULTS["assignment"][1]),
+                "ingestion": _rate(env, "RATE_LIMIT_INGESTION", RATE_LIMIT_DEFAULTS["ingestion"][1]),
+                "admin": _rate(env, "RATE_LIMIT_ADMIN", RATE_LIMIT_DEFAULTS["admin"][1]),
+                "read": _rate(env, "RATE_LIMIT_READ", RATE_LIMIT_DEFAULTS["read"][1]),
+            },
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
+            log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return any((self.jwt_public_key_file, self.jwt_jwks_file, self.jwt_issuer, self.jwt_audience))
 
 
 class ConfigurationError(ValueError):
@@ -62,6 +114,20 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not (0 <= value if allow_zero else 0 < value) or value > 86_400:
+        low = "from 0 to" if allow_zero else "above 0 and at most"
+        raise ConfigurationError(f"{name} must be a number of seconds {low} 86400, got {raw!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -71,6 +137,37 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+_RATE = re.compile(r"(\d+)/(s|min)(?:,burst=(\d+))?")
+_SECONDS = {"s": 1, "min": 60}
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate | None:
+    """``<requests>/<s|min>`` with an optional ``,burst=<n>`` (default: requests), or ``off``."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw.lower() == "off":
+        return None
+    match = _RATE.fullmatch(raw.replace(" ", "").lower())
+    if match is None or int(match[1]) < 1 or (match[3] is not None and int(match[3]) < 1):
+        raise ConfigurationError(
+            f"{name} must be <requests>/<s|min> with an optional ,burst=<n> (positive whole"
+            f" numbers, e.g. 100/min,burst=20) or off, got {raw!r}"
+        )
+    requests = int(match[1])
+    return Rate(requests, _SECONDS[match[2]], int(match[3] or requests))
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+        raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
+    return raw
 
 
 def generate_token() -> str:

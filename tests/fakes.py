@@ -24,3 +24,16 @@ class SequentialIds:
     def new_id(self) -> str:
         self._next += 1
         return f"{self._prefix}{self._next:06d}"
+
+
+class FakeTimer:
+    """A monotonic clock in seconds (what ``time.monotonic`` gives) that moves only when told."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.current = start
+
+    def __call__(self) -> float:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += seconds

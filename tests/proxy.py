@@ -1,4 +1,4 @@
-"""A TCP proxy to a real server that a test can cut and restore, as a network outage would."""
+"""Network trouble on demand: a TCP proxy a test can cut and restore, and a server that hangs."""
 
 from __future__ import annotations
 
@@ -57,5 +57,29 @@ class OutageProxy:
 
     async def stop(self) -> None:
         self.cut()
+        assert self._server is not None
+        self._server.close()
+
+
+class SilentServer:
+    """Accepts connections and never answers: a hung Redis, the case where timeouts cost most."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self._writers.append(writer)
+            await reader.read()  # until the client gives up
+
+        self._server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
         assert self._server is not None
         self._server.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cachetools import TTLCache
 
+from adapters.memory.expiring import ExpiringMap
 from domain.assignment import Assignment
 from domain.experiment import Experiment
 
@@ -11,7 +12,7 @@ from domain.experiment import Experiment
 class MemoryCache:
     """Experiments by id, assignments by (experiment id, user id), each process its own.
 
-    cachetools' TTLCache evicts least-recently-used entries past ``max_entries``, so memory stays
+    cachetools' TTLCache evicts least-recently-used assignments past ``max_entries``, so memory stays
     bounded however many users arrive. Assignments are kept ``ttl_seconds``. Experiments are kept
     only ``experiment_ttl_seconds``: with several worker processes each holds its own copy, and
     ``forget_experiment`` reaches only the process it is called in, so that TTL is how long the
@@ -29,15 +30,15 @@ class MemoryCache:
         self._assignments: TTLCache[tuple[str, str], Assignment] = TTLCache(
             maxsize=max_entries, ttl=ttl_seconds
         )
-        self._experiments: TTLCache[str, Experiment] = TTLCache(
-            maxsize=max_experiments, ttl=experiment_ttl_seconds
+        self._experiments: ExpiringMap[str, Experiment] = ExpiringMap(
+            max_experiments, experiment_ttl_seconds
         )
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
 
     async def set_experiment(self, experiment: Experiment) -> None:
-        self._experiments[experiment.id] = experiment
+        self._experiments.set(experiment.id, experiment)
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
         return self._assignments.get((experiment_id, user_id))
@@ -46,7 +47,7 @@ class MemoryCache:
         self._assignments[(assignment.experiment_id, assignment.user_id)] = assignment
 
     async def forget_experiment(self, experiment_id: str) -> None:
-        self._experiments.pop(experiment_id, None)
+        self._experiments.pop(experiment_id)
 
     async def close(self) -> None:
         self._experiments.clear()

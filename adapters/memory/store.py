@@ -7,9 +7,11 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment
+from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice, SliceTaken
 from domain.lifecycle import Status
 from domain.results import EventTotals, ResultQuery, VariantAggregate
@@ -25,8 +27,11 @@ class MemoryStore:
         self._layers: dict[str, Layer] = {}
         self._holdouts: dict[str, Holdout] = {}
         self._members: dict[tuple[str, str], datetime] = {}
+        self._keys: dict[str, ApiKey] = {}
+        self._key_ids_by_digest: dict[str, str] = {}
+        self._audit: list[AuditEntry] = []
 
-    async def add_experiment(self, experiment: Experiment) -> None:
+    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
         if experiment.name in self._names:
             raise DuplicateExperimentName(experiment.name)
         if (slot := experiment.layer) is not None:
@@ -34,6 +39,8 @@ class MemoryStore:
                 raise SliceTaken(slot.layer_id)
         self._names.add(experiment.name)
         self._experiments[experiment.id] = experiment
+        if audit is not None:
+            self._audit.append(audit)
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
@@ -86,7 +93,9 @@ class MemoryStore:
             counts += [len(group), len(converted)]
         return counts[0], counts[1], counts[2], counts[3]
 
-    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+    async def update_experiment(
+        self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
+    ) -> None:
         stored = self._experiments.get(experiment.id)
         if stored is None or stored.version != expected_version:
             raise ConcurrentChange(experiment.id)
@@ -96,6 +105,8 @@ class MemoryStore:
             self._names.discard(stored.name)
             self._names.add(experiment.name)
         self._experiments[experiment.id] = experiment
+        if audit is not None:
+            self._audit.append(audit)
 
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
         return {i for i in experiment_ids if i in self._experiments}
@@ -170,6 +181,41 @@ class MemoryStore:
             )
             for v in experiment.variants
         }
+
+    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
+        self._keys[key.id] = key
+        self._key_ids_by_digest[key.digest] = key.id
+        self._audit.append(audit)
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        return self._keys.get(key_id)
+
+    async def find_key(self, digest: str) -> ApiKey | None:
+        key_id = self._key_ids_by_digest.get(digest)
+        return None if key_id is None else self._keys[key_id]
+
+    async def list_keys(self, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        newest_first = sorted(self._keys.values(), key=lambda k: (k.created_at, k.id), reverse=True)
+        return newest_first[offset : offset + limit], len(newest_first)
+
+    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+        key = self._keys.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return key
+        self._keys[key_id] = key = key.revoked(audit.at)
+        self._audit.append(audit)
+        return key
+
+    async def list_audit(
+        self, limit: int, offset: int, *, action: str | None = None, target_id: str | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        matching = [
+            e
+            for e in self._audit
+            if (action is None or e.action == action) and (target_id is None or e.target_id == target_id)
+        ]
+        matching.sort(key=lambda e: (e.at, e.id), reverse=True)
+        return matching[offset : offset + limit], len(matching)
 
     async def rebuild_aggregates(self) -> None:
         pass  # it aggregates raw events at every read: nothing kept to rebuild

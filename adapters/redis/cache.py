@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from adapters.redis.breaker import Breaker, client_for
 from domain.assignment import Assignment
 from domain.experiment import Experiment, Override, Variant
 from domain.lifecycle import Status
@@ -122,18 +118,17 @@ def decode_assignment(data: bytes) -> Assignment:
     return Assignment(r.experiment_id, r.user_id, r.variant_id, r.variant_name, r.assigned_at)
 
 
-def redacted(url: str) -> str:
-    """``scheme://host:port/db`` of a Redis URL: what a log line may show, never the password."""
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
-    except ValueError:
-        return "redis (unparseable URL)"
+def assignment_key(experiment_id: str, user_id: str) -> str:
+    """``assign:{len(experiment_id)}:{experiment_id}:{user_id}``: the length says where the
+    experiment id ends, so no two pairs of ids share a key whatever characters they hold (the
+    former ``assignment:{experiment_id}:{user_id}`` gave experiment ``a:b`` with user ``c`` and
+    experiment ``a`` with user ``b:c`` one key). The new name leaves every former key unread."""
+    return f"assign:{len(experiment_id)}:{experiment_id}:{user_id}"
 
 
 class RedisCache:
-    """Keys ``experiment:{experiment_id}`` and ``assignment:{experiment_id}:{user_id}``, each a
-    msgpack value written with SETEX and the configured TTL.
+    """Keys ``experiment:{experiment_id}`` and ``assignment_key(experiment_id, user_id)``, each
+    a msgpack value written with SETEX and the configured TTL.
 
     The store is the truth and the cache only spares it reads, so a Redis that fails or is slow
     must cost little: every call gives up after ``timeout`` seconds, and after a failure Redis is
@@ -154,55 +149,35 @@ class RedisCache:
         self._ttl = max(1, math.ceil(ttl_seconds))  # SETEX takes whole seconds
         self._prefix = key_prefix
         self._timeout = timeout
-        self._retry_after = retry_after
-        self._where = redacted(url)
-        # Connections are opened on first use, in the event loop that serves the requests.
-        self._client = Redis.from_url(
+        self._client = client_for(url, timeout)
+        self._breaker = Breaker(
             url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # redis-py retries a failed command 3 times with backoff by default: seconds per call
-            # while Redis is down. The breaker below is the only retry.
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
+            what="Redis cache",
+            meanwhile="serving from the store",
+            logger=log,
+            timeout=timeout,
+            retry_after=retry_after,
+            on_change=on_breaker,
+            on_open=self._discard_connections,
         )
-        self._skip_until = 0.0
-        self._down = False
-        # Told True when the breaker opens, False when Redis is back (a metric, say).
-        self._on_breaker = on_breaker or (lambda down: None)
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
 
     async def _call(self, command: str, *args: Any) -> Any:
         """The command's reply, or None when Redis is skipped or fails."""
-        now = time.monotonic()
-        if now < self._skip_until:
-            return None
-        if self._down:
-            # Half-open: this call is the probe; the others keep skipping until it is done.
-            self._skip_until = now + self._retry_after
+        return await self._breaker.call(lambda: self._client.execute_command(command, *args))
+
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.open
+
+    async def _discard_connections(self) -> None:
         try:
-            # The socket timeouts do not cover name resolution; this bounds the whole call.
-            async with asyncio.timeout(self._timeout * 2):
-                reply = await self._client.execute_command(command, *args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._skip_until = time.monotonic() + self._retry_after
-            if not self._down:
-                self._down = True
-                self._on_breaker(True)
-                log.warning(
-                    "Redis cache at %s failed (%s); serving from the store until it is back",
-                    self._where,
-                    type(exc).__name__,
-                )
-            return None
-        if self._down:
-            self._down = False
-            self._skip_until = 0.0
-            self._on_breaker(False)
-            log.warning("Redis cache at %s is back", self._where)
-        return reply
+            async with asyncio.timeout(self._timeout):
+                await self._client.connection_pool.disconnect()
+        except (RedisError, OSError, TimeoutError):
+            pass
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         data = await self._call("GET", self._key("experiment", experiment_id))
@@ -213,11 +188,19 @@ class RedisCache:
         await self._call("SETEX", key, self._ttl, encode_experiment(experiment))
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
-        data = await self._call("GET", self._key("assignment", experiment_id, user_id))
-        return _decoded(decode_assignment, data)
+        data = await self._call("GET", self._prefix + assignment_key(experiment_id, user_id))
+        assignment = _decoded(decode_assignment, data)
+        if assignment is None or (assignment.experiment_id, assignment.user_id) != (
+            experiment_id,
+            user_id,
+        ):
+            # The entry names its own ids: one that is not this pair's is never served, under
+            # any key format past or future.
+            return None
+        return assignment
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        key = self._key("assignment", assignment.experiment_id, assignment.user_id)
+        key = self._prefix + assignment_key(assignment.experiment_id, assignment.user_id)
         await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
 
     async def forget_experiment(self, experiment_id: str) -> None:

@@ -7,14 +7,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from cachetools import LRUCache, TTLCache
-from redis.asyncio import Redis
+from cachetools import LRUCache
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from adapters.redis.cache import RedisCache, redacted
+from adapters.memory.expiring import ExpiringMap
+from adapters.redis.breaker import client_for, redacted
+from adapters.redis.cache import RedisCache
 from domain.assignment import Assignment
 from domain.experiment import Experiment
 
@@ -50,13 +49,11 @@ class ForgetChannel:
         """Whether a subscription is established now: while it is not, changes go unheard."""
         self._timeout, self._retry_after, self._heartbeat = timeout, retry_after, heartbeat
         self._where = redacted(url)
-        self._client = Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # the listener's own loop is the only retry
-            retry_on_timeout=False,
-        )
+        # Publishing replaces a dead pooled connection at once (client_for). Listening does
+        # not retry: redis-py would resubscribe on a new connection unseen, and the messages
+        # lost meanwhile would go unnoticed; the listener's loop resubscribes and forgets all.
+        self._client = client_for(url, timeout)
+        self._listener = client_for(url, timeout, retry=False)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -84,7 +81,7 @@ class ForgetChannel:
     ) -> None:
         deaf = False  # a failure was logged and no subscription has succeeded since
         while True:
-            pubsub = self._client.pubsub()
+            pubsub = self._listener.pubsub()
             try:
                 await self._subscribe(pubsub)
                 forget_all()
@@ -142,8 +139,9 @@ class ForgetChannel:
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=0.05)
             self._task = None
-        with contextlib.suppress(*_FAILURES):
-            await self._client.aclose()
+        for client in (self._client, self._listener):
+            with contextlib.suppress(*_FAILURES):
+                await client.aclose()
 
 
 class NearCache:
@@ -175,8 +173,8 @@ class NearCache:
     ) -> None:
         self._far, self._changes = far, changes
         self._assignments: LRUCache[tuple[str, str], Assignment] = LRUCache(maxsize=max_entries)
-        self._experiments: TTLCache[str, Experiment] = TTLCache(
-            maxsize=max_experiments, ttl=experiment_ttl_seconds
+        self._experiments: ExpiringMap[str, Experiment] = ExpiringMap(
+            max_experiments, experiment_ttl_seconds
         )
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
@@ -185,7 +183,7 @@ class NearCache:
     async def set_experiment(self, experiment: Experiment) -> None:
         # Only a process that holds experiments needs to hear of changes.
         self._changes.follow(self._drop_experiment, self._experiments.clear)
-        self._experiments[experiment.id] = experiment
+        self._experiments.set(experiment.id, experiment)
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
         key = (experiment_id, user_id)
@@ -207,7 +205,7 @@ class NearCache:
         await self._changes.publish(experiment_id)
 
     def _drop_experiment(self, experiment_id: str) -> None:
-        self._experiments.pop(experiment_id, None)
+        self._experiments.pop(experiment_id)
 
     async def close(self) -> None:
         await self._changes.close()

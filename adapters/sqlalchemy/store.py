@@ -9,14 +9,17 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.sqlalchemy.access import AuditTrail, Keys
 from adapters.sqlalchemy.database import Database, unavailable_on_connection_loss
 from adapters.sqlalchemy.folding import FOLD_INTERVAL_SECONDS, Folder
 from adapters.sqlalchemy.views import ResultsView
 from adapters.sqlalchemy.writes import Assignments, Events, Experiments, Layers
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.event import EventBatch, to_micros
 from domain.layers import Holdout, Layer, Slice
 from domain.experiment import Experiment
+from domain.keys import ApiKey
 from domain.results import ResultQuery, VariantAggregate
 
 
@@ -28,6 +31,8 @@ class SqlStore:
         self._assignments = Assignments(self.database)
         self._events = Events(self.database)
         self._results = ResultsView(self.database)
+        self._keys = Keys(self.database)
+        self._audit = AuditTrail(self.database)
         self.folder = Folder(self.database, interval=fold_interval)
 
     async def start(self) -> None:
@@ -35,8 +40,8 @@ class SqlStore:
         self.folder.start()
 
     @unavailable_on_connection_loss
-    async def add_experiment(self, experiment: Experiment) -> None:
-        await self._experiments.add(experiment)
+    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
+        await self._experiments.add(experiment, audit)
 
     @unavailable_on_connection_loss
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
@@ -81,8 +86,10 @@ class SqlStore:
         return await self._layers.outcomes(holdout_id, event_type)
 
     @unavailable_on_connection_loss
-    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
-        await self._experiments.update(experiment, expected_version)
+    async def update_experiment(
+        self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
+    ) -> None:
+        await self._experiments.update(experiment, expected_version, audit)
 
     @unavailable_on_connection_loss
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
@@ -111,6 +118,32 @@ class SqlStore:
         self, experiment: Experiment, query: ResultQuery
     ) -> Mapping[str, VariantAggregate]:
         return await self._results.variant_aggregates(experiment, query)
+
+    @unavailable_on_connection_loss
+    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
+        await self._keys.add(key, audit)
+
+    @unavailable_on_connection_loss
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        return await self._keys.get(key_id)
+
+    @unavailable_on_connection_loss
+    async def find_key(self, digest: str) -> ApiKey | None:
+        return await self._keys.find(digest)
+
+    @unavailable_on_connection_loss
+    async def list_keys(self, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        return await self._keys.page(limit, offset)
+
+    @unavailable_on_connection_loss
+    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+        return await self._keys.revoke(key_id, audit)
+
+    @unavailable_on_connection_loss
+    async def list_audit(
+        self, limit: int, offset: int, *, action: str | None = None, target_id: str | None = None
+    ) -> tuple[list[AuditEntry], int]:
+        return await self._audit.page(limit, offset, action, target_id)
 
     @unavailable_on_connection_loss
     async def fold(self) -> int:

@@ -210,3 +210,33 @@ fold_state = Table(
     Column("assignments_horizon", BigInteger, nullable=False),
     Column("folded_at", BigInteger, nullable=False),
 )
+
+# ---- access: API keys and the audit trail of admin actions
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("scopes", String(100), nullable=False),  # space-separated, sorted
+    # Hex SHA-256 of the secret: the secret itself is never stored. Unique: the auth lookup.
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Index("ix_api_keys_created_at", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("target_type", String(50), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("details", Text, nullable=False),  # JSON
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_target", "target_id", "at"),
+)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sqlalchemy.access import insert_audit
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.tables import (
     events,
@@ -25,6 +26,7 @@ from adapters.sqlalchemy.tables import (
     variants,
 )
 from domain.assignment import Assignment
+from domain.audit import AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import EventBatch, from_micros, to_micros
 from domain.experiment import Experiment, Override, Variant
@@ -105,18 +107,20 @@ class Experiments:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def add(self, experiment: Experiment) -> None:
+    async def add(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
         def insert(conn: Connection) -> None:
             _check_slice(conn, experiment)
             conn.execute(experiments.insert().values(id=experiment.id, **_columns(experiment)))
             _insert_parts(conn, experiment, variants_too=True)
+            if audit is not None:
+                insert_audit(conn, audit)
 
         try:
             await self._db.write(insert)
         except IntegrityError as exc:
             raise DuplicateExperimentName(experiment.name) from exc
 
-    async def update(self, experiment: Experiment, expected_version: int) -> None:
+    async def update(self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None) -> None:
         """One transaction: the row if still at ``expected_version``, and its parts replaced."""
         stored_variants = None
 
@@ -139,6 +143,8 @@ class Experiments:
             if new_split:  # in draft only (the domain refuses it later): no assignment names them
                 conn.execute(variants.delete().where(variants.c.experiment_id == experiment.id))
             _insert_parts(conn, experiment, variants_too=new_split)
+            if audit is not None:
+                insert_audit(conn, audit)
 
         try:
             await self._db.write(update)

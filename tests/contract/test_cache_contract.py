@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from adapters.memory.cache import MemoryCache
 from application.ports import Cache
@@ -106,3 +108,58 @@ async def test_a_forgotten_experiment_is_a_miss_and_its_assignments_stay(cache: 
     await cache.forget_experiment("never cached")
     await cache.set_experiment(exp)  # cached again after the change, as its next read would
     assert await cache.get_experiment(exp.id) == exp
+
+
+# Ids of any characters but lone surrogates (no request can carry one), with the separators and
+# digits a key format might use made common.
+_ids = st.text(
+    alphabet=st.sampled_from(":0123456789{}|\\/%") | st.characters(exclude_categories=("Cs",)),
+    min_size=1,
+    max_size=12,
+)
+
+
+# Any two pairs, and often two that join to the same text with a separator moved (a:b + c, a + b:c).
+_two_pairs = st.tuples(st.tuples(_ids, _ids), st.tuples(_ids, _ids)) | st.builds(
+    lambda a, b, c, sep: ((a + sep + b, c), (a, b + sep + c)), _ids, _ids, _ids, st.sampled_from(":|/")
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=_two_pairs)
+@example(pairs=(("a:b", "c"), ("a", "b:c")))
+async def test_assignments_of_different_id_pairs_never_share_an_entry(
+    cache: Cache, pairs: tuple[tuple[str, str], tuple[str, str]]
+) -> None:
+    """Experiment ``a:b`` with user ``c`` and experiment ``a`` with user ``b:c`` (any two
+    pairs) are two entries: writing one never changes what the other reads."""
+    first, second = pairs
+    if first == second:
+        return
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+    one = Assignment(*first, "variant-1", "one", at)
+    two = Assignment(*second, "variant-2", "two", at)
+    await cache.set_assignment(one)
+    await cache.set_assignment(two)
+    assert await cache.get_assignment(*first) == one
+    assert await cache.get_assignment(*second) == two
+
+
+@pytest.mark.parametrize("kind", ["redis", "near"])
+async def test_an_entry_under_the_old_key_format_is_never_served(kind: str) -> None:
+    """Keys were ``assignment:{experiment_id}:{user_id}``: after an upgrade such an entry is a
+    miss, never another pair's answer (experiment ``e`` and user ``u:v`` wrote the entry that
+    experiment ``e:u`` with user ``v`` would have read)."""
+    cache = await open_cache(kind, ttl_seconds=60)
+    try:
+        from adapters.redis.cache import encode_assignment
+
+        prefix = cache._prefix if kind == "redis" else cache._far._prefix  # type: ignore[attr-defined]
+        admin = await reachable_redis()
+        at = datetime(2026, 11, 28, tzinfo=UTC)
+        old = Assignment("e", "u:v", "variant-1", "one", at)
+        await admin.set(f"{prefix}assignment:e:u:v", encode_assignment(old))
+        await admin.aclose()
+        assert await cache.get_assignment("e:u", "v") is None
+    finally:
+        await cache.close()

@@ -15,7 +15,7 @@ from adapters.redis.cache import RedisCache
 from domain.assignment import Assignment
 from domain.experiment import Experiment, VariantDraft
 from tests.fakes import SequentialIds
-from tests.proxy import OutageProxy
+from tests.proxy import OutageProxy, SilentServer
 
 pytestmark = pytest.mark.redis
 
@@ -38,7 +38,7 @@ async def test_keys_ttls_and_values_are_as_documented(redis_admin: Redis) -> Non
     cache = RedisCache(REDIS_URL, ttl_seconds=120)
     exp = an_experiment()
     assignment = Assignment.decide(exp, "u:1", exp.created_at)
-    keys = [f"experiment:{exp.id}", f"assignment:{exp.id}:u:1"]
+    keys = [f"experiment:{exp.id}", f"assign:{len(exp.id)}:{exp.id}:u:1"]
     try:
         await cache.set_experiment(exp)
         await cache.set_assignment(assignment)
@@ -84,30 +84,6 @@ async def test_a_closed_port_is_a_miss_and_a_no_op_with_one_warning(
     assert len(warnings) == 1
     assert "127.0.0.1:1" in warnings[0].getMessage()
     assert "s3cret" not in caplog.text
-
-
-class SilentServer:
-    """Accepts connections and never answers: a hung Redis, the case where timeouts cost most."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> int:
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            self._writers.append(writer)
-            await reader.read()  # until the client gives up
-
-        self._server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        for writer in self._writers:
-            writer.close()
-        assert self._server is not None
-        self._server.close()
 
 
 async def test_a_hung_redis_costs_one_timeout_per_outage_window_not_one_per_call() -> None:

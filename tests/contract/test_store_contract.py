@@ -14,10 +14,12 @@ import pytest
 
 from application.ports import Store
 from domain.assignment import Assignment
+from domain.audit import EXPERIMENT_CREATED, KEY_CREATED, KEY_REVOKED, AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTaken
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
+from domain.keys import ApiKey
 from domain.results import ResultQuery
 from tests.conftest import STORE_KINDS, open_store, sqlite_url
 from tests.fakes import SequentialIds
@@ -430,3 +432,83 @@ async def test_a_batch_that_fails_midway_stores_nothing_and_fails_alone(
     assert await store.add_events(EventBatch.of(rest)) == len(rest)
     assert_aggregates(await store.variant_aggregates(exp, query),
                       reference(exp, assignments, stored + rest, query))
+
+
+# ---- API keys and the audit trail
+
+
+def api_key(i: int, *, at: datetime = T0, expires_at: datetime | None = None) -> ApiKey:
+    return ApiKey.create(
+        name=f"key-{i}",
+        scopes=["read", "assign"],
+        expires_at=expires_at,
+        secret=f"xpk_secret-{i}",
+        created_by="jwt:alice",
+        new_id=lambda: f"k{i:05d}",
+        now=at,
+    )
+
+
+def entry(i: int, action: str, target_id: str, at: datetime = T0, **details: object) -> AuditEntry:
+    return AuditEntry(f"a{i:05d}", at, "API_TOKENS", action, "key", target_id, details)
+
+
+async def test_keys_round_trip_and_are_found_by_digest(store: Store) -> None:
+    key = api_key(1, at=T0 + timedelta(microseconds=7), expires_at=T0 + timedelta(days=1, microseconds=3))
+    await store.add_key(key, entry(1, KEY_CREATED, key.id))
+    assert await store.get_key(key.id) == key
+    assert await store.find_key(key.digest) == key
+    assert await store.get_key("missing") is None
+    assert await store.get_key("nul\x00") is None
+    assert await store.find_key("0" * 64) is None
+
+
+async def test_keys_are_listed_newest_first_and_paged(store: Store) -> None:
+    for i in range(5):
+        k = api_key(i, at=T0 + timedelta(seconds=i))
+        await store.add_key(k, entry(i, KEY_CREATED, k.id))
+    items, total = await store.list_keys(2, 1)
+    assert total == 5
+    assert [k.name for k in items] == ["key-3", "key-2"]
+    assert (await store.list_keys(10, 10)) == ([], 5)
+
+
+async def test_revoking_stores_the_time_and_one_entry_and_is_idempotent(store: Store) -> None:
+    key = api_key(1)
+    await store.add_key(key, entry(1, KEY_CREATED, key.id))
+    first = await store.revoke_key(key.id, entry(2, KEY_REVOKED, key.id, T0 + timedelta(hours=1)))
+    assert first == key.revoked(T0 + timedelta(hours=1))
+    again = await store.revoke_key(key.id, entry(3, KEY_REVOKED, key.id, T0 + timedelta(hours=2)))
+    assert again == first
+    assert await store.find_key(key.digest) == first
+    assert await store.revoke_key("missing", entry(4, KEY_REVOKED, "missing")) is None
+    entries, total = await store.list_audit(10, 0)
+    assert total == 2
+    assert [e.id for e in entries] == ["a00002", "a00001"]
+
+
+async def test_an_experiment_is_stored_with_its_audit_entry_or_neither_is(store: Store) -> None:
+    exp = experiment("a")
+    created = AuditEntry("a1", T0, "ci", EXPERIMENT_CREATED, "experiment", exp.id, {"name": "a", "n": [1, 2.5]})
+    await store.add_experiment(exp, created)
+    with pytest.raises(DuplicateExperimentName):
+        taken = experiment("a", ids=SequentialIds("other"))
+        await store.add_experiment(taken, AuditEntry("a2", T0, "ci", EXPERIMENT_CREATED, "experiment", taken.id))
+    assert (await store.list_audit(10, 0)) == ([created], 1)
+
+
+async def test_audit_entries_are_newest_first_filtered_and_paged(store: Store) -> None:
+    keys = [api_key(i) for i in range(3)]
+    for i, k in enumerate(keys):
+        await store.add_key(k, entry(i, KEY_CREATED, k.id, T0 + timedelta(seconds=i), name=k.name, scopes=list(k.scopes)))
+    await store.revoke_key(keys[0].id, entry(9, KEY_REVOKED, keys[0].id, T0 + timedelta(seconds=9)))
+    everything, total = await store.list_audit(10, 0)
+    assert total == 4 and [e.id for e in everything] == ["a00009", "a00002", "a00001", "a00000"]
+    assert everything[3].details == {"name": "key-0", "scopes": ["assign", "read"]}
+    assert everything[3].at == T0 and everything[3].actor == "API_TOKENS" and everything[3].target_type == "key"
+    created, total = await store.list_audit(1, 1, action=KEY_CREATED)
+    assert total == 3 and [e.id for e in created] == ["a00001"]
+    about_first, total = await store.list_audit(10, 0, target_id=keys[0].id)
+    assert total == 2 and [e.action for e in about_first] == [KEY_REVOKED, KEY_CREATED]
+    assert (await store.list_audit(10, 0, action=KEY_REVOKED, target_id=keys[1].id)) == ([], 0)
+    assert (await store.list_audit(10, 0, target_id="nul\x00")) == ([], 0)

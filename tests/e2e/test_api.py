@@ -151,6 +151,11 @@ ENDPOINTS = [
     ("POST", "/events", event("some-id", "u-1")),
     ("POST", "/events", {"events": []}),
     ("GET", "/experiments/some-id/results", None),
+    ("POST", "/keys", {"name": "k", "scopes": ["read"]}),
+    ("GET", "/keys", None),
+    ("GET", "/keys/some-id", None),
+    ("DELETE", "/keys/some-id", None),
+    ("GET", "/audit", None),
 ]
 BAD_CREDENTIALS = {
     "missing": None,

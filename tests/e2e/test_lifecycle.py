@@ -264,3 +264,21 @@ def test_a_holdout_keeps_its_share_out_and_compares_it_with_everyone_exposed(cli
     assert answer["exposed"]["users"] == 500 - len(held) and answer["exposed"]["converted"] == exposed_buyers
     assert answer["p_value"] is not None and answer["confidence_interval"]["lower"] is not None
     assert_problem(client.get(f"/holdouts/{holdout['id']}/results"), 422)
+
+
+def test_every_change_is_in_the_audit_trail_with_who_and_what_from_what(client: TestClient) -> None:
+    x = create(client)["id"]
+    secret = client.post("/keys", json={"name": "release-bot", "scopes": ["admin"]}).json()["key"]
+    bot = {"Authorization": f"Bearer {secret}"}
+    assert client.patch(f"/experiments/{x}", json={"coverage": 100, "status": "paused"}, headers=bot).status_code == 200
+    variant = client.get(f"/experiments/{x}").json()["variants"][1]["id"]
+    assert client.put(f"/experiments/{x}/assignment/qa", json={"variant_id": variant}, headers=bot).status_code == 200
+    entries = client.get("/audit", params={"target_id": x}).json()["items"]
+    assert [(e["action"], e["actor"]) for e in entries] == [
+        ("experiment.changed", "release-bot"),
+        ("experiment.changed", "release-bot"),
+        ("experiment.created", "API_TOKENS"),
+    ]
+    assert entries[1]["details"] == {"status": {"from": "running", "to": "paused"}}  # coverage did not change
+    assert entries[0]["details"] == {"override": {"user_id": "qa", "from": None, "to": variant}}
+    assert entries[2]["details"]["status"] == "running" and entries[0]["at"] >= entries[1]["at"]

@@ -78,7 +78,7 @@ def test_metrics_names_and_counters_move_with_requests(client: TestClient) -> No
     assert moved("experiments_assignments_served_total", source="new") == 1
     assert moved("experiments_assignments_served_total", source="cache_hit") == 1
     assert moved("experiments_cache_requests_total", kind="assignment", result="hit") == 1
-    # The unknown experiment is known unknown before any assignment is looked up.
+    # The unknown experiment is a 404 before any assignment is read: one miss, the new user's.
     assert moved("experiments_cache_requests_total", kind="assignment", result="miss") == 1
     assert moved("experiments_events_total", outcome="accepted") == 2
     assert moved("experiments_events_total", outcome="duplicate") == 2

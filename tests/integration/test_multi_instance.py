@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import redis
 
+from adapters.redis.cache import assignment_key
 from domain.experiment import Experiment, Variant
 from tests.integration.conftest import ServerProcess, create_experiment
 
@@ -69,7 +70,7 @@ async def assert_one_assignment_per_user(servers: list[ServerProcess], redis_url
     experiment = await create_experiment(servers[0].base_url)
     exp_id = experiment["id"]
     users = [f"user-{i}" for i in range(USERS)]
-    keys = [f"experiment:{exp_id}"] + [f"assignment:{exp_id}:{u}" for u in users]
+    keys = [f"experiment:{exp_id}"] + [assignment_key(exp_id, u) for u in users]
     cache = redis.Redis.from_url(redis_url)
     try:
         # (b) what one instance created, every other one serves.
@@ -96,8 +97,8 @@ async def assert_one_assignment_per_user(servers: list[ServerProcess], redis_url
 
         # The instances share their cache: each assignment sits in Redis under its documented key.
         for user in users:
-            raw = cache.get(f"assignment:{exp_id}:{user}")
-            assert raw is not None and 0 < cache.ttl(f"assignment:{exp_id}:{user}") <= 3600
+            raw = cache.get(assignment_key(exp_id, user))
+            assert raw is not None and 0 < cache.ttl(assignment_key(exp_id, user)) <= 3600
             assert msgspec.msgpack.decode(raw)[2] == next(iter(answers[user]))[0]
     finally:
         cache.delete(*keys)

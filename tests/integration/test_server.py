@@ -36,6 +36,8 @@ SERVER_VARIABLES = (
     "CACHE_TTL_SECONDS",
     "NEAR_CACHE_TTL_SECONDS",
     "NEAR_CACHE_MAX_ENTRIES",
+    "HEADER_READ_TIMEOUT_SECONDS",
+    "BODY_READ_TIMEOUT_SECONDS",
 )
 
 
@@ -267,6 +269,15 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         {"PORT": "abc"},
         {"CACHE_URL": "memcached://127.0.0.1:1"},
         {"NEAR_CACHE_TTL_SECONDS": "0"},
+        {"HEADER_READ_TIMEOUT_SECONDS": "soon"},
+        {"KEY_CACHE_TTL_SECONDS": "soon"},
+        {"JWT_PUBLIC_KEY_FILE": "/nonexistent/jwt.pem", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_PUBLIC_KEY_FILE": "README.md", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_JWKS_FILE": "README.md", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+        {"JWT_PUBLIC_KEY_FILE": "README.md"},
+        {"RATE_LIMIT_READ": "20 per minute"},
+        {"RATE_LIMIT_API_TOKENS": "maybe"},
     ],
     ids=[
         "mysql",
@@ -275,6 +286,15 @@ def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., S
         "port-abc",
         "cache-scheme",
         "near-cache-ttl-zero",
+        "header-timeout-word",
+        "key-cache-ttl",
+        "jwt-key-missing",
+        "jwt-key-not-pem",
+        "jwt-jwks-not-json",
+        "jwt-without-key",
+        "jwt-without-issuer",
+        "rate-limit-syntax",
+        "rate-limit-tokens-bool",
     ],
 )
 def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settings: dict[str, str]) -> None:
@@ -319,7 +339,7 @@ def test_port_out_of_range_fails_fast(tmp_path: Path) -> None:
 
 
 def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
-    path = tmp_path / "fresh" / "nested" / "new.db"
+    path = tmp_path / "new.db"  # a new file in an existing directory, as a new deployment has
     env = server_env(DATABASE_URL=f"sqlite:///{path}")
     for _ in range(2):  # and again: migrating an up-to-date database is a no-op
         done = subprocess.run(
@@ -335,7 +355,7 @@ def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
 
 
 def test_serve_migrates_a_fresh_database_itself(serve: Callable[..., Server], tmp_path: Path) -> None:
-    path = tmp_path / "by-serve" / "db.sqlite"
+    path = tmp_path / "db.sqlite"
     server = serve(DATABASE_URL=f"sqlite:///{path}", API_TOKENS="t1")
     with server.client("t1") as client:
         create_experiment(client, "fresh")

@@ -279,7 +279,9 @@ class Service:
         cache = MemoryCache()
         clock = FakeClock(T)
         create = CreateExperiment(self.store, cache, clock, SequentialIds())
-        experiment = asyncio.run(create(name="e", variants=[VariantDraft("a", 50), VariantDraft("b", 50)]))
+        experiment = asyncio.run(
+            create(name="e", actor="tester", variants=[VariantDraft("a", 50), VariantDraft("b", 50)])
+        )
         assert experiment.id == KNOWN
         # The reference path predates the clock-skew rule (tests/e2e/test_strict_inputs.py has
         # it): a skew to the end of year 9999 lets every timestamp in range through.

@@ -18,6 +18,7 @@ from application.use_cases import (
     ListExperiments,
     RecordEvents,
 )
+from domain.assignment import Assignment
 from domain.errors import (
     DuplicateExperimentName,
     EventsAhead,
@@ -48,6 +49,7 @@ class Service:
     async def experiment(self, name: str = "exp", shares=(50, 50), primary: str | None = "buy"):
         return await self.create(
             name=name,
+            actor="tester",
             primary_event_type=primary,
             variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
         )
@@ -96,6 +98,16 @@ async def test_assignment_is_sticky_and_survives_a_cold_cache(svc: Service) -> N
     svc.cache = MemoryCache()
     cold = AssignUser(GetExperiment(svc.store, svc.cache), svc.store, svc.cache, svc.clock)
     assert await cold(experiment.id, "u1") == first
+
+
+async def test_a_cached_assignment_of_an_unknown_experiment_is_still_a_404(svc: Service) -> None:
+    """The answer does not depend on what the cache holds: the experiment is looked up first."""
+    exp = await svc.experiment()
+    assignment = await svc.assign(exp.id, "u1")
+    ghost = Assignment("no-such-experiment", "u1", assignment.variant_id, "v0", svc.clock.now())
+    await svc.cache.set_assignment(ghost)
+    with pytest.raises(ExperimentNotFound):
+        await svc.assign("no-such-experiment", "u1")
 
 
 async def test_concurrent_first_calls_store_one_assignment(svc: Service) -> None:
@@ -228,7 +240,7 @@ async def test_a_batch_naming_thousands_of_unknown_experiments_costs_one_store_l
     cache = MemoryCache()
     clock = FakeClock()
     create = CreateExperiment(store, cache, clock, SequentialIds())
-    known = await create(name="k", variants=[VariantDraft("a", 50), VariantDraft("b", 50)])
+    known = await create(name="k", variants=[VariantDraft("a", 50), VariantDraft("b", 50)], actor="test")
     record = RecordEvents(GetExperiment(store, cache), store, clock)
     ids = [f"nope-{i}" for i in range(9_999)] + [known.id]
     events = NewEvents(ids, ["u"] * len(ids), ["view"] * len(ids), [None] * len(ids),

@@ -4,16 +4,16 @@ version for changes, QA overrides, layers and holdouts.
 Existing experiments carry forward as they behaved: running, for all traffic (coverage 100%),
 with no audience, started when they were created, version 1. No assignment moves.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

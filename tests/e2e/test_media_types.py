@@ -1,0 +1,64 @@
+"""Request bodies are JSON and must say so: any other Content-Type is a 415."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from litestar.testing import TestClient
+
+EXPERIMENT = {
+    "name": "media",
+    "variants": [
+        {"name": "control", "traffic_percentage": 50, "is_control": True},
+        {"name": "b", "traffic_percentage": 50},
+    ],
+}
+
+
+def bodies(client: TestClient) -> dict[str, bytes]:
+    """A valid JSON body for each endpoint that takes one."""
+    created = client.post("/experiments", json={**EXPERIMENT, "name": "target"})
+    assert created.status_code == 201
+    event = {"experiment_id": created.json()["id"], "user_id": "u", "event_type": "view"}
+    return {"/experiments": json.dumps(EXPERIMENT).encode(), "/events": json.dumps(event).encode()}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonx",
+        "json",
+    ],
+)
+def test_a_json_body_under_another_type_is_a_415_naming_both(client: TestClient, content_type: str) -> None:
+    for path, body in bodies(client).items():
+        response = client.post(path, content=body, headers={"Content-Type": content_type})
+        assert response.status_code == 415, (path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        detail = response.json()["detail"]
+        assert content_type.split(";")[0] in detail and "application/json" in detail, detail
+    assert client.get("/experiments").json()["total"] == 1  # nothing written but the target
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+        "application/problem+json",
+        "application/vnd.example+json; version=2",
+        None,  # no Content-Type at all: taken for JSON, as older clients send it
+    ],
+)
+def test_json_types_and_no_type_are_accepted(client: TestClient, content_type: str | None) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    for path, body in bodies(client).items():
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code in (201, 202), (path, content_type, response.text)
