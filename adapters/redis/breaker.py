@@ -105,7 +105,10 @@ class Breaker:
             # The socket timeouts do not cover name resolution; this bounds the whole call.
             async with asyncio.timeout(self._timeout * 2):
                 reply = await command()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
+            # RuntimeError: under uvloop, redis-py writing to a connection whose transport was
+            # closed meanwhile (the pool dropped, Redis gone) raises it rather than a
+            # ConnectionError; it is Redis failing all the same, never a reason for a 500.
             if not self._down and now < self._back_at:
                 # Sent before Redis was found back (a probe that outlasted the next one, a call
                 # in flight when it went down): its failure is old news, not a new outage.

@@ -175,7 +175,9 @@ class RedisCache:
     async def _discard_connections(self) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.connection_pool.disconnect()
+                # Idle connections only: closing one a request is using under it would fail
+                # that request mid-command; a busy one that is dead fails and is replaced alone.
+                await self._client.connection_pool.disconnect(inuse_connections=False)
         except (RedisError, OSError, TimeoutError):
             pass
 
