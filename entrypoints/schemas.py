@@ -85,7 +85,9 @@ class ExperimentPatchIn(msgspec.Struct):
 
 
 AttributeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-AttributeValue = Annotated[str, msgspec.Meta(max_length=1000)] | int | float | bool | None
+# Whole numbers decode as floats: JSON has one number type, and a schema offering integer and
+# number both would match 0 twice (oneOf).
+AttributeValue = Annotated[str, msgspec.Meta(max_length=1000)] | float | bool | None
 
 
 class AssignmentIn(msgspec.Struct):
