@@ -24,7 +24,7 @@ from domain.errors import (
 )
 from domain.event import NewEvents, batch_size_error, events_ahead, text_error
 from domain.experiment import BUCKETS, Experiment, VariantDraft, percentage_to_basis_points
-from domain.layers import Holdout, HoldoutRef, Layer, LayerFull, LayerSlot, Slice, SliceTaken, free_slice
+from domain.layers import Holdout, HoldoutRef, Layer, LayerFull, LayerSlot, Slice, SliceTaken, free_slice, largest_free
 from domain.statistics import Interval, ZTest, newcombe_interval, two_proportion_z_test
 from domain.keys import ApiKey, Principal, key_errors, new_secret
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
@@ -112,7 +112,7 @@ class CreateExperiment:
             taken = [s for _, s in await self._store.layer_slices(layer.id)]
             free = free_slice(taken, size)
             if free is None:
-                raise LayerFull(max((g for g in _gaps(taken)), default=0), size)
+                raise LayerFull(largest_free(taken), size)
             placed = replace(experiment, layer=LayerSlot(layer.id, layer.seed, free))
             try:
                 await self._store.add_experiment(placed, self._audit(placed, actor, now))
@@ -120,11 +120,6 @@ class CreateExperiment:
                 continue
             return placed
         raise ConcurrentChange(layer.id)
-
-
-def _gaps(taken: list[Slice]) -> list[int]:
-    edges = [0] + [x for s in sorted(taken, key=lambda s: s.start) for x in (s.start, s.end)] + [BUCKETS]
-    return [edges[i + 1] - edges[i] for i in range(0, len(edges), 2)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,12 @@ class Slice:
         return self.start < other.end and other.start < self.end
 
 
+def largest_free(taken: list[Slice]) -> int:
+    """The size of the largest free range of buckets among ``taken``: what one new slice can get."""
+    edges = [0] + [x for s in sorted(taken, key=lambda s: s.start) for x in (s.start, s.end)] + [BUCKETS]
+    return max(edges[i + 1] - edges[i] for i in range(0, len(edges), 2))
+
+
 def free_slice(taken: list[Slice], size: int) -> Slice | None:
     """The lowest free range of ``size`` buckets among ``taken`` (first fit), or None. New
     experiments take free buckets only, so no user of a running experiment is ever moved."""

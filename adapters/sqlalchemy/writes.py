@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -314,17 +314,11 @@ class Layers:
 
     async def add_layer(self, layer: Layer) -> None:
         row = {"id": layer.id, "name": layer.name, "seed": layer.seed, "created_at": to_micros(layer.created_at)}
-        try:
-            await self._db.write(lambda conn: conn.execute(layers.insert().values(**row)))
-        except IntegrityError as exc:
-            raise DuplicateName("layer", layer.name) from exc
+        await self._add_named(layers, "layer", row)
 
     async def layers(self, layer_id: str | None = None) -> list[Layer]:
-        query = select(layers).order_by(layers.c.created_at.desc(), layers.c.id.desc())
-        if layer_id is not None:
-            query = query.where(layers.c.id == layer_id)
-        async with self._db.connect() as conn:
-            return [Layer(r.id, r.name, r.seed, from_micros(r.created_at)) for r in await conn.execute(query)]
+        rows = await self._newest_first(layers, layer_id)
+        return [Layer(r.id, r.name, r.seed, from_micros(r.created_at)) for r in rows]
 
     async def slices(self, layer_id: str) -> list[tuple[str, Slice]]:
         query = (
@@ -338,18 +332,25 @@ class Layers:
     async def add_holdout(self, holdout: Holdout) -> None:
         row = {"id": holdout.id, "name": holdout.name, "seed": holdout.seed,
                "basis_points": holdout.basis_points, "created_at": to_micros(holdout.created_at)}
-        try:
-            await self._db.write(lambda conn: conn.execute(holdouts.insert().values(**row)))
-        except IntegrityError as exc:
-            raise DuplicateName("holdout", holdout.name) from exc
+        await self._add_named(holdouts, "holdout", row)
 
     async def holdouts(self, holdout_id: str | None = None) -> list[Holdout]:
-        query = select(holdouts).order_by(holdouts.c.created_at.desc(), holdouts.c.id.desc())
-        if holdout_id is not None:
-            query = query.where(holdouts.c.id == holdout_id)
+        rows = await self._newest_first(holdouts, holdout_id)
+        return [Holdout(r.id, r.name, r.seed, r.basis_points, from_micros(r.created_at)) for r in rows]
+
+    async def _add_named(self, table: Table, kind: str, row: dict[str, Any]) -> None:
+        """Layers and holdouts alike: a row whose name is unique (DuplicateName otherwise)."""
+        try:
+            await self._db.write(lambda conn: conn.execute(table.insert().values(**row)))
+        except IntegrityError as exc:
+            raise DuplicateName(kind, row["name"]) from exc
+
+    async def _newest_first(self, table: Table, row_id: str | None) -> list[Any]:
+        query = select(table).order_by(table.c.created_at.desc(), table.c.id.desc())
+        if row_id is not None:
+            query = query.where(table.c.id == row_id)
         async with self._db.connect() as conn:
-            return [Holdout(r.id, r.name, r.seed, r.basis_points, from_micros(r.created_at))
-                    for r in await conn.execute(query)]
+            return list(await conn.execute(query))
 
     async def add_member(self, holdout_id: str, user_id: str, seen_at: int) -> None:
         def insert(conn: Connection) -> None:
