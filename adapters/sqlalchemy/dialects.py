@@ -49,6 +49,14 @@ class SqliteDialect:
         scan of a covering index over an open-ended rowid range, every row of the table."""
         return f"{table} AS {alias} NOT INDEXED"
 
+    def assignment_of(self, events: str, alias: str) -> str:
+        """Join each event of ``events`` to its user's assignment, as ``alias``: a lookup by the
+        unique key per event (the events lead; ``counted_pairs`` says how)."""
+        return (
+            f"JOIN user_assignments {alias}"
+            f" ON {alias}.experiment_id = {events}.experiment_id AND {alias}.user_id = {events}.user_id"
+        )
+
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
         """The horizons a fold may advance to: the newest rows (the write lock is held, so
         nothing else can commit meanwhile), at most ``limit`` events past the stored horizon."""
@@ -60,6 +68,10 @@ class SqliteDialect:
 
     def unmatchable(self, *keys: str) -> bool:
         return False
+
+    def refresh_statistics(self, conn: Connection) -> list[str]:
+        """Nothing: the SQLite queries are written for a planner without statistics."""
+        return []
 
     _INSERT_EVENTS = (
         f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
@@ -129,10 +141,23 @@ class PostgresDialect:
         return f"{key} < :{param}"
 
     def only(self, column: str) -> str:
-        return column  # PostgreSQL's planner weighs both indexes by their statistics
+        """A column compared without its index. The planner would weigh the indexes by their
+        statistics, which lag the writes (a young table has none; a generic plan has no value
+        to weigh): it then read every event of an experiment, once per assignment, where the
+        transaction-id range holds a second of writes."""
+        return f"({column} + 0)" if column.endswith("txid") else f"({column} || '')"
 
     def by_key(self, table: str, alias: str) -> str:
         return f"{table} AS {alias}"
+
+    def assignment_of(self, events: str, alias: str) -> str:
+        """A lookup of each event's assignment by its unique key, whatever the statistics say:
+        a LATERAL subquery with LIMIT is never flattened into a join the planner could turn
+        around (every assignment of the experiment, each scanning the experiment's events)."""
+        return (
+            f"CROSS JOIN LATERAL (SELECT l.variant_id, l.assigned_at, l.txid FROM user_assignments l"
+            f" WHERE l.experiment_id = {events}.experiment_id AND l.user_id = {events}.user_id LIMIT 1) {alias}"
+        )
 
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
         """The xmin of this transaction's snapshot: every transaction below it has ended, so its
@@ -149,6 +174,24 @@ class PostgresDialect:
         """PostgreSQL's text cannot hold NUL, so no stored row has such a key: a lookup by one is
         a miss, where sending it would fail the statement (and answer 503 to a bad id)."""
         return any("\x00" in key for key in keys)
+
+    # A table is analyzed here when autovacuum has not yet (it wakes once a minute, and a young
+    # table grows faster than its threshold) or when it has doubled since: the planner reads a
+    # table that has no statistics as a small one, and then walks it.
+    _STALE_TABLES = text(
+        "SELECT relname FROM pg_stat_user_tables"
+        " WHERE schemaname = current_schema() AND relname IN ('events', 'user_assignments')"
+        " AND n_live_tup + n_mod_since_analyze >= :least"
+        " AND (COALESCE(last_analyze, last_autoanalyze) IS NULL OR n_mod_since_analyze > n_live_tup)"
+    )
+    STATISTICS_LEAST_ROWS = 100
+
+    def refresh_statistics(self, conn: Connection) -> list[str]:
+        """ANALYZE the pair tables whose statistics are missing or far behind; their names."""
+        stale = [r[0] for r in conn.execute(self._STALE_TABLES, {"least": self.STATISTICS_LEAST_ROWS})]
+        for table in stale:
+            conn.exec_driver_sql(f"ANALYZE {table}")
+        return stale
 
     _INSERT_EVENTS = _insert_events_from_arrays()
 

@@ -104,6 +104,15 @@ def create_engine_for(url: str) -> AsyncEngine:
     connect_args: dict[str, object] = {}
     if parsed.get_driver_name() == "asyncpg":
         parsed, connect_args = _libpq_options_for_asyncpg(parsed)
+        # asyncpg prepares every statement once per connection, and PostgreSQL then settles on a
+        # generic plan, made without the parameters' values and kept for the connection's life.
+        # The reads of the unfolded tail depend on those values (a transaction-id range that
+        # holds a second of writes), and a generic plan made while the tables were small kept
+        # walking them once they had grown. Each execution is planned for its own values; the
+        # statements stay prepared, so only the planning is repeated (tens of microseconds).
+        settings = connect_args.setdefault("server_settings", {})
+        assert isinstance(settings, dict)
+        settings["plan_cache_mode"] = "force_custom_plan"
     # Twenty connections, no more: a request past them waits for one (up to 30 s, then 503)
     # rather than opening one of its own, which forks a server process; and four instances stay
     # within PostgreSQL's default of 100 connections. No ping before each checkout: it was a round trip (and a

@@ -56,6 +56,8 @@ MICROS_PER_DAY = 86_400_000_000
 MAX_EVENTS_PER_FOLD = 500_000
 """SQLite: bounds one fold's transaction (and the writes waiting behind it) after a backlog."""
 FOLD_INTERVAL_SECONDS = 0.5
+STATISTICS_INTERVAL_SECONDS = 5.0
+"""How often the folder asks whether the planner's statistics of the pair tables are behind."""
 LEASE_LOCK_ID = 0x6578705F6C656173  # PostgreSQL advisory locks: the folder's lease
 FOLD_LOCK_ID = 0x6578705F666F6C64  # and one fold (or rebuild) at a time
 
@@ -82,7 +84,7 @@ def fold_window(d: Dialect) -> Window:
     return Window(
         new_events=f"{d.after(e, 'eh')} AND {d.upto(e, 'et')}",
         assignments=d.upto(d.only(a), "at"),  # a filter: the new events lead (see rebuild)
-        old_events=d.upto(e, "eh"),
+        old_events=d.upto(d.only(e), "eh"),
         new_assignments=f"{d.after(a, 'ah')} AND {d.upto(a, 'at')}",
     )
 
@@ -93,7 +95,7 @@ def tail_window(d: Dialect) -> Window:
     return Window(
         new_events=d.after(e, "eh"),
         assignments="1 = 1",
-        old_events=d.upto(e, "eh"),
+        old_events=d.upto(d.only(e), "eh"),
         new_assignments=d.after(a, "ah"),
     )
 
@@ -102,26 +104,26 @@ def counted_pairs(d: Dialect, w: Window, *, experiment: bool = False) -> str:
     """Events joined to their users' assignments, counted by the rule, where the event or the
     assignment is new. Columns: experiment_id, user_id, variant_id, event_type, ts, v.
 
-    ``+ 0`` on the event's timestamp keeps SQLite's planner from reading the comparison as a
-    range on the (experiment_id, timestamp) index for each assignment; it walks the new events
-    by key and looks each one's assignment up by its unique key. The earlier events of new
-    assignments are one range of the time index per experiment, from its oldest new
-    assignment on, not one range per assignment.
+    What each branch reads is the tail, never an experiment's history: the new events by their
+    key, each one's assignment by its unique key (``assignment_of``); the earlier events of new
+    assignments as one range of the time index per experiment, from its oldest new assignment
+    on, not one range per assignment. ``+ 0`` on a timestamp or key keeps a planner from taking
+    a comparison meant as a filter for the way in (SQLite would read the time index once per
+    assignment; either database would walk every folded event by its key).
     """
     of_e = f" AND {d.only('e.experiment_id')} = :x" if experiment else ""
     of_a = f" AND {d.only('a.experiment_id')} = :x" if experiment else ""
     return f"""
     SELECT e.experiment_id AS experiment_id, e.user_id AS user_id, a.variant_id AS variant_id,
            e.event_type AS event_type, e.timestamp AS ts, COALESCE(e.value, 0.0) AS v
-    FROM events e JOIN user_assignments a
-      ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    FROM events e {d.assignment_of("e", "a")}
     WHERE {w.new_events} AND {w.assignments} AND e.timestamp + 0 >= a.assigned_at{of_e}
     UNION ALL
     SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0)
     FROM (SELECT a.experiment_id AS x, MIN(a.assigned_at) AS since
           FROM {d.by_key("user_assignments", "a")} WHERE {w.new_assignments}{of_a} GROUP BY a.experiment_id) f
     JOIN events e ON e.experiment_id = f.x AND e.timestamp >= f.since
-    JOIN user_assignments a ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
+    {d.assignment_of("e", "a")}
     WHERE {w.new_assignments} AND {w.old_events} AND e.timestamp + 0 >= a.assigned_at
     """
 
@@ -354,13 +356,24 @@ class Folder:
             self._stop = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="folder")
 
+    async def refresh_statistics(self) -> list[str]:
+        """Analyze the tables whose statistics are missing or far behind (dialects.py)."""
+        async with self._db.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(self._d.refresh_statistics)
+
     async def _run(self) -> None:
         assert self._stop is not None
+        checked = 0.0
         while not self._stop.is_set():
             more = False
             try:
                 if await self._lease.acquire():
                     more = await self.fold() >= MAX_EVENTS_PER_FOLD
+                    if time.monotonic() - checked >= STATISTICS_INTERVAL_SECONDS:
+                        checked = time.monotonic()
+                        if analyzed := await self.refresh_statistics():
+                            log.info("analyzed %s: their statistics were missing or behind", ", ".join(analyzed))
                 if self._failing:
                     self._failing = False
                     log.warning("folding again")

@@ -62,8 +62,10 @@ def periods(start: int, end: int) -> Periods:
 
 
 class ResultsView:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, timeout: float | None = None) -> None:
+        """``timeout``: seconds a results read may run before the database stops it."""
         self._db = database
+        self._timeout = timeout
         d = database.dialect
         self._d = d
         self._tail_increments = text(
@@ -88,7 +90,7 @@ class ResultsView:
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery
     ) -> Mapping[str, VariantAggregate]:
-        async with self._db.snapshot() as conn:
+        async with self._db.snapshot(self._timeout) as conn:
             eh, ah = (await conn.execute(text("SELECT events_horizon, assignments_horizon FROM fold_state"))).one()
             params = {"x": experiment.id, "eh": eh, "ah": ah}
             if query.start is None and query.end is None:
@@ -181,8 +183,7 @@ def _range_sql(d: Dialect, cut: Periods, query: ResultQuery) -> tuple[str, dict[
         params.update({f"r{i}a": r1, f"r{i}b": r2})
         sources.append(
             "SELECT a.variant_id, e.user_id, e.event_type, 1, COALESCE(e.value, 0.0)"
-            " FROM events e JOIN user_assignments a"
-            " ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id"
+            f" FROM events e {d.assignment_of('e', 'a')}"
             f" WHERE e.experiment_id = :x AND e.timestamp >= :r{i}a AND e.timestamp < :r{i}b"
             f" AND {d.upto(d.event_key, 'eh')} AND {d.upto(d.assignment_key, 'ah')}"
             " AND e.timestamp + 0 >= a.assigned_at" + types.format("e.event_type")
