@@ -180,14 +180,15 @@ class PostgresDialect:
     # table that has no statistics as a small one, and then walks it.
     _STALE_TABLES = text(
         "SELECT relname FROM pg_stat_user_tables"
-        " WHERE schemaname = current_schema() AND relname IN ('events', 'user_assignments')"
+        " WHERE schemaname = current_schema() AND relname IN ('events', 'user_assignments', 'user_event_totals')"
         " AND n_live_tup + n_mod_since_analyze >= :least"
         " AND (COALESCE(last_analyze, last_autoanalyze) IS NULL OR n_mod_since_analyze > n_live_tup)"
     )
     STATISTICS_LEAST_ROWS = 100
 
     def refresh_statistics(self, conn: Connection) -> list[str]:
-        """ANALYZE the pair tables whose statistics are missing or far behind; their names."""
+        """ANALYZE the tables the tail is read from whose statistics are missing or far behind;
+        their names."""
         stale = [r[0] for r in conn.execute(self._STALE_TABLES, {"least": self.STATISTICS_LEAST_ROWS})]
         for table in stale:
             conn.exec_driver_sql(f"ANALYZE {table}")
