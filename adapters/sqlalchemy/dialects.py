@@ -69,6 +69,13 @@ class SqliteDialect:
     def unmatchable(self, *keys: str) -> bool:
         return False
 
+    def totals_of(self, deltas: str, alias: str) -> str:
+        """Each delta's user totals so far, as ``alias`` (NULLs for a user without any)."""
+        return (
+            f"LEFT JOIN user_event_totals {alias} ON {alias}.experiment_id = {deltas}.experiment_id"
+            f" AND {alias}.user_id = {deltas}.user_id AND {alias}.event_type = {deltas}.event_type"
+        )
+
     def refresh_statistics(self, conn: Connection) -> list[str]:
         """Nothing: the SQLite queries are written for a planner without statistics."""
         return []
@@ -174,6 +181,16 @@ class PostgresDialect:
         """PostgreSQL's text cannot hold NUL, so no stored row has such a key: a lookup by one is
         a miss, where sending it would fail the statement (and answer 503 to a bad id)."""
         return any("\x00" in key for key in keys)
+
+    def totals_of(self, deltas: str, alias: str) -> str:
+        """A lookup by key per delta: a hash join read every user's totals for a second of
+        writes, a cost that grew with the experiment's users (the soak's results slowed down
+        fourfold in five minutes)."""
+        return (
+            f"LEFT JOIN LATERAL (SELECT t.events, t.value_sum FROM user_event_totals t"
+            f" WHERE t.experiment_id = {deltas}.experiment_id AND t.user_id = {deltas}.user_id"
+            f" AND t.event_type = {deltas}.event_type LIMIT 1) {alias} ON true"
+        )
 
     # A table is analyzed here when autovacuum has not yet (it wakes once a minute, and a young
     # table grows faster than its threshold) or when it has doubled since: the planner reads a

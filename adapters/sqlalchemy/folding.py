@@ -139,17 +139,17 @@ def user_deltas(counted: str) -> str:
     """
 
 
-def variant_increments(deltas: str) -> str:
+def variant_increments(d: Dialect, deltas: str) -> str:
     """What user deltas add to the per-variant totals, given each user's totals before them:
-    a user without a row yet is a new unique user."""
+    a user without a row yet is a new unique user. Each delta's totals are one lookup by key
+    (``totals_of``), never a scan of every user's totals."""
     return f"""
     SELECT d.experiment_id AS experiment_id, d.variant_id AS variant_id, d.event_type AS event_type,
            SUM(d.n) AS events, SUM(CASE WHEN u.events IS NULL THEN 1 ELSE 0 END) AS users,
            SUM(d.s) AS value_sum,
            SUM((COALESCE(u.value_sum, 0.0) + d.s) * (COALESCE(u.value_sum, 0.0) + d.s)
                - COALESCE(u.value_sum, 0.0) * COALESCE(u.value_sum, 0.0)) AS value_sum_squares
-    FROM {deltas} d LEFT JOIN user_event_totals u
-      ON u.experiment_id = d.experiment_id AND u.user_id = d.user_id AND u.event_type = d.event_type
+    FROM {deltas} d {d.totals_of("d", "u")}
     GROUP BY d.experiment_id, d.variant_id, d.event_type
     """
 
@@ -199,7 +199,7 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
         FROM fold_hours GROUP BY experiment_id, user_id, variant_id""",
         """INSERT INTO variant_event_totals
              (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
-        """ + variant_increments("fold_deltas") + """
+        """ + variant_increments(d, "fold_deltas") + """
         ON CONFLICT (experiment_id, variant_id, event_type) DO UPDATE SET
           events = variant_event_totals.events + excluded.events,
           users = variant_event_totals.users + excluded.users,

@@ -70,7 +70,7 @@ class ResultsView:
         self._d = d
         self._tail_increments = text(
             f"WITH counted AS ({counted_pairs(d, tail_window(d), experiment=True)}),"
-            f" deltas AS ({user_deltas('counted')}) {variant_increments('deltas')}"
+            f" deltas AS ({user_deltas('counted')}) {variant_increments(d, 'deltas')}"
         )
         self._users = text(
             "SELECT variant_id, users FROM variant_users WHERE experiment_id = :x"

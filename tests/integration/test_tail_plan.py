@@ -94,6 +94,8 @@ async def test_the_tail_query_reads_only_the_tail(postgres_database: str) -> Non
         # The tail holds 41 events of this experiment and 30 of another; the experiment 20,041.
         assert read <= 4 * (TAIL_EVENTS + 1 + 30), f"the tail query read {read} rows of events"
         assert rows_read(plan, "user_assignments") <= 4 * (TAIL_EVENTS + TAIL_USERS + 1)
+        # Each tail user's totals so far, by key, not the 2,000 rows of every user's totals.
+        assert rows_read(plan, "user_event_totals") <= 4 * (TAIL_EVENTS + 1)
 
         # And the answer is exact: the folded totals plus the tail.
         aggregates = await store.variant_aggregates(exp, ResultQuery(primary_event_type="buy"))
