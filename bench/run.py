@@ -128,13 +128,15 @@ class Service:
                 self.process.wait()
 
 
-def start_service(label: str, database_url: str, cache_url: str, tmp: Path) -> Service:
+def start_service(label: str, database_url: str, cache_url: str, tmp: Path, cpus: str | None = None) -> Service:
+    """``cpus``: pin the server to these cores (taskset's list), where taskset exists."""
     port = free_port()
     log = tmp / f"server-{label}-{port}.log"
     env = {**os.environ, "DATABASE_URL": database_url, "CACHE_URL": cache_url, "API_TOKENS": TOKEN,
            "PORT": str(port), "WORKERS": "1"}
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "entrypoints", "serve"], cwd=ROOT, env=env,
+        pin = ["taskset", "-c", cpus] if cpus is not None and shutil.which("taskset") else []
+        process = subprocess.Popen([*pin, sys.executable, "-m", "entrypoints", "serve"], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     service = Service(label, database_url, cache_url, port, process, log)
     deadline = time.monotonic() + 120
@@ -822,7 +824,43 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
 
 # ---------------------------------------------------------------------------------- main
 
-SECTIONS = ("assignment", "ingest", "results", "pg-assignment", "pg-ingest", "pg-results")
+SECTIONS = ("assignment", "ingest", "results", "pg-assignment", "pg-ingest", "pg-results", "mixed")
+
+
+def bench_mixed(tmp: Path, pg: Postgres | None, seconds: float) -> None:
+    """The production-like mix (bench/mixed.py) on SQLite, then on PostgreSQL + Redis, the
+    server pinned to one core; the targets of a mixed load."""
+    from bench.mixed import print_figures, run_mix
+
+    figures = {}
+    stores = [("sqlite", f"sqlite:///{tmp / 'mixed.db'}", "memory://")]
+    if pg is not None:
+        pg.flush_redis()
+        stores.append(("postgres", pg.create("mixed"), pg.redis_url))
+    for store, url, cache in stores:
+        service = start_service(f"mixed-{store}", url, cache, tmp, cpus="0")
+        try:
+            figures[store] = run_mix(service, seconds, 16)
+        finally:
+            service.stop()
+        f = figures[store]
+        print_figures(f)
+        name = "SQLite" if store == "sqlite" else "PostgreSQL + Redis"
+        record(f"{name}: mixed, req/s", f"{f.rps:,.0f}", "", "", "0 errors, 0 timeouts",
+               not f.errors and not f.timeouts)
+        record(f"{name}: mixed, results p50 / p99 ms", f"{f.p50['results']:,.0f} / {f.p99['results']:,.0f}", "", "",
+               "p99 ≤ 250 ms", f.p99["results"] <= 250)
+        for kind in ("assign", "events", "read"):
+            record(f"{name}: mixed, {kind} p50 / p99 ms", f"{f.p50[kind]:,.1f} / {f.p99[kind]:,.1f}")
+        record(f"{name}: mixed, folder lag", f"≤ {f.max_pending:,} pending",
+               "" if f.drained_s is None else f"drained {f.drained_s:.1f} s after")
+        if f.busy:
+            record(f"{name}: mixed, results answered 503 (busy)", f"{f.busy:,}")
+    if len(figures) == 2:
+        share = figures["postgres"].rps / figures["sqlite"].rps
+        record("PostgreSQL + Redis / SQLite, mixed req/s", f"{figures['postgres'].rps:,.0f}",
+               f"{figures['sqlite'].rps:,.0f}", ratio_text(figures["postgres"].rps, figures["sqlite"].rps),
+               "≥ 0.6× SQLite", share >= 0.6)
 
 
 def main() -> int:
@@ -847,7 +885,7 @@ def main() -> int:
     if not has_wrk and sections & {"assignment", "ingest", "pg-assignment", "pg-ingest"}:
         print("wrk is not installed (apt-get install wrk): skipping the HTTP load figures")
     pg: Postgres | None = None
-    if sections & {"pg-assignment", "pg-ingest", "pg-results"}:
+    if sections & {"pg-assignment", "pg-ingest", "pg-results", "mixed"}:
         pg = Postgres(args.postgres.rstrip("/"), args.redis)
         if (why := pg.why_not()) is not None:
             print(f"PostgreSQL + Redis section skipped: {why}")
@@ -904,6 +942,10 @@ def main() -> int:
             heading("results, PostgreSQL + Redis (COPY, then rebuild-aggregates)", "results PostgreSQL")
             for n_events, n_users in pg_sizes:
                 bench_results("pg", n_events, n_users, tmp, pg, targets=False)
+        if "mixed" in sections:
+            mixed_s = 20 if args.quick else 90
+            heading(f"mixed load, 16 clients, {mixed_s} s per store, server on one core (bench/mixed.py)", "mixed")
+            bench_mixed(tmp, pg, mixed_s)
     targets = [r for r in rows if r.met is not None]
     if targets:
         unmet = [r.figure for r in targets if not r.met]
