@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -116,4 +117,39 @@ class RateLimited(DomainError):
         super().__init__(
             f"too many {route_class} requests: at most {decision.rate} for this credential; "
             f"retry after {decision.retry_after_seconds} s"
+        )
+
+
+class Overloaded(DomainError):
+    """Work declined or stopped so that it does not pile up on the store; the same request may
+    succeed after ``retry_after_seconds``."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
+class ResultsBusy(Overloaded):
+    """As many results are being computed as this process allows, and none finished within
+    the wait a request is given."""
+
+    def __init__(self, running: int, retry_after_seconds: int) -> None:
+        self.running = running
+        super().__init__(
+            f"results are busy: {running} are being computed on this server already; "
+            f"retry after {retry_after_seconds} s",
+            retry_after_seconds,
+        )
+
+
+class ReadTimedOut(Overloaded):
+    """A read of the store ran past its time limit and was stopped on the store's side."""
+
+    def __init__(self, limit_seconds: float) -> None:
+        self.limit_seconds = limit_seconds
+        retry = max(1, math.ceil(limit_seconds))
+        super().__init__(
+            f"the store took longer than {limit_seconds:g} s to answer, so the read was stopped; "
+            f"retry after {retry} s",
+            retry,
         )

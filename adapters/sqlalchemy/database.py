@@ -1,13 +1,16 @@
-"""The unit of work of the SQL store: the transaction boundary of a write, snapshot reads, the
-dialect's strategy, and driver errors turned into the domain's."""
+"""The unit of work of the SQL store: the transaction boundary of a write, snapshot reads (with
+a time limit where asked), the dialect's strategy, and driver errors turned into the domain's."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout  # every pooled connection stayed busy
@@ -16,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.sqlalchemy.dialects import Dialect, dialect_of
 from adapters.sqlalchemy.engine import BEGIN_IMMEDIATE, sqlite_writer_engine
 from adapters.sqlalchemy.group_commit import BatchJob, GroupCommit
-from domain.errors import StoreUnavailable
+from domain.errors import ReadTimedOut, StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,6 +50,9 @@ class Database:
             GroupCommit(sqlite_writer_engine(engine), {BEGIN_IMMEDIATE: True})
             if self.dialect.name == "sqlite"
             else None
+        )
+        self._time_limit: _TimeLimit = (
+            _SqliteTimeLimit() if self.dialect.name == "sqlite" else _PostgresTimeLimit()
         )
 
     @property
@@ -79,12 +85,27 @@ class Database:
         return await self.write(one, one_statement=True)
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction whose statements all see one state of the data."""
+    async def snapshot(self, timeout: float | None = None) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction whose statements all see one state of the data.
+
+        With ``timeout`` (seconds), a statement still running after that long is stopped by
+        the database, and ReadTimedOut raised: a read that runs away holds no connection and
+        no database time past it. Cancelling the awaiting task stops the statement as well
+        (asyncpg sends PostgreSQL a cancel request; on SQLite, see ``_SqliteTimeLimit``), and
+        SQLAlchemy then closes the connection instead of returning it to the pool."""
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**self.dialect.snapshot)
-            async with conn.begin():
-                yield conn
+            if timeout is None:
+                async with conn.begin():
+                    yield conn
+                return
+            async with conn.begin(), self._time_limit.within(conn, timeout) as timed_out:
+                try:
+                    yield conn
+                except DBAPIError as exc:
+                    if timed_out(exc):
+                        raise ReadTimedOut(timeout) from exc
+                    raise
 
     def connect(self) -> Any:
         return self.engine.connect()
@@ -103,3 +124,74 @@ class Database:
         await self.engine.dispose()
 
 
+
+
+class _TimeLimit(Protocol):
+    """How a dialect stops a snapshot's statement that runs past its time."""
+
+    def within(
+        self, conn: AsyncConnection, timeout: float
+    ) -> AbstractAsyncContextManager[Callable[[DBAPIError], bool]]:
+        """The limit applied to ``conn``'s open transaction; gives the test of whether an error
+        was the limit stopping a statement."""
+
+
+class _PostgresTimeLimit:
+    """``statement_timeout`` for this transaction only (``set_config``'s third argument), set
+    by its first statement: one round trip, and nothing left on the pooled connection. The
+    server cancels a statement that runs past it, whatever it waits on (a lock, the disk)."""
+
+    _SET = text("SELECT set_config('statement_timeout', :ms, true)")
+    _QUERY_CANCELED = "57014"  # statement_timeout's SQLSTATE (and a cancel request's)
+
+    @asynccontextmanager
+    async def within(
+        self, conn: AsyncConnection, timeout: float
+    ) -> AsyncIterator[Callable[[DBAPIError], bool]]:
+        await conn.execute(self._SET, {"ms": str(max(1, round(timeout * 1000)))})
+        yield self._canceled
+
+    def _canceled(self, exc: DBAPIError) -> bool:
+        return getattr(exc.orig, "sqlstate", None) == self._QUERY_CANCELED
+
+
+class _SqliteTimeLimit:
+    """sqlite3's progress handler on the read connection: every ``STEPS`` steps of SQLite's
+    virtual machine, the read asks whether its time is up or whether the task awaiting it has
+    been cancelled (its client went away), and stops if so (sqlite3 raises "interrupted").
+    The second question matters: aiosqlite runs the read in a thread of its own, which a
+    cancelled task cannot stop, and closing the connection would wait behind the read.
+    Both questions are answered in that thread: the clock and the task's count of
+    cancellation requests, nothing that needs the event loop."""
+
+    STEPS = 1_000_000
+    """About 40 ms of work between questions: fine enough for a limit of seconds, and rare
+    enough that the read seldom waits for the interpreter lock to ask."""
+
+    @asynccontextmanager
+    async def within(
+        self, conn: AsyncConnection, timeout: float
+    ) -> AsyncIterator[Callable[[DBAPIError], bool]]:
+        driver = (await conn.get_raw_connection()).driver_connection  # aiosqlite's Connection
+        task = asyncio.current_task()
+        assert driver is not None and task is not None
+        cancels = task.cancelling()
+        deadline = time.monotonic() + timeout
+        fired = False
+
+        def progress() -> int:
+            nonlocal fired
+            if time.monotonic() >= deadline:
+                fired = True
+                return 1
+            return 1 if task.cancelling() > cancels else 0
+
+        await driver.set_progress_handler(progress, self.STEPS)
+        try:
+            yield lambda _: fired
+        except asyncio.CancelledError:
+            raise  # SQLAlchemy has closed the connection: there is no handler to take back
+        except BaseException:
+            await driver.set_progress_handler(None, 0)
+            raise
+        await driver.set_progress_handler(None, 0)

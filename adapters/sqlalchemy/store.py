@@ -24,13 +24,21 @@ from domain.results import ResultQuery, VariantAggregate
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine, *, fold_interval: float = FOLD_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        fold_interval: float = FOLD_INTERVAL_SECONDS,
+        results_timeout: float | None = None,
+    ) -> None:
+        """``results_timeout``: seconds a results read (an experiment's, a holdout's) may run
+        before the database stops it and ReadTimedOut is raised; None: no limit."""
         self.database = Database(engine)
         self._experiments = Experiments(self.database)
-        self._layers = Layers(self.database)
+        self._layers = Layers(self.database, results_timeout)
         self._assignments = Assignments(self.database)
         self._events = Events(self.database)
-        self._results = ResultsView(self.database)
+        self._results = ResultsView(self.database, results_timeout)
         self._keys = Keys(self.database)
         self._audit = AuditTrail(self.database)
         self.folder = Folder(self.database, interval=fold_interval)

@@ -309,8 +309,11 @@ _ADD_MEMBER = text(
 class Layers:
     """Layers and holdouts: few rows, read with the experiments that use them."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, results_timeout: float | None = None) -> None:
+        """``results_timeout``: seconds a holdout's outcomes may be read before the database
+        stops the read."""
         self._db = database
+        self._results_timeout = results_timeout
 
     async def add_layer(self, layer: Layer) -> None:
         row = {"id": layer.id, "name": layer.name, "seed": layer.seed, "created_at": to_micros(layer.created_at)}
@@ -371,7 +374,7 @@ class Layers:
             .group_by(a.user_id)
         )
         counts = []
-        async with self._db.snapshot() as conn:
+        async with self._db.snapshot(self._results_timeout) as conn:
             for group in (held.subquery(), exposed.subquery()):
                 users = (await conn.execute(select(func.count()).select_from(group))).scalar_one()
                 converted = (
