@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -19,6 +21,7 @@ from domain.errors import (
     ExperimentNotFound,
     FieldError,
     KeyNotFound,
+    ResultsBusy,
     UnknownExperiments,
     ValidationFailed,
 )
@@ -145,8 +148,9 @@ class HoldoutResults:
 class LayersAndHoldouts:
     """Create and read layers (namespaces) and holdouts; a holdout's results."""
 
-    def __init__(self, store: Store, clock: Clock, ids: IdSource) -> None:
+    def __init__(self, store: Store, clock: Clock, ids: IdSource, slots: ResultsSlots) -> None:
         self._store, self._clock, self._ids = store, clock, ids
+        self._slots = slots
 
     async def create_layer(self, name: str) -> LayerView:
         layer = Layer.create(name, self._ids.new_id, seed=self._ids.new_id(), created_at=self._clock.now())
@@ -180,9 +184,10 @@ class LayersAndHoldouts:
         holdout = await self.holdout(holdout_id)
         if not event_type or (error := text_error(event_type, "event_type")) is not None:
             raise ValidationFailed([error or FieldError("event_type", "is required")])
-        held_users, held_converted, exposed_users, exposed_converted = await self._store.holdout_outcomes(
-            holdout_id, event_type
-        )
+        async with self._slots:
+            held_users, held_converted, exposed_users, exposed_converted = await self._store.holdout_outcomes(
+                holdout_id, event_type
+            )
         return HoldoutResults(
             holdout,
             event_type,
@@ -399,11 +404,76 @@ class RecordEvents:
         return await self._experiments.unknown(experiment_ids)
 
 
+class ResultsSlots:
+    """At most ``limit`` results read from the store at once in this process, so that a burst
+    of results requests cannot pile queries onto the database (each holds a connection and
+    reads many rows). A request past the bound waits up to ``wait_seconds`` for a slot, first
+    come first served, and is then refused with ResultsBusy; with a wait of 0 it is refused
+    at once. One set of slots serves experiment and holdout results alike."""
+
+    RETRY_AFTER_SECONDS = 1
+    """A slot frees as soon as one results read ends: usually well within a second."""
+
+    def __init__(self, limit: int, wait_seconds: float) -> None:
+        if limit < 1:
+            raise ValueError("a results bound needs at least one slot")
+        self._limit, self._wait = limit, wait_seconds
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def running(self) -> int:
+        return self._limit - self._free
+
+    async def __aenter__(self) -> None:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        if self._wait <= 0:
+            raise ResultsBusy(self._limit, self.RETRY_AFTER_SECONDS)
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(turn)
+        expiry = loop.call_later(self._wait, self._expire, turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._release()  # handed a slot just as this request was cancelled: pass it on
+            elif turn in self._waiters:
+                self._waiters.remove(turn)
+            raise
+        finally:
+            expiry.cancel()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._release()
+
+    def _expire(self, turn: asyncio.Future[None]) -> None:
+        if not turn.done():
+            self._waiters.remove(turn)
+            turn.set_exception(ResultsBusy(self._limit, self.RETRY_AFTER_SECONDS))
+
+    def _release(self) -> None:
+        # The slot goes straight to the first waiter, so that no newcomer takes it in between.
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
 class ComputeResults:
     def __init__(
-        self, experiments: GetExperiment, store: Store, calculator: ResultCalculator
+        self,
+        experiments: GetExperiment,
+        store: Store,
+        calculator: ResultCalculator,
+        slots: ResultsSlots,
     ) -> None:
         self._experiments, self._store, self._calculator = experiments, store, calculator
+        self._slots = slots
 
     async def __call__(
         self,
@@ -424,7 +494,8 @@ class ComputeResults:
             variant_id=variant_id,
             primary_event_type=primary_event_type,
         )
-        aggregates = await self._store.variant_aggregates(experiment, query)
+        async with self._slots:
+            aggregates = await self._store.variant_aggregates(experiment, query)
         return self._calculator.compute(experiment, query, aggregates)
 
 

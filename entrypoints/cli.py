@@ -36,7 +36,7 @@ def check_store(settings: Settings) -> None:
     from entrypoints.container import build_store
 
     async def first_query() -> None:
-        store = build_store(settings.database_url)
+        store = build_store(settings)
         try:
             await store.list_experiments(1, 0)
         finally:
@@ -167,7 +167,7 @@ def rebuild_aggregates(settings: Settings) -> int:
     from entrypoints.container import build_store
 
     async def rebuild() -> None:
-        store = build_store(settings.database_url)
+        store = build_store(settings)
         try:
             await store.rebuild_aggregates()
         finally:

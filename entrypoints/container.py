@@ -26,6 +26,7 @@ from application.use_cases import (
     ListExperiments,
     ListKeys,
     RecordEvents,
+    ResultsSlots,
     RevokeKey,
 )
 from domain.results import ResultCalculator
@@ -33,14 +34,16 @@ from entrypoints.metrics import CountingAssignments, CountingCache, breaker_chan
 from entrypoints.settings import ConfigurationError, Settings
 
 
-def build_store(database_url: str) -> Store:
-    if database_url == "memory://":
+def build_store(settings: Settings) -> Store:
+    if settings.database_url == "memory://":
         return MemoryStore()
     # Imported here so that a memory-only process never loads SQLAlchemy.
     from adapters.sqlalchemy.engine import create_engine_for
     from adapters.sqlalchemy.store import SqlStore
 
-    return SqlStore(create_engine_for(database_url))
+    return SqlStore(
+        create_engine_for(settings.database_url), results_timeout=settings.results_timeout_seconds
+    )
 
 
 def _scheme(url: str) -> str:
@@ -99,7 +102,7 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
 
-    store = providers.Singleton(build_store, settings.provided.database_url)
+    store = providers.Singleton(build_store, settings)
     cache = providers.Singleton(build_cache, settings)
     rate_limiter = providers.Singleton(build_rate_limiter, settings)
     clock = providers.Singleton(SystemClock)
@@ -109,7 +112,13 @@ class Container(containers.DeclarativeContainer):
     get_experiment = providers.Singleton(GetExperiment, store, cache)
     create_experiment = providers.Singleton(CreateExperiment, store, cache, clock, ids)
     change_experiment = providers.Singleton(ChangeExperiment, store, cache, clock, ids)
-    layers = providers.Singleton(LayersAndHoldouts, store, clock, ids)
+    # One bound per process on the results read from the store, experiments' and holdouts'.
+    results_slots = providers.Singleton(
+        ResultsSlots,
+        settings.provided.results_max_concurrent,
+        settings.provided.results_queue_seconds,
+    )
+    layers = providers.Singleton(LayersAndHoldouts, store, clock, ids, results_slots)
     list_experiments = providers.Singleton(ListExperiments, store)
     # AssignUser reads and writes through counting wrappers (entrypoints/metrics.py).
     assign_user = providers.Singleton(
@@ -126,7 +135,9 @@ class Container(containers.DeclarativeContainer):
         clock,
         providers.Factory(timedelta, seconds=settings.provided.event_clock_skew_seconds),
     )
-    compute_results = providers.Singleton(ComputeResults, get_experiment, store, calculator)
+    compute_results = providers.Singleton(
+        ComputeResults, get_experiment, store, calculator, results_slots
+    )
     check_health = providers.Singleton(CheckHealth, store)
 
     # One key ring per process: the auth hook reads it, creating and revoking keys updates it.

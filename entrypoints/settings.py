@@ -46,6 +46,9 @@ class Settings:
     log_format: str = "text"
     log_level: str = "info"
     rate_limit_api_tokens: bool = False
+    results_max_concurrent: int = 4
+    results_queue_seconds: float = 0.5
+    results_timeout_seconds: float = 5.0
     # Route class -> its rate, or None when that class is not limited (``off``).
     rate_limits: Mapping[str, Rate | None] = field(
         default_factory=lambda: {c: rate for c, (_, rate) in RATE_LIMIT_DEFAULTS.items()}
@@ -86,6 +89,9 @@ class Settings:
                 "admin": _rate(env, "RATE_LIMIT_ADMIN", RATE_LIMIT_DEFAULTS["admin"][1]),
                 "read": _rate(env, "RATE_LIMIT_READ", RATE_LIMIT_DEFAULTS["read"][1]),
             },
+            results_max_concurrent=_int(env, "RESULTS_MAX_CONCURRENT", 4),
+            results_queue_seconds=_seconds(env, "RESULTS_QUEUE_SECONDS", 0.5, allow_zero=True),
+            results_timeout_seconds=_seconds(env, "RESULTS_TIMEOUT_SECONDS", 5.0),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )

@@ -17,6 +17,7 @@ from application.use_cases import (
     GetExperiment,
     ListExperiments,
     RecordEvents,
+    ResultsSlots,
 )
 from domain.assignment import Assignment
 from domain.errors import (
@@ -43,7 +44,7 @@ class Service:
         self.list = ListExperiments(self.store)
         self.assign = AssignUser(get, self.store, self.cache, self.clock)
         self.record = RecordEvents(get, self.store, self.clock)
-        self.results = ComputeResults(get, self.store, ResultCalculator())
+        self.results = ComputeResults(get, self.store, ResultCalculator(), ResultsSlots(4, 0.5))
         self.health = CheckHealth(self.store)
 
     async def experiment(self, name: str = "exp", shares=(50, 50), primary: str | None = "buy"):
