@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from litestar import Litestar, Response, Router, delete, get, patch, post, put
+from litestar import Litestar, Request, Response, Router, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
@@ -47,6 +47,7 @@ from entrypoints.decoding import (
     KeyDTO,
     variant_drafts,
 )
+from entrypoints.disconnects import while_connected
 from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.edge import PathCheck
 from entrypoints.jwt_bearer import JwtVerifier
@@ -411,15 +412,20 @@ async def get_holdout(holdout_id: FromPath[str], layers: NamedDependency[LayersA
     "/holdouts/{holdout_id:str}/results",
     tags=[openapi.RESULTS],
     summary="Compare the held-out users with everyone exposed, on one event type.",
-    description="Conversion of each group on `event_type` (required), the lift, a two-proportion z-test and a Newcombe interval; counted from raw rows.",
-    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
-    operation_class=openapi.ProblemOperation,
+    description="Conversion of each group on `event_type` (required), the lift, a two-proportion z-test and a Newcombe interval; counted from raw rows. "
+    "Busy or slow results are a 503 with `Retry-After`, as for experiment results.",
+    responses=openapi.results_error_responses(*openapi.AUTHENTICATED, 404, 422),
+    operation_class=openapi.ResultsOperation,
     opt={"scope": READ},
 )
 async def holdout_results(
-    holdout_id: FromPath[str], event_type: FromQuery[str], layers: NamedDependency[LayersAndHoldouts]
+    request: Request,
+    holdout_id: FromPath[str],
+    event_type: FromQuery[str],
+    layers: NamedDependency[LayersAndHoldouts],
 ) -> HoldoutResultsOut:
-    return HoldoutResultsOut.of(await layers.holdout_results(holdout_id, event_type))
+    computed = await while_connected(request.receive, layers.holdout_results(holdout_id, event_type))
+    return HoldoutResultsOut.of(computed)
 
 
 @get(
@@ -429,12 +435,17 @@ async def holdout_results(
     description="`start_date` and `end_date` are ISO 8601 dates or datetimes, inclusive (a bare "
     "date is that whole UTC day; anything else is a 422). Each non-control variant is compared "
     "with the control: two-proportion z-test, Newcombe interval, Holm-adjusted p-values, and a "
-    "Welch t-test of the value per user. Undefined numbers are null (README.md, The statistics).",
-    responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
-    operation_class=openapi.ProblemOperation,
+    "Welch t-test of the value per user. Undefined numbers are null (README.md, The statistics). "
+    "Results never pile up on the database: past `RESULTS_MAX_CONCURRENT` being computed on "
+    "this server (after a wait of up to `RESULTS_QUEUE_SECONDS`), or when the read runs past "
+    "`RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a client that "
+    "disconnects cancels its read.",
+    responses=openapi.results_error_responses(*openapi.AUTHENTICATED, 404, 422),
+    operation_class=openapi.ResultsOperation,
     opt={"scope": READ},
 )
 async def results(
+    request: Request,
     experiment_id: FromPath[str],
     compute_results: NamedDependency[ComputeResults],
     start_date: FromQuery[str | None] = None,
@@ -448,13 +459,16 @@ async def results(
     end = _moment(end_date, "end_date", errors)
     if errors:
         raise ValidationFailed(errors)
-    computed = await compute_results(
-        experiment_id,
-        start=start,
-        end=end,
-        event_type=event_type,
-        variant_id=variant_id,
-        primary_event_type=primary_event_type,
+    computed = await while_connected(
+        request.receive,
+        compute_results(
+            experiment_id,
+            start=start,
+            end=end,
+            event_type=event_type,
+            variant_id=variant_id,
+            primary_event_type=primary_event_type,
+        ),
     )
     return ResultsOut.of(computed)
 

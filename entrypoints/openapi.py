@@ -16,6 +16,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIHeader, OpenAPIResponse, Operation, Schema, Tag
 from litestar.openapi.spec.enums import OpenAPIType
 
+from application.use_cases import ResultsSlots
+from domain.errors import ResultsBusy
 from entrypoints.schemas import FieldErrorOut, HealthOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
@@ -125,22 +127,46 @@ AUTHENTICATED = (401, 403, 429, 503)
 WITH_BODY = (400, 413, 415, 422)
 
 
+# The results routes' 503: besides the store being away, the two ways they decline a read that
+# would pile up on the database (entrypoints/problems.py, Overloaded), with Retry-After.
+RESULTS_UNAVAILABLE = _Error(
+    "The store cannot be reached; or results are busy: `RESULTS_MAX_CONCURRENT` are being "
+    "computed on this server and none finished within `RESULTS_QUEUE_SECONDS`; or the read ran "
+    "past `RESULTS_TIMEOUT_SECONDS` and was stopped. The last two carry `Retry-After`.",
+    _problem(503, str(ResultsBusy(4, ResultsSlots.RETRY_AFTER_SECONDS))),
+    {
+        "Retry-After": OpenAPIHeader(
+            description="Seconds to wait before trying again; sent when results are busy or "
+            "their read was stopped, not when the store cannot be reached.",
+            required=False,
+            schema=Schema(type=OpenAPIType.INTEGER),
+        )
+    },
+)
+
+
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """The problem+json responses for these statuses, with a real example of each."""
-    return {
-        status: ResponseSpec(
-            data_container=ProblemOut,
-            description=ERRORS[status].description,
-            media_type=PROBLEM_JSON,
-            generate_examples=False,
-            examples=[Example(summary=HTTPStatus(status).phrase, value=_example_value(status))],
-        )
-        for status in sorted(set(statuses))
-    }
+    return {status: _response(status, ERRORS[status]) for status in sorted(set(statuses))}
 
 
-def _example_value(status: int) -> dict[str, Any]:
-    example = ERRORS[status].example
+def results_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """As ``error_responses``, with the results routes' own 503 (use ``ResultsOperation``)."""
+    return {**error_responses(*statuses, 503), 503: _response(503, RESULTS_UNAVAILABLE)}
+
+
+def _response(status: int, error: _Error) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=ProblemOut,
+        description=error.description,
+        media_type=PROBLEM_JSON,
+        generate_examples=False,
+        examples=[Example(summary=HTTPStatus(status).phrase, value=_example_value(error))],
+    )
+
+
+def _example_value(error: _Error) -> dict[str, Any]:
+    example = error.example
     value: dict[str, Any] = {"status": example.status, "title": example.title, "detail": example.detail}
     if example.errors is not None:
         value["errors"] = [{"field": e.field, "message": e.message} for e in example.errors]
@@ -189,6 +215,17 @@ class ProblemOperation(Operation):
                 del self.responses[status]  # type: ignore[union-attr]
             elif (error := ERRORS.get(int(status))) is not None and error.headers:
                 response.headers = {**(response.headers or {}), **error.headers}
+
+
+@dataclass
+class ResultsOperation(ProblemOperation):
+    """A results route's operation: its 503 documents ``Retry-After`` as well."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for status, response in (self.responses or {}).items():
+            if int(status) == 503 and isinstance(response, OpenAPIResponse):
+                response.headers = {**(response.headers or {}), **RESULTS_UNAVAILABLE.headers}
 
 
 def _litestar_exception_shape(response: OpenAPIResponse) -> bool:

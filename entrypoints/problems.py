@@ -18,13 +18,16 @@ from domain.errors import (
     ExperimentNotFound,
     FieldError,
     KeyNotFound,
+    Overloaded,
     RateLimited,
+    ReadTimedOut,
     StoreUnavailable,
     ValidationFailed,
 )
 from domain.experiment import ChangeRefused
 from domain.lifecycle import IllegalMove
 from entrypoints.decoding import MalformedBody, UnsupportedMediaType
+from entrypoints.disconnects import CLIENT_CLOSED_REQUEST, ClientGone
 from entrypoints.rate_limits import refusal_headers
 from entrypoints.logs import request_id
 from entrypoints.schemas import FieldErrorOut, ProblemOut
@@ -77,6 +80,17 @@ def _unavailable(request: Request, exc: StoreUnavailable) -> Response[ProblemOut
     return problem(503, "the store cannot be reached; try again shortly")
 
 
+def _overloaded(request: Request, exc: Overloaded) -> Response[ProblemOut]:
+    if isinstance(exc, ReadTimedOut):  # a read that ran away is worth an operator's look
+        log.warning("read stopped: %s", exc, extra={"request_id": request_id(request.scope)})
+    return problem(503, str(exc), headers={"Retry-After": str(exc.retry_after_seconds)})
+
+
+def _client_gone(_: Request, exc: ClientGone) -> Response[None]:
+    # No one reads this; the request log and the metrics record the status.
+    return Response(None, status_code=CLIENT_CLOSED_REQUEST)
+
+
 def _rate_limited(_: Request, exc: RateLimited) -> Response[ProblemOut]:
     return problem(429, str(exc), headers=refusal_headers(exc.decision))
 
@@ -127,6 +141,8 @@ EXCEPTION_HANDLERS = {
     DuplicateName: _conflict,
     NotFound: _not_found,
     StoreUnavailable: _unavailable,
+    Overloaded: _overloaded,
+    ClientGone: _client_gone,
     RateLimited: _rate_limited,
     ValidationException: _litestar_validation,
     HTTPException: _http,
