@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Answer, Assignment, validate_user_id
@@ -31,6 +31,8 @@ from domain.layers import Holdout, HoldoutRef, Layer, LayerFull, LayerSlot, Slic
 from domain.statistics import Interval, ZTest, newcombe_interval, two_proportion_z_test
 from domain.keys import ApiKey, Principal, key_errors, new_secret
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
+
+T = TypeVar("T")
 
 
 class CreateExperiment:
@@ -184,10 +186,9 @@ class LayersAndHoldouts:
         holdout = await self.holdout(holdout_id)
         if not event_type or (error := text_error(event_type, "event_type")) is not None:
             raise ValidationFailed([error or FieldError("event_type", "is required")])
-        async with self._slots:
-            held_users, held_converted, exposed_users, exposed_converted = await self._store.holdout_outcomes(
-                holdout_id, event_type
-            )
+        held_users, held_converted, exposed_users, exposed_converted = await self._slots.shared(
+            ("holdout", holdout_id, event_type), lambda: self._store.holdout_outcomes(holdout_id, event_type)
+        )
         return HoldoutResults(
             holdout,
             event_type,
@@ -420,6 +421,44 @@ class ResultsSlots:
         self._limit, self._wait = limit, wait_seconds
         self._free = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._unstarted: dict[Hashable, _SharedRead[Any]] = {}
+
+    async def shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()`` within a slot, shared by every request for the same ``key`` that arrives
+        before it starts: a burst of the same results costs the store one read, not one each.
+
+        Only a read that has not begun is shared. It begins (takes its snapshot of the store)
+        after it has its slot, and from then on a new request starts a read of its own: whoever
+        shares a read arrived before its snapshot, so every answer holds what was acknowledged
+        before its request, as an unshared read would. A request that goes away (its client
+        disconnected) stops waiting; the read is cancelled once no request waits for it."""
+        entry = self._unstarted.get(key)
+        if entry is None:
+            entry = _SharedRead()
+            entry.task = asyncio.ensure_future(self._read_in_slot(key, entry, read))
+            # Retrieved here, so that a failure seen by no one (they all left) is not reported.
+            entry.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._unstarted[key] = entry
+        entry.waiting += 1
+        try:
+            return await asyncio.shield(entry.task)
+        finally:
+            entry.waiting -= 1
+            if entry.waiting == 0 and not entry.task.done():
+                self._forget(key, entry)  # so that no request joins a read being cancelled
+                entry.task.cancel()  # no one waits for it any more: its statement stops too
+
+    async def _read_in_slot(self, key: Hashable, entry: _SharedRead[T], read: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with self:
+                self._forget(key, entry)  # begins now: later requests read anew
+                return await read()
+        finally:
+            self._forget(key, entry)
+
+    def _forget(self, key: Hashable, entry: _SharedRead[Any]) -> None:
+        if self._unstarted.get(key) is entry:
+            del self._unstarted[key]
 
     @property
     def running(self) -> int:
@@ -464,6 +503,15 @@ class ResultsSlots:
         self._free += 1
 
 
+class _SharedRead(Generic[T]):
+    """A read that requests share until it begins, and how many of them wait for it."""
+
+    task: asyncio.Future[T]
+
+    def __init__(self) -> None:
+        self.waiting = 0
+
+
 class ComputeResults:
     def __init__(
         self,
@@ -494,8 +542,10 @@ class ComputeResults:
             variant_id=variant_id,
             primary_event_type=primary_event_type,
         )
-        async with self._slots:
-            aggregates = await self._store.variant_aggregates(experiment, query)
+        # The same results asked for at once are read once (the variants are part of the key:
+        # the aggregates are keyed by them).
+        key = ("experiment", experiment.id, tuple(v.id for v in experiment.variants), query)
+        aggregates = await self._slots.shared(key, lambda: self._store.variant_aggregates(experiment, query))
         return self._calculator.compute(experiment, query, aggregates)
 
 

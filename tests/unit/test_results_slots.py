@@ -114,3 +114,104 @@ async def test_a_waiter_cancelled_as_it_is_handed_the_slot_passes_it_on() -> Non
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError):
         ResultsSlots(0, 1.0)
+
+
+class Reads:
+    """A store read that waits until released, counting how many were begun."""
+
+    def __init__(self) -> None:
+        self.begun = 0
+        self.release = asyncio.Event()
+        self.cancelled = 0
+
+    async def __call__(self) -> int:
+        self.begun += 1
+        n = self.begun
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return n
+
+
+async def test_requests_for_a_read_waiting_for_a_slot_share_it() -> None:
+    slots = ResultsSlots(1, 5.0)
+    busy, reads = Reads(), Reads()
+    holder = asyncio.create_task(slots.shared("other", busy))
+    await settle()
+    asked = [asyncio.create_task(slots.shared("x", reads)) for _ in range(5)]
+    await settle()
+    assert reads.begun == 0  # all five wait for the one slot
+    busy.release.set()
+    await settle()
+    reads.release.set()
+    assert await asyncio.gather(*asked) == [1] * 5  # one read, five answers
+    assert reads.begun == 1
+    await holder
+
+
+async def test_a_request_after_its_read_has_begun_reads_anew() -> None:
+    # The begun read's snapshot may predate what this request's client just wrote.
+    slots = ResultsSlots(2, 5.0)
+    reads = Reads()
+    first = asyncio.create_task(slots.shared("x", reads))
+    await settle()
+    assert reads.begun == 1
+    second = asyncio.create_task(slots.shared("x", reads))
+    await settle()
+    assert reads.begun == 2
+    reads.release.set()
+    assert (await first, await second) == (1, 2)
+
+
+async def test_different_keys_are_never_shared() -> None:
+    slots = ResultsSlots(1, 5.0)
+    busy, reads = Reads(), Reads()
+    holder = asyncio.create_task(slots.shared("other", busy))
+    await settle()
+    x, y = asyncio.create_task(slots.shared("x", reads)), asyncio.create_task(slots.shared("y", reads))
+    await settle()
+    busy.release.set()
+    reads.release.set()
+    assert sorted(await asyncio.gather(x, y)) == [1, 2]
+    await holder
+
+
+async def test_a_shared_read_goes_on_while_anyone_waits_and_stops_when_no_one_does() -> None:
+    slots = ResultsSlots(1, 5.0)
+    reads = Reads()
+    busy = Reads()
+    holder = asyncio.create_task(slots.shared("other", busy))
+    await settle()
+    a, b = asyncio.create_task(slots.shared("x", reads)), asyncio.create_task(slots.shared("x", reads))
+    await settle()
+    busy.release.set()
+    await settle()
+    assert reads.begun == 1
+    a.cancel()  # one client went away: the other still waits for the read
+    await asyncio.gather(a, return_exceptions=True)
+    await settle()
+    assert reads.cancelled == 0
+    b.cancel()  # the last one went away: the read is cancelled, and its slot freed
+    await asyncio.gather(b, return_exceptions=True)
+    await settle()
+    assert reads.cancelled == 1 and slots.running == 0
+    c = asyncio.create_task(slots.shared("x", reads))  # a newcomer reads anew
+    await settle()
+    reads.release.set()
+    assert await c == 2
+    await holder
+
+
+async def test_everyone_sharing_a_read_that_gets_no_slot_is_refused() -> None:
+    slots = ResultsSlots(1, 0.05)
+    busy = Reads()
+    holder = asyncio.create_task(slots.shared("other", busy))
+    await settle()
+    asked = [asyncio.create_task(slots.shared("x", Reads())) for _ in range(3)]
+    outcomes = await asyncio.gather(*asked, return_exceptions=True)
+    assert all(isinstance(o, ResultsBusy) for o in outcomes)
+    busy.release.set()
+    await holder
+    assert slots.running == 0
