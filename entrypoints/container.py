@@ -42,7 +42,9 @@ def build_store(settings: Settings) -> Store:
     from adapters.sqlalchemy.store import SqlStore
 
     return SqlStore(
-        create_engine_for(settings.database_url), results_timeout=settings.results_timeout_seconds
+        create_engine_for(settings.database_url),
+        fold_interval=settings.fold_interval_seconds,
+        results_timeout=settings.results_timeout_seconds,
     )
 
 

@@ -49,6 +49,7 @@ class Settings:
     results_max_concurrent: int = 4
     results_queue_seconds: float = 0.5
     results_timeout_seconds: float = 5.0
+    fold_interval_seconds: float = 0.5
     # Route class -> its rate, or None when that class is not limited (``off``).
     rate_limits: Mapping[str, Rate | None] = field(
         default_factory=lambda: {c: rate for c, (_, rate) in RATE_LIMIT_DEFAULTS.items()}
@@ -92,6 +93,7 @@ class Settings:
             results_max_concurrent=_int(env, "RESULTS_MAX_CONCURRENT", 4),
             results_queue_seconds=_seconds(env, "RESULTS_QUEUE_SECONDS", 0.5, allow_zero=True),
             results_timeout_seconds=_seconds(env, "RESULTS_TIMEOUT_SECONDS", 5.0),
+            fold_interval_seconds=_seconds(env, "FOLD_INTERVAL_SECONDS", 0.5),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )

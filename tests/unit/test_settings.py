@@ -21,3 +21,31 @@ def test_a_bad_read_timeout_is_one_clear_line(name: str, raw: str) -> None:
         Settings.from_env({name: raw})
     message = str(caught.value)
     assert name in message and repr(raw) in message and "\n" not in message
+
+
+def test_results_bounds_and_the_fold_interval_default_and_accept_fractions() -> None:
+    settings = Settings.from_env({})
+    assert (settings.results_max_concurrent, settings.results_queue_seconds) == (4, 0.5)
+    assert (settings.results_timeout_seconds, settings.fold_interval_seconds) == (5.0, 0.5)
+    settings = Settings.from_env({"RESULTS_QUEUE_SECONDS": "0", "FOLD_INTERVAL_SECONDS": "2.5"})
+    assert (settings.results_queue_seconds, settings.fold_interval_seconds) == (0, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("FOLD_INTERVAL_SECONDS", "0"), ("RESULTS_TIMEOUT_SECONDS", "0"), ("RESULTS_MAX_CONCURRENT", "0"),
+     ("RESULTS_QUEUE_SECONDS", "-1"), ("FOLD_INTERVAL_SECONDS", "nan")],
+)
+def test_a_bad_results_bound_or_fold_interval_is_one_clear_line(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({name: raw})
+    message = str(caught.value)
+    assert name in message and repr(raw) in message and "\n" not in message
+
+
+def test_the_store_folds_at_the_configured_interval(tmp_path) -> None:  # noqa: ANN001
+    from entrypoints.container import build_store
+
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FOLD_INTERVAL_SECONDS": "2.5"})
+    store = build_store(settings)
+    assert store.folder._interval == 2.5  # type: ignore[attr-defined]
