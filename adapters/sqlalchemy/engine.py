@@ -113,6 +113,12 @@ def create_engine_for(url: str) -> AsyncEngine:
         settings = connect_args.setdefault("server_settings", {})
         assert isinstance(settings, dict)
         settings["plan_cache_mode"] = "force_custom_plan"
+        # No JIT: once the events outgrow a million or so rows, the planner's cost of the results
+        # tail and of a fold passes jit_above_cost, and PostgreSQL compiles each execution's
+        # expressions with LLVM: 90 ms of a 100 ms tail read, then 2-3 s with inlining and
+        # optimization (the soak's throughput fell by two thirds at 1.4M events). Every
+        # statement here reads or writes a few thousand rows at most: compiling never pays.
+        settings["jit"] = "off"
     # Twenty connections, no more: a request past them waits for one (up to 30 s, then 503)
     # rather than opening one of its own, which forks a server process; and four instances stay
     # within PostgreSQL's default of 100 connections. No ping before each checkout: it was a round trip (and a

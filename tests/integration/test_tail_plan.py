@@ -103,3 +103,21 @@ async def test_the_tail_query_reads_only_the_tail(postgres_database: str) -> Non
         assert sum(a.primary.events for a in aggregates.values()) == USERS * EVENTS_PER_USER + TAIL_EVENTS + 1
     finally:
         await store.close()
+
+
+async def test_statements_are_never_jit_compiled(postgres_database: str) -> None:
+    # Past jit_above_cost (the tail of an events table of a million rows or so), PostgreSQL
+    # compiled each execution with LLVM: 2-3 s of CPU for a read of a few thousand rows.
+    upgrade(postgres_database)
+    engine = create_engine_for(postgres_database)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SHOW jit"))).scalar_one() == "off"
+            await conn.execute(text("SET jit_above_cost = 0"))  # as if the tables were huge
+            view = ResultsView(SqlStore(engine).database)
+            answer = (await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {view._without_range.text}"),
+                                         {"x": "x", "eh": 0, "ah": 0})).scalar_one()
+        document = json.loads(answer) if isinstance(answer, str) else answer
+        assert "JIT" not in document[0]
+    finally:
+        await engine.dispose()
