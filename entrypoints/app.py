@@ -415,7 +415,7 @@ async def get_holdout(holdout_id: FromPath[str], layers: NamedDependency[LayersA
     description="Conversion of each group on `event_type` (required), the lift, a two-proportion z-test and a Newcombe interval; counted from raw rows. "
     "Busy or slow results are a 503 with `Retry-After`, as for experiment results.",
     responses=openapi.results_error_responses(*openapi.AUTHENTICATED, 404, 422),
-    operation_class=openapi.ResultsOperation,
+    operation_class=openapi.ProblemOperation,
     opt={"scope": READ},
 )
 async def holdout_results(
@@ -441,7 +441,7 @@ async def holdout_results(
     "`RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a client that "
     "disconnects cancels its read.",
     responses=openapi.results_error_responses(*openapi.AUTHENTICATED, 404, 422),
-    operation_class=openapi.ResultsOperation,
+    operation_class=openapi.ProblemOperation,
     opt={"scope": READ},
 )
 async def results(

@@ -151,7 +151,7 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 def results_error_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """As ``error_responses``, with the results routes' own 503 (use ``ResultsOperation``)."""
+    """As ``error_responses``, with the results routes' own 503 (and its ``Retry-After``)."""
     return {**error_responses(*statuses, 503), 503: _response(503, RESULTS_UNAVAILABLE)}
 
 
@@ -213,19 +213,16 @@ class ProblemOperation(Operation):
                 continue
             if _litestar_exception_shape(response):
                 del self.responses[status]  # type: ignore[union-attr]
-            elif (error := ERRORS.get(int(status))) is not None and error.headers:
+            elif (error := _declared(int(status), response)) is not None and error.headers:
                 response.headers = {**(response.headers or {}), **error.headers}
 
 
-@dataclass
-class ResultsOperation(ProblemOperation):
-    """A results route's operation: its 503 documents ``Retry-After`` as well."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for status, response in (self.responses or {}).items():
-            if int(status) == 503 and isinstance(response, OpenAPIResponse):
-                response.headers = {**(response.headers or {}), **RESULTS_UNAVAILABLE.headers}
+def _declared(status: int, response: OpenAPIResponse) -> _Error | None:
+    """The error a route declared for ``status``: the results routes' own 503 where its
+    description says so (a ResponseSpec carries no headers of its own), else the table's."""
+    if status == 503 and response.description == RESULTS_UNAVAILABLE.description:
+        return RESULTS_UNAVAILABLE
+    return ERRORS.get(status)
 
 
 def _litestar_exception_shape(response: OpenAPIResponse) -> bool:

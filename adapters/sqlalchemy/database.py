@@ -124,8 +124,6 @@ class Database:
         await self.engine.dispose()
 
 
-
-
 class _TimeLimit(Protocol):
     """How a dialect stops a snapshot's statement that runs past its time."""
 

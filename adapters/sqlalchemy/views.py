@@ -71,18 +71,18 @@ class ResultsView:
         # Without a range: users, folded totals and the tail's increments in one statement (one
         # round trip, where three cost a results request three waits on a busy event loop).
         # kind "u": (variant, users); kind "t": (variant, type, events, users, sum, sum of squares).
-        self._users_sql = (
+        users = (
             "SELECT variant_id, users FROM variant_users WHERE experiment_id = :x"
             f" UNION ALL SELECT a.variant_id, COUNT(*) FROM {d.by_key('user_assignments', 'a')}"
             f" WHERE {d.after(d.assignment_key, 'ah')} AND {d.only('a.experiment_id')} = :x"
             " GROUP BY a.variant_id"
         )
-        self._users = text(self._users_sql)
+        self._users = text(users)
         self._without_range = text(
             f"WITH counted AS ({counted_pairs(d, tail_window(d), experiment=True)}),"
             f" deltas AS ({user_deltas('counted')}),"
             f" increments AS ({variant_increments(d, 'deltas')}),"
-            f" users AS ({self._users_sql})"
+            f" users AS ({users})"
             " SELECT 'u', variant_id, NULL, users, NULL, NULL, NULL FROM users"
             " UNION ALL SELECT 't', variant_id, event_type, events, users, value_sum, value_sum_squares"
             " FROM variant_event_totals WHERE experiment_id = :x"

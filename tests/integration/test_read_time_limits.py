@@ -30,6 +30,11 @@ NO_LONGER = 30  # seconds: a test whose limit failed fails here rather than hang
 FOLD_STATE = "SELECT events_horizon FROM fold_state"
 
 
+async def read(db: Database, sql: str, timeout: float) -> None:
+    async with db.snapshot(timeout=timeout) as conn:
+        await conn.execute(text(sql))
+
+
 @pytest.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     url = f"sqlite:///{tmp_path / 'limits.db'}"
@@ -40,13 +45,9 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 async def test_sqlite_a_read_past_its_time_is_stopped(sqlite_db: Database) -> None:
-    async def read() -> None:
-        async with sqlite_db.snapshot(timeout=0.3) as conn:
-            await conn.execute(text(SLOW_SQLITE))
-
     started = time.monotonic()
     with pytest.raises(ReadTimedOut) as stopped:
-        await asyncio.wait_for(read(), NO_LONGER)
+        await asyncio.wait_for(read(sqlite_db, SLOW_SQLITE, 0.3), NO_LONGER)
     assert 0.3 <= time.monotonic() - started < 3
     assert stopped.value.retry_after_seconds == 1
     # The same pool reads on, without a limit left behind on its connection.
@@ -60,11 +61,7 @@ async def test_sqlite_a_read_within_its_time_is_untouched(sqlite_db: Database) -
 
 
 async def test_sqlite_a_cancelled_read_stops_in_its_thread(sqlite_db: Database) -> None:
-    async def read() -> None:
-        async with sqlite_db.snapshot(timeout=60) as conn:
-            await conn.execute(text(SLOW_SQLITE))
-
-    task = asyncio.create_task(read())
+    task = asyncio.create_task(read(sqlite_db, SLOW_SQLITE, 60))
     await asyncio.sleep(0.3)
     started = time.monotonic()
     task.cancel()
@@ -106,13 +103,9 @@ def waiting_on_fold_state(url: str) -> list[int]:
 async def test_postgres_a_read_past_its_time_is_stopped_by_the_server(
     postgres_db: Database, postgres_url: str, fold_state_locked: psycopg.Connection
 ) -> None:
-    async def read() -> None:
-        async with postgres_db.snapshot(timeout=0.5) as conn:
-            await conn.execute(text(FOLD_STATE))
-
     started = time.monotonic()
     with pytest.raises(ReadTimedOut):
-        await asyncio.wait_for(read(), NO_LONGER)
+        await asyncio.wait_for(read(postgres_db, FOLD_STATE, 0.5), NO_LONGER)
     assert 0.5 <= time.monotonic() - started < 3
     assert waiting_on_fold_state(postgres_url) == []
     fold_state_locked.rollback()
@@ -125,11 +118,7 @@ async def test_postgres_a_read_past_its_time_is_stopped_by_the_server(
 async def test_postgres_a_cancelled_read_stops_on_the_server(
     postgres_db: Database, postgres_url: str, fold_state_locked: psycopg.Connection
 ) -> None:
-    async def read() -> None:
-        async with postgres_db.snapshot(timeout=60) as conn:
-            await conn.execute(text(FOLD_STATE))
-
-    task = asyncio.create_task(read())
+    task = asyncio.create_task(read(postgres_db, FOLD_STATE, 60))
     for _ in range(100):
         if waiting := await asyncio.to_thread(waiting_on_fold_state, postgres_url):
             break
