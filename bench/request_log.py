@@ -23,9 +23,9 @@ import tempfile
 import time
 from typing import Any
 
-from entrypoints.app import create_app
-from entrypoints.container import create_container
-from entrypoints.settings import Settings
+from entrypoints.http.app import create_app
+from entrypoints.config.container import create_container
+from entrypoints.config.settings import Settings
 
 TOKEN = "bench-token"
 HEADERS = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {TOKEN}".encode()), (b"accept", b"*/*")]

@@ -6,8 +6,8 @@ import gc
 
 from litestar import Litestar
 
-from entrypoints.app import create_app
-from entrypoints.container import create_container
+from entrypoints.http.app import create_app
+from entrypoints.config.container import create_container
 
 
 def app_from_env() -> Litestar:

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from entrypoints.settings import ConfigurationError, Settings, generate_token
-from entrypoints.startup import listen_problem, read_settings, sqlite_directory_problem
+from entrypoints.config.settings import ConfigurationError, Settings, generate_token
+from entrypoints.config.startup import listen_problem, read_settings, sqlite_directory_problem
 
 
 KEEP_ALIVE_SECONDS = 5
@@ -33,7 +33,7 @@ def check_store(settings: Settings) -> None:
         return
     import asyncio
 
-    from entrypoints.container import build_store
+    from entrypoints.config.container import build_store
 
     async def first_query() -> None:
         store = build_store(settings)
@@ -56,14 +56,14 @@ def _describe(exc: BaseException) -> str:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from entrypoints.logs import logging_config
+    from entrypoints.telemetry.logs import logging_config
 
     if not settings.api_tokens:
         token = generate_token()
         # Every worker process reads the same token from the environment it inherits.
         os.environ["API_TOKENS"] = token
         print(f"API_TOKENS is not set; generated a bearer token for this run: {token}", flush=True)
-    from entrypoints.edge import ProblemHttpToolsProtocol
+    from entrypoints.server.edge import ProblemHttpToolsProtocol
 
     uvicorn.run(
         "entrypoints.asgi:app_from_env",
@@ -78,7 +78,7 @@ def serve(settings: Settings) -> int:
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # No limit_concurrency: uvicorn would answer past it with a text/plain 503, and the
         # read timeouts already bound how long a connection is held (README.md, "Connections").
-        # One line per request comes from the app's request log (entrypoints/logs.py), in the
+        # One line per request comes from the app's request log (entrypoints/telemetry/logs.py), in the
         # format of every other line; uvicorn's access log would be a second, slower one.
         log_config=logging_config(settings.log_format, settings.log_level),
         log_level=settings.log_level,
@@ -114,8 +114,8 @@ def startup_problems(command: str) -> tuple[Settings | None, list[str]]:
     if settings is None:
         return None, problems
     _metrics_directory(command, settings)
-    from entrypoints.container import build_cache
-    from entrypoints.jwt_bearer import JwtVerifier
+    from entrypoints.config.container import build_cache
+    from entrypoints.http.security.jwt_bearer import JwtVerifier
 
     for check in (build_cache, JwtVerifier.from_settings):
         try:
@@ -164,7 +164,7 @@ def rebuild_aggregates(settings: Settings) -> int:
     """Recompute the pre-aggregated results from raw events (safe while the service runs)."""
     import asyncio
 
-    from entrypoints.container import build_store
+    from entrypoints.config.container import build_store
 
     async def rebuild() -> None:
         store = build_store(settings)

@@ -28,8 +28,8 @@ from domain.event import (
     text_error,
 )
 from domain.experiment import MAX_EVENT_TYPE_LENGTH
-from entrypoints.decoding import decode
-from entrypoints.schemas import EventFieldsIn as EventIn  # main's EventIn: the types alone
+from entrypoints.http.decoding import decode
+from entrypoints.http.schemas import EventFieldsIn as EventIn  # main's EventIn: the types alone
 
 
 class EventBatchIn(msgspec.Struct):

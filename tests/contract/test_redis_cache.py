@@ -132,8 +132,8 @@ async def test_the_cache_comes_back_after_an_outage(
 async def test_the_composition_root_maps_cache_urls() -> None:
     from adapters.memory.cache import MemoryCache
     from adapters.redis.near_cache import NearCache
-    from entrypoints.container import build_cache
-    from entrypoints.settings import ConfigurationError, Settings
+    from entrypoints.config.container import build_cache
+    from entrypoints.config.settings import ConfigurationError, Settings
 
     assert isinstance(build_cache(Settings(cache_url="memory://")), MemoryCache)
     for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@cache.example:6380/2"):

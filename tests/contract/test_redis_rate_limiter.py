@@ -114,8 +114,8 @@ async def test_limits_count_again_when_redis_is_back(redis_admin: Redis) -> None
 
 async def test_the_composition_root_puts_limits_where_the_cache_is() -> None:
     from adapters.memory.rate_limiter import MemoryRateLimiter
-    from entrypoints.container import build_rate_limiter
-    from entrypoints.settings import ConfigurationError, Settings
+    from entrypoints.config.container import build_rate_limiter
+    from entrypoints.config.settings import ConfigurationError, Settings
 
     assert isinstance(build_rate_limiter(Settings(cache_url="memory://")), MemoryRateLimiter)
     limiter = build_rate_limiter(Settings(cache_url="redis://127.0.0.1:6379/0"))

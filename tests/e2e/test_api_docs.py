@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from entrypoints.docs_assets import ASSETS_DIRECTORY, ASSETS_PATH, DOCS_PAGE_PATHS
+from entrypoints.http.docs_assets import ASSETS_DIRECTORY, ASSETS_PATH, DOCS_PAGE_PATHS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Anything a page could load or link to: an absolute URL, or a scheme-relative one (//host/...).
@@ -96,8 +96,8 @@ def test_the_document_itself_is_still_served(client: TestClient, path: str) -> N
 def test_pip_install_carries_every_file_the_page_loads(client: TestClient) -> None:
     """The files are package data: each one a page loads matches a pattern in pyproject.toml."""
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["entrypoints"]
-    package_dir = REPO_ROOT / "entrypoints"
+    patterns = config["tool"]["setuptools"]["package-data"]["entrypoints.http"]
+    package_dir = REPO_ROOT / "entrypoints" / "http"
     loaded = [ref.rsplit("/", 1)[1] for ref in LOCAL_REFERENCE.findall(client.get("/schema").text)]
     for name in [*loaded, "LICENSE", "NOTICE"]:
         relative = (ASSETS_DIRECTORY / name).relative_to(package_dir).as_posix()

@@ -8,9 +8,9 @@ import pytest
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from entrypoints.app import create_app
-from entrypoints.container import create_container
-from entrypoints.settings import Settings
+from entrypoints.http.app import create_app
+from entrypoints.config.container import create_container
+from entrypoints.config.settings import Settings
 from tests.e2e.conftest import AUTH, TOKEN
 from tests.e2e.test_api import assign, create_experiment, event
 
@@ -132,7 +132,7 @@ def test_metrics_token_setting(
 
 
 def test_metrics_token_setting_is_validated() -> None:
-    from entrypoints.settings import ConfigurationError
+    from entrypoints.config.settings import ConfigurationError
 
     assert Settings.from_env({}).metrics_token_required is True
     with pytest.raises(ConfigurationError):

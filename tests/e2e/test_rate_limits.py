@@ -13,9 +13,9 @@ from litestar.testing import TestClient
 
 from adapters.memory.rate_limiter import MemoryRateLimiter
 from domain.rate_limit import Rate
-from entrypoints.app import create_app
-from entrypoints.container import create_container
-from entrypoints.settings import Settings
+from entrypoints.http.app import create_app
+from entrypoints.config.container import create_container
+from entrypoints.config.settings import Settings
 from tests.e2e.conftest import AUTH, TOKEN
 from tests.fakes import FakeTimer
 

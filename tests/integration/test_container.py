@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from entrypoints.app import MAX_BODY_BYTES
+from entrypoints.http.app import MAX_BODY_BYTES
 from tests.integration.test_server import REPO_ROOT, Server, free_port, server_env
 from tests.unit.test_configuration_table import readme_table
 

@@ -12,7 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.sqlalchemy.migrate import upgrade
-from entrypoints.metrics import RequestMetrics
+from entrypoints.telemetry.metrics import RequestMetrics
 
 TOKEN = "metrics-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.startup import listen_problem
+from entrypoints.config.startup import listen_problem
 from tests.integration.test_server import (
     FAIL_FAST_TIMEOUT,
     REPO_ROOT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.settings import RATE_LIMIT_DEFAULTS, Settings
+from entrypoints.config.settings import RATE_LIMIT_DEFAULTS, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where the service's own code lives; tests and benchmarks read variables of their own.

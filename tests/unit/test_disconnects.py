@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from entrypoints.disconnects import ClientGone, while_connected
+from entrypoints.http.disconnects import ClientGone, while_connected
 
 
 class Client:

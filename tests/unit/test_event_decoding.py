@@ -18,8 +18,8 @@ from application.use_cases import CreateExperiment, GetExperiment, RecordEvents
 from domain.errors import DomainError, ExperimentNotFound, FieldError, UnknownExperiments, ValidationFailed
 from domain.event import OUT_OF_RANGE, EventBatch, NewEvents, to_micros
 from domain.experiment import VariantDraft
-from entrypoints import decoding
-from entrypoints.decoding import (
+from entrypoints.http import decoding
+from entrypoints.http.decoding import (
     Batch,
     InvalidBatch,
     MalformedBody,

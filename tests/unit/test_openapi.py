@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from entrypoints.app import create_app
-from entrypoints.container import create_container
-from entrypoints.openapi import PROBLEM_JSON
-from entrypoints.schemas import (
+from entrypoints.http.app import create_app
+from entrypoints.config.container import create_container
+from entrypoints.http.openapi import PROBLEM_JSON
+from entrypoints.http.schemas import (
     EventBatch,
     EventBatchIn,
     ExperimentIn,
@@ -19,7 +19,7 @@ from entrypoints.schemas import (
     NewVariant,
     VariantIn,
 )
-from entrypoints.settings import Settings
+from entrypoints.config.settings import Settings
 
 AUTHENTICATED = {401, 403, 429, 503}
 WITH_BODY = {400, 413, 415, 422}

@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from domain.rate_limit import Bucket, Decision, Rate, take
-from entrypoints.settings import ConfigurationError, Settings
+from entrypoints.config.settings import ConfigurationError, Settings
 
 rates = st.builds(
     Rate,

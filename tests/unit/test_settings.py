@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from entrypoints.settings import ConfigurationError, Settings
+from entrypoints.config.settings import ConfigurationError, Settings
 
 
 def test_read_timeouts_default_and_accept_fractions() -> None:
@@ -44,7 +44,7 @@ def test_a_bad_results_bound_or_fold_interval_is_one_clear_line(name: str, raw: 
 
 
 def test_the_store_folds_at_the_configured_interval(tmp_path) -> None:  # noqa: ANN001
-    from entrypoints.container import build_store
+    from entrypoints.config.container import build_store
 
     settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FOLD_INTERVAL_SECONDS": "2.5"})
     store = build_store(settings)

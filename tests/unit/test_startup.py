@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from entrypoints.settings import Settings
-from entrypoints.startup import read_settings
+from entrypoints.config.settings import Settings
+from entrypoints.config.startup import read_settings
 
 
 def test_every_unreadable_variable_is_named_and_the_rest_is_read() -> None:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from domain.keys import Principal, known_scopes
-from entrypoints.settings import ConfigurationError, Settings
+from entrypoints.config.settings import ConfigurationError, Settings
 
 LEEWAY_SECONDS = 30
 """Clock skew tolerated on exp, nbf and iat between the issuer and this service."""

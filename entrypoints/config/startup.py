@@ -8,7 +8,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from entrypoints.settings import DEFAULT_DATABASE_URL, ConfigurationError, Settings
+from entrypoints.config.settings import DEFAULT_DATABASE_URL, ConfigurationError, Settings
 
 # The one directory a start may create: `make run` on a fresh checkout has no ./data yet.
 _DEFAULT_SQLITE_DIRECTORY = Path(DEFAULT_DATABASE_URL.removeprefix("sqlite:///")).parent

@@ -30,10 +30,11 @@ from application.use_cases import (
 )
 from domain.errors import EventsAhead, FieldError, UnknownExperiments, ValidationFailed
 from domain.keys import ADMIN, ASSIGN, INGEST, READ
-from entrypoints import metrics, openapi
-from entrypoints.auth import BearerAuth, actor, required_scope
-from entrypoints.container import Container
-from entrypoints.decoding import (
+from entrypoints.http import openapi
+from entrypoints.telemetry import metrics
+from entrypoints.http.security.bearer import BearerAuth, actor, required_scope
+from entrypoints.config.container import Container
+from entrypoints.http.decoding import (
     AssignmentDTO,
     ClosedBody,
     DecodedEvents,
@@ -47,14 +48,14 @@ from entrypoints.decoding import (
     KeyDTO,
     variant_drafts,
 )
-from entrypoints.disconnects import while_connected
-from entrypoints.docs_assets import docs_assets_router, docs_render_plugins
-from entrypoints.edge import PathCheck
-from entrypoints.jwt_bearer import JwtVerifier
-from entrypoints.logs import RequestLog
-from entrypoints.problems import EXCEPTION_HANDLERS
-from entrypoints.rate_limits import RequestLimits
-from entrypoints.schemas import (
+from entrypoints.http.disconnects import while_connected
+from entrypoints.http.docs_assets import docs_assets_router, docs_render_plugins
+from entrypoints.server.edge import PathCheck
+from entrypoints.http.security.jwt_bearer import JwtVerifier
+from entrypoints.telemetry.logs import RequestLog
+from entrypoints.http.problems import EXCEPTION_HANDLERS
+from entrypoints.http.security.rate_limits import RequestLimits
+from entrypoints.http.schemas import (
     AssignmentIn,
     AssignmentOut,
     AuditListOut,
@@ -719,7 +720,7 @@ def create_app(container: Container) -> Litestar:
             render_plugins=docs_render_plugins(),
         ),
         debug=False,
-        # Logging is the server's (entrypoints/logs.py, through uvicorn's log_config): Litestar's
+        # Logging is the server's (entrypoints/telemetry/logs.py, through uvicorn's log_config): Litestar's
         # own default would take over the root logger with a second format and a thread.
         logging_config=None,
     )

@@ -38,7 +38,7 @@ from domain.event import (
     micros_of,
 )
 from domain.experiment import VariantDraft
-from entrypoints.schemas import (
+from entrypoints.http.schemas import (
     AssignmentIn,
     EventBatch,
     EventBatchIn,

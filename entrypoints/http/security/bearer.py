@@ -13,13 +13,13 @@ from litestar.handlers import BaseRouteHandler
 
 from application.use_cases import KeyRing
 from domain.keys import LEGACY, SCOPES, Principal, digest_of
-from entrypoints.jwt_bearer import JwtVerifier
+from entrypoints.http.security.jwt_bearer import JwtVerifier
 
 PRINCIPAL = "principal"
 """Where the hook leaves the principal, in ``request.scope["state"]``."""
 
 if TYPE_CHECKING:
-    from entrypoints.rate_limits import RequestLimits
+    from entrypoints.http.security.rate_limits import RequestLimits
 
 
 def _unauthorized() -> NotAuthorizedException:

@@ -112,7 +112,7 @@ class JsonFormatter(_LineFormatter):
 def logging_config(log_format: str, log_level: str) -> dict[str, Any]:
     """The ``logging.config.dictConfig`` that uvicorn applies in every worker (its
     ``log_config``): uvicorn's loggers and the service's write through one formatter to stderr."""
-    formatter = f"entrypoints.logs.{'Json' if log_format == 'json' else 'Text'}Formatter"
+    formatter = f"entrypoints.telemetry.logs.{'Json' if log_format == 'json' else 'Text'}Formatter"
     level = log_level.upper()
     handler = {"handlers": ["stderr"], "level": level, "propagate": False}
     return {

@@ -2,7 +2,7 @@
 
 A route states what it can answer with one call, ``responses=error_responses(401, 404, ...)``,
 and ``operation_class=ProblemOperation``; the document then shows each error in the shape the
-error table (entrypoints/problems.py) sends, and nothing the service never sends.
+error table (entrypoints/http/problems.py) sends, and nothing the service never sends.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 
 from application.use_cases import ResultsSlots
 from domain.errors import ResultsBusy
-from entrypoints.schemas import FieldErrorOut, HealthOut, ProblemOut
+from entrypoints.http.schemas import FieldErrorOut, HealthOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -128,7 +128,7 @@ WITH_BODY = (400, 413, 415, 422)
 
 
 # The results routes' 503: besides the store being away, the two ways they decline a read that
-# would pile up on the database (entrypoints/problems.py, Overloaded), with Retry-After.
+# would pile up on the database (entrypoints/http/problems.py, Overloaded), with Retry-After.
 RESULTS_UNAVAILABLE = _Error(
     "The store cannot be reached; or results are busy: `RESULTS_MAX_CONCURRENT` are being "
     "computed on this server and none finished within `RESULTS_QUEUE_SECONDS`; or the read ran "

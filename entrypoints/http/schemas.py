@@ -28,7 +28,7 @@ from domain.statistics import Interval
 # ---- requests: types only, and the domain names every broken rule. Events are the exception:
 # a batch is decoded with the domain's limits as msgspec constraints, so that a valid batch is
 # checked in C as it is read; a batch that breaks one is decoded again as EventFieldsIn, event by
-# event, for the domain to name every fault (entrypoints/decoding.py).
+# event, for the domain to name every fault (entrypoints/http/decoding.py).
 
 
 def _doc(description: str, *examples: Any) -> msgspec.Meta:

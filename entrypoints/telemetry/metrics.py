@@ -40,7 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from domain.assignment import Assignment
 from domain.errors import StoreUnavailable
-from entrypoints.logs import HEADER, RequestIds, RequestLog
+from entrypoints.telemetry.logs import HEADER, RequestIds, RequestLog
 
 disable_created_metrics()  # the *_created samples would double the text and say little here
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -104,7 +104,7 @@ class RequestMetrics:
     the cache-hit assignment route several percent of its throughput.
 
     It also gives each request its id (``X-Request-ID``, in and out) and, with the same
-    figures, hands the request log its line (``entrypoints.logs.RequestLog``)."""
+    figures, hands the request log its line (``entrypoints.telemetry.logs.RequestLog``)."""
 
     FLUSH_SECONDS = 1.0
 

@@ -30,8 +30,8 @@ from application.use_cases import (
     RevokeKey,
 )
 from domain.results import ResultCalculator
-from entrypoints.metrics import CountingAssignments, CountingCache, breaker_changed
-from entrypoints.settings import ConfigurationError, Settings
+from entrypoints.telemetry.metrics import CountingAssignments, CountingCache, breaker_changed
+from entrypoints.config.settings import ConfigurationError, Settings
 
 
 def build_store(settings: Settings) -> Store:
@@ -122,7 +122,7 @@ class Container(containers.DeclarativeContainer):
     )
     layers = providers.Singleton(LayersAndHoldouts, store, clock, ids, results_slots)
     list_experiments = providers.Singleton(ListExperiments, store)
-    # AssignUser reads and writes through counting wrappers (entrypoints/metrics.py).
+    # AssignUser reads and writes through counting wrappers (entrypoints/telemetry/metrics.py).
     assign_user = providers.Singleton(
         AssignUser,
         get_experiment,

@@ -26,11 +26,11 @@ from domain.errors import (
 )
 from domain.experiment import ChangeRefused
 from domain.lifecycle import IllegalMove
-from entrypoints.decoding import MalformedBody, UnsupportedMediaType
-from entrypoints.disconnects import CLIENT_CLOSED_REQUEST, ClientGone
-from entrypoints.rate_limits import refusal_headers
-from entrypoints.logs import request_id
-from entrypoints.schemas import FieldErrorOut, ProblemOut
+from entrypoints.http.decoding import MalformedBody, UnsupportedMediaType
+from entrypoints.http.disconnects import CLIENT_CLOSED_REQUEST, ClientGone
+from entrypoints.http.security.rate_limits import refusal_headers
+from entrypoints.telemetry.logs import request_id
+from entrypoints.http.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("experiments")

@@ -1,0 +1,1 @@
+"""What the service changes in uvicorn: the protocol that refuses bad requests at the edge."""
