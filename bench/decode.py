@@ -8,7 +8,7 @@ EventBatch.of). "after": ``decode_events`` (a Struct per event from msgspec with
 checked in C, then one list per field) plus what the use case does before the store: its
 experiments looked up, timestamps the client left out stamped. Both look experiments up in a
 set, so neither pays the cache. Two variants of "after" show the choices made in
-entrypoints/http/schemas.py: NUL refused by a ``pattern`` constraint instead of one search of the
+entrypoints/http/resources/events.py: NUL refused by a ``pattern`` constraint instead of one search of the
 joined column, and the Structs tracked by the garbage collector.
 
 Every round times each path on the same bodies, in turn; the median round is printed. The time
@@ -36,8 +36,8 @@ import msgspec  # noqa: E402
 from domain.assignment import MAX_USER_ID_LENGTH  # noqa: E402
 from domain.event import MAX_EVENT_ID_LENGTH, EventBatch, NewEvents  # noqa: E402
 from domain.experiment import MAX_EVENT_TYPE_LENGTH  # noqa: E402
-from entrypoints.http import schemas  # noqa: E402
-from entrypoints.http.decoding import Batch, breaks_a_rule, columns, decode_events  # noqa: E402
+from entrypoints.http.resources import events as schemas  # noqa: E402
+from entrypoints.http.resources.events import Batch, breaks_a_rule, columns, decode_events  # noqa: E402
 from tests.per_event_path import per_event_path  # noqa: E402
 
 EXPERIMENT = "0191d2c3e4f5a6b7c8d9e0f1a2b3c4d5"

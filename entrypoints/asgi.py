@@ -6,8 +6,8 @@ import gc
 
 from litestar import Litestar
 
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
+from entrypoints.http.app import create_app
 
 
 def app_from_env() -> Litestar:

@@ -9,7 +9,6 @@ import sys
 from entrypoints.config.settings import ConfigurationError, Settings, generate_token
 from entrypoints.config.startup import listen_problem, read_settings, sqlite_directory_problem
 
-
 KEEP_ALIVE_SECONDS = 5
 
 

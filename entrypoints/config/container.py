@@ -15,13 +15,13 @@ from application.use_cases import (
     AssignUser,
     ChangeExperiment,
     CheckHealth,
-    LayersAndHoldouts,
     ComputeResults,
     CreateExperiment,
     CreateKey,
     GetExperiment,
     GetKey,
     KeyRing,
+    LayersAndHoldouts,
     ListAudit,
     ListExperiments,
     ListKeys,
@@ -30,8 +30,8 @@ from application.use_cases import (
     RevokeKey,
 )
 from domain.results import ResultCalculator
-from entrypoints.telemetry.metrics import CountingAssignments, CountingCache, breaker_changed
 from entrypoints.config.settings import ConfigurationError, Settings
+from entrypoints.telemetry.metrics import CountingAssignments, CountingCache, breaker_changed
 
 
 def build_store(settings: Settings) -> Store:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
-from itertools import chain
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgspec
@@ -20,38 +18,8 @@ from litestar.dto import MsgspecDTO
 from litestar.typing import FieldDefinition
 
 from domain.errors import (
-    DomainError,
-    EventsAhead,
-    ExperimentNotFound,
     FieldError,
-    UnknownExperiments,
     ValidationFailed,
-    describe,
-)
-from domain.event import (
-    MAX_MICROS,
-    MAX_PROPERTIES_BYTES,
-    MIN_MICROS,
-    NewEvents,
-    batch_size_error,
-    event_errors,
-    micros_of,
-)
-from domain.experiment import VariantDraft
-from entrypoints.http.schemas import (
-    AssignmentIn,
-    EventBatch,
-    EventBatchIn,
-    EventFieldsIn,
-    EventIn,
-    ExperimentIn,
-    ExperimentPatchIn,
-    HoldoutIn,
-    LayerIn,
-    OverrideIn,
-    VariantIn,
-    KeyIn,
-    NewExperiment,
 )
 
 
@@ -60,6 +28,8 @@ class MalformedBody(ValueError):
 
 
 _PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 
 
@@ -188,10 +158,6 @@ class StrictDTO(MsgspecDTO):
             return super().create_openapi_schema(field_definition, handler_id, schema_creator)
         return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.schema))
 
-class ExperimentDTO(StrictDTO[ExperimentIn]):
-    closed = True
-    schema: ClassVar[Any] = NewExperiment
-
 
 @dataclass(frozen=True, slots=True)
 class ClosedBody:
@@ -215,214 +181,3 @@ class ClosedDTO(StrictDTO):
         except ValidationFailed as exc:
             raise ValidationFailed(unknown + exc.errors) from None
         return ClosedBody(decoded, unknown)
-
-
-KeyDTO = ClosedDTO[KeyIn]
-
-
-class ExperimentPatchDTO(StrictDTO[ExperimentPatchIn]):
-    closed = True
-
-
-class AssignmentDTO(StrictDTO[AssignmentIn]):
-    closed = True
-
-
-class OverrideDTO(StrictDTO[OverrideIn]):
-    closed = True
-
-
-class LayerDTO(StrictDTO[LayerIn]):
-    closed = True
-
-
-class HoldoutDTO(StrictDTO[HoldoutIn]):
-    closed = True
-
-
-UNKNOWN_EXPERIMENT = "experiment does not exist"
-
-
-def ahead_message(skew: timedelta) -> str:
-    return f"is more than {describe(skew)} in the future (the clock skew allowed)"
-
-
-@dataclass(frozen=True, slots=True)
-class OneEvent:
-    """The body was a single event."""
-
-    events: NewEvents  # of one
-
-    def unknown(self, exc: UnknownExperiments) -> DomainError:
-        """A single event of an unknown experiment is a 404, like any unknown experiment."""
-        return ExperimentNotFound(exc.experiment_ids[0])
-
-    def ahead(self, exc: EventsAhead) -> ValidationFailed:
-        return ValidationFailed([FieldError("timestamp", ahead_message(exc.skew))])
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """The body was a batch, and every event kept the rules of an event alone."""
-
-    events: NewEvents
-
-    def unknown(self, exc: UnknownExperiments) -> DomainError:
-        """In a batch, an unknown experiment is one more invalid event, named by its index."""
-        return ValidationFailed(
-            [FieldError(f"events[{i}].experiment_id", UNKNOWN_EXPERIMENT) for i in exc.experiment_ids]
-        )
-
-    def ahead(self, exc: EventsAhead) -> ValidationFailed:
-        message = ahead_message(exc.skew)
-        return ValidationFailed([FieldError(f"events[{i}].timestamp", message) for i in exc.positions])
-
-
-@dataclass(frozen=True, slots=True)
-class InvalidBatch:
-    """A batch with a bad event: every fault of the events, and the experiments of those that
-    could be read, so that the unknown ones are named too."""
-
-    errors: list[FieldError]
-    experiment_ids: dict[int, str]  # by index in the batch
-    size: int = 0  # events in the batch
-    timestamps: dict[int, int | None] = field(default_factory=dict)  # of the events read
-
-    def failure(
-        self, unknown: set[str], ahead: Sequence[int] = (), skew: timedelta | None = None
-    ) -> ValidationFailed:
-        """Every fault at once: the events' own, the unknown experiments, and the timestamps
-        too far ahead (``ahead``: positions among ``timestamps``' keys, in their order)."""
-        positions = list(self.timestamps)
-        errors = self.errors + [
-            FieldError(f"events[{i}].experiment_id", UNKNOWN_EXPERIMENT)
-            for i, experiment_id in self.experiment_ids.items()
-            if experiment_id in unknown
-        ]
-        if skew is not None:
-            errors += [
-                FieldError(f"events[{positions[k]}].timestamp", ahead_message(skew)) for k in ahead
-            ]
-        return ValidationFailed(sorted(errors, key=_event_index))  # stable: an event's own order
-
-
-DecodedEvents = OneEvent | Batch | InvalidBatch
-
-
-class _Envelope(msgspec.Struct):
-    events: msgspec.Raw = msgspec.Raw(b"")
-
-
-class EventsDTO(StrictDTO[EventBatchIn]):
-    """A single event, or ``{"events": [...]}``; in a batch every bad event is named by index."""
-
-    schema: ClassVar[Any] = EventIn | EventBatch
-
-    def decode_bytes(self, value: bytes) -> DecodedEvents:
-        self.check_media_type()
-        return decode_events(value)
-
-
-def decode_events(raw: bytes) -> DecodedEvents:
-    """A single event or a batch, as columns; a bad single event raises ValidationFailed."""
-    try:  # the common case, a valid batch: decoded and checked in C, then made columns
-        batch = msgspec.json.decode(raw, type=EventBatchIn)
-    except (msgspec.DecodeError, RecursionError):  # DecodeError covers ValidationError too
-        pass
-    else:
-        events = columns(batch.events)
-        if not breaks_a_rule(events):
-            return Batch(events)
-    envelope = decode(raw, _Envelope)
-    if not envelope.events:
-        event = decode(raw, EventFieldsIn)
-        if errors := event_errors_of(event):
-            raise ValidationFailed(errors)
-        return OneEvent(columns([event]))
-    return _one_by_one(envelope.events)
-
-
-def _one_by_one(raw: msgspec.Raw) -> Batch | InvalidBatch:
-    """The slow path, for a batch that broke a rule above: name every bad event."""
-    items = decode(raw, list[msgspec.Raw], prefix="events")
-    if (error := batch_size_error(len(items))) is not None:
-        raise ValidationFailed([error])
-    read: list[EventFieldsIn] = []
-    errors: list[FieldError] = []
-    experiment_ids: dict[int, str] = {}
-    timestamps: dict[int, int | None] = {}
-    for i, item in enumerate(items):
-        prefix = f"events[{i}]."
-        try:
-            event = decode(item, EventFieldsIn, prefix=prefix)
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-            continue
-        read.append(event)
-        experiment_ids[i] = event.experiment_id
-        own = event_errors_of(event, prefix)
-        errors.extend(own)
-        if event.timestamp is not None and not any(e.field == prefix + "timestamp" for e in own):
-            timestamps[i] = micros_of([event.timestamp])[0]
-    if errors:
-        return InvalidBatch(errors, experiment_ids, len(items), timestamps)
-    # Every event keeps the rules: the fast path refused the batch for a reason of its own
-    # (a recursion limit met at a different depth, say), which is no fault of the client's.
-    return Batch(columns(read))
-
-
-def columns(events: Sequence[EventIn | EventFieldsIn]) -> NewEvents:
-    """The events as the columns the store writes: one list per field, no object per event."""
-    encode = msgspec.json.encode
-    return NewEvents(
-        experiment_ids=[e.experiment_id for e in events],
-        user_ids=[e.user_id for e in events],
-        event_types=[e.event_type for e in events],
-        timestamps=micros_of([e.timestamp for e in events]),
-        values=[e.value for e in events],
-        properties=[None if e.properties is None else encode(e.properties).decode() for e in events],
-        event_ids=[e.event_id for e in events],
-    )
-
-
-def breaks_a_rule(events: NewEvents) -> bool:
-    """The rules of ``event_errors`` that EventIn's constraints cannot say, over whole columns.
-
-    NUL is refused by one search of the joined columns rather than by a ``pattern`` constraint:
-    a regular expression per string cost more than all the rest of the decoding
-    (bench/decode.py).
-    """
-    texts = chain(events.user_ids, events.event_types, filter(None, events.event_ids))
-    if "\x00" in "".join(texts):
-        return True
-    timestamps = [t for t in events.timestamps if t is not None]
-    if timestamps and (min(timestamps) < MIN_MICROS or max(timestamps) > MAX_MICROS):
-        return True
-    return any(
-        len(p.encode()) > MAX_PROPERTIES_BYTES for p in events.properties if p is not None
-    )
-
-
-def event_errors_of(event: EventFieldsIn, prefix: str = "") -> list[FieldError]:
-    """The domain's ``event_errors`` of one decoded event, its fields named under ``prefix``."""
-    properties = None if event.properties is None else msgspec.json.encode(event.properties).decode()
-    return [
-        FieldError(prefix + e.field, e.message)
-        for e in event_errors(
-            user_id=event.user_id,
-            event_type=event.event_type,
-            timestamp=event.timestamp,
-            value=event.value,
-            properties=properties,
-            event_id=event.event_id,
-        )
-    ]
-
-
-def _event_index(error: FieldError) -> int:
-    head = error.field.partition("]")[0]
-    return int(head[len("events[") :]) if head.startswith("events[") else -1
-
-
-def variant_drafts(variants: list[VariantIn]) -> list[VariantDraft]:
-    return [VariantDraft(v.name, v.traffic_percentage, v.is_control) for v in variants]

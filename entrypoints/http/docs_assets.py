@@ -9,6 +9,8 @@ from litestar.datastructures import CacheControlHeader
 from litestar.openapi.plugins import OpenAPIRenderPlugin, SwaggerRenderPlugin, YamlRenderPlugin
 from litestar.static_files import create_static_files_router
 
+from entrypoints.http.security.bearer import PUBLIC
+
 SWAGGER_UI_VERSION = "5.35.0"
 """The version of the files in ``static/swagger-ui`` (their README.md says where they came from)."""
 
@@ -58,4 +60,5 @@ def docs_assets_router() -> Router:
         name="docs-assets",
         cache_control=CacheControlHeader(max_age=_A_YEAR, public=True, immutable=True),
         include_in_schema=False,
+        opt={"scope": PUBLIC},
     )

@@ -18,7 +18,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 
 from application.use_cases import ResultsSlots
 from domain.errors import ResultsBusy
-from entrypoints.http.schemas import FieldErrorOut, HealthOut, ProblemOut
+from entrypoints.http.wire import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -171,18 +171,6 @@ def _example_value(error: _Error) -> dict[str, Any]:
     if example.errors is not None:
         value["errors"] = [{"field": e.field, "message": e.message} for e in example.errors]
     return value
-
-
-def health_unavailable() -> dict[int, ResponseSpec]:
-    """``GET /health``'s 503: the health body itself, not a problem."""
-    return {
-        503: ResponseSpec(
-            data_container=HealthOut,
-            description="The store cannot be reached.",
-            generate_examples=False,
-            examples=[Example(summary="Unavailable", value={"status": "unavailable"})],
-        )
-    }
 
 
 def location_header() -> list[ResponseHeader]:

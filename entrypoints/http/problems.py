@@ -14,10 +14,10 @@ from domain.errors import (
     DomainError,
     DuplicateExperimentName,
     DuplicateName,
-    NotFound,
     ExperimentNotFound,
     FieldError,
     KeyNotFound,
+    NotFound,
     Overloaded,
     RateLimited,
     ReadTimedOut,
@@ -29,8 +29,8 @@ from domain.lifecycle import IllegalMove
 from entrypoints.http.decoding import MalformedBody, UnsupportedMediaType
 from entrypoints.http.disconnects import CLIENT_CLOSED_REQUEST, ClientGone
 from entrypoints.http.security.rate_limits import refusal_headers
+from entrypoints.http.wire import FieldErrorOut, ProblemOut
 from entrypoints.telemetry.logs import request_id
-from entrypoints.http.schemas import FieldErrorOut, ProblemOut
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("experiments")

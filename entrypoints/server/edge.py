@@ -21,8 +21,8 @@ import httptools
 import msgspec
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from entrypoints.http.schemas import ProblemOut
 from entrypoints.config.settings import Settings
+from entrypoints.http.wire import ProblemOut
 
 PROBLEM_JSON = b"application/problem+json"
 MAX_HEAD_BYTES = 64 * 1024

@@ -18,14 +18,9 @@ from application.use_cases import CreateExperiment, GetExperiment, RecordEvents
 from domain.errors import DomainError, ExperimentNotFound, FieldError, UnknownExperiments, ValidationFailed
 from domain.event import OUT_OF_RANGE, EventBatch, NewEvents, to_micros
 from domain.experiment import VariantDraft
-from entrypoints.http import decoding
-from entrypoints.http.decoding import (
-    Batch,
-    InvalidBatch,
-    MalformedBody,
-    OneEvent,
-    decode_events,
-)
+from entrypoints.http.decoding import MalformedBody
+from entrypoints.http.resources import events as decoding
+from entrypoints.http.resources.events import Batch, InvalidBatch, OneEvent, decode_events
 from tests.fakes import FakeClock, SequentialIds
 from tests.per_event_path import per_event_path
 

@@ -11,14 +11,8 @@ import pytest
 from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
 from entrypoints.http.openapi import PROBLEM_JSON
-from entrypoints.http.schemas import (
-    EventBatch,
-    EventBatchIn,
-    ExperimentIn,
-    NewExperiment,
-    NewVariant,
-    VariantIn,
-)
+from entrypoints.http.resources.events import EventBatch, EventBatchIn
+from entrypoints.http.resources.experiments import ExperimentIn, NewExperiment, NewVariant, VariantIn
 from entrypoints.config.settings import Settings
 
 AUTHENTICATED = {401, 403, 429, 503}

@@ -7,9 +7,8 @@ import hmac
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers import BaseRouteHandler
 
 from application.use_cases import KeyRing
 from domain.keys import LEGACY, SCOPES, Principal, digest_of
@@ -29,13 +28,27 @@ def _unauthorized() -> NotAuthorizedException:
     )
 
 
-def required_scope(handler: BaseRouteHandler) -> str:
-    """The scope a route declares with ``opt={"scope": ...}``; a route that declares none, or
-    an unknown one, fails the app's start rather than serving unguarded."""
-    scope = handler.opt.get("scope")
-    if scope not in SCOPES:
-        raise ValueError(f"route {handler} must declare opt={{'scope': one of {sorted(SCOPES)}}}")
-    return scope
+PUBLIC = "public"
+"""The scope of a route open to anyone (health, the docs' files): it declares so, rather than
+leaving the scope out."""
+
+
+def check_scopes(app: Litestar) -> None:
+    """Every route declares the scope it needs, ``opt={"scope": ...}`` on its handler or its
+    Controller: a route that declares none, or an unknown one, fails the app's start rather
+    than serving unguarded, and a route behind the bearer hook cannot be public. Litestar's
+    own routes (the OpenAPI document, the OPTIONS answers) are its to guard."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if handler.fn.__module__.startswith("litestar."):
+                continue
+            scope = handler.opt.get("scope")
+            guarded = bool(handler.resolve_before_request())
+            if scope not in SCOPES | {PUBLIC} or (guarded and scope == PUBLIC):
+                raise ValueError(
+                    f"route {route.path} ({handler}) must declare opt={{'scope': one of "
+                    f"{sorted(SCOPES)}}}, or {PUBLIC!r} outside the bearer hook"
+                )
 
 
 class BearerAuth:

@@ -1,0 +1,27 @@
+"""The API's resources, one Controller each with its wire types; the app serves every one listed here."""
+
+from __future__ import annotations
+
+from litestar import Controller
+
+from entrypoints.http.resources.assignments import AssignmentsController
+from entrypoints.http.resources.audit import AuditController
+from entrypoints.http.resources.events import EventsController
+from entrypoints.http.resources.experiments import ExperimentsController
+from entrypoints.http.resources.health import HealthController
+from entrypoints.http.resources.holdouts import HoldoutsController
+from entrypoints.http.resources.keys import KeysController
+from entrypoints.http.resources.layers import LayersController
+from entrypoints.http.resources.results import ResultsController
+
+RESOURCES: tuple[type[Controller], ...] = (
+    HealthController,
+    ExperimentsController,
+    AssignmentsController,
+    EventsController,
+    ResultsController,
+    LayersController,
+    HoldoutsController,
+    KeysController,
+    AuditController,
+)

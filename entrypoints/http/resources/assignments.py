@@ -1,0 +1,153 @@
+"""Assignments: a user's variant, judged on attributes when sent, and QA overrides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from application.use_cases import AssignUser, ChangeExperiment
+from domain.assignment import Answer
+from domain.keys import ADMIN, ASSIGN
+from entrypoints.http import openapi
+from entrypoints.http.decoding import StrictDTO
+from entrypoints.http.wire import Id, doc
+
+AttributeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+# Whole numbers decode as floats: JSON has one number type, and a schema offering integer and
+# number both would match 0 twice (oneOf).
+AttributeValue = Annotated[str, msgspec.Meta(max_length=1000)] | float | bool | None
+
+
+class AssignmentIn(msgspec.Struct):
+    """The user's attributes, for an experiment's audience rules."""
+
+    attributes: Annotated[
+        dict[AttributeName, AttributeValue],
+        msgspec.Meta(
+            max_length=100,
+            description="Up to 100 attributes: strings (at most 1,000 characters), numbers, booleans or null.",
+            examples=[{"country": "DE", "app_version": "3.1.0", "age": 34}],
+        ),
+    ] = {}
+
+
+class OverrideIn(msgspec.Struct):
+    variant_id: Annotated[str, doc("The variant to force the user into.", "0b7e6a52c1d94f40")]
+
+
+class AssignmentOut(msgspec.Struct):
+    """A user's variant: decided by the hash on the first call, the same on every call after."""
+
+    experiment_id: Id
+    user_id: Annotated[str, doc("As the client sent it.", "u-123")]
+    variant_id: Id
+    variant_name: Annotated[str, doc("The variant's name.", "green")]
+    assigned_at: Annotated[
+        datetime | None,
+        doc("When the assignment was first stored; RFC 3339, UTC. Null when nothing is stored "
+             "(see in_experiment and reason).", "2026-11-28T14:00:05Z"),
+    ]
+    in_experiment: Annotated[bool, doc("Whether the user is in the experiment (docs/experiments-that-live.md).", True)]
+    reason: Annotated[
+        str,
+        doc("Why: assigned, forced, winner, draft, paused, archived, audience, holdout, layer, coverage.", "assigned"),
+    ]
+
+    @classmethod
+    def of(cls, a: Answer) -> AssignmentOut:
+        return cls(a.experiment_id, a.user_id, a.variant_id, a.variant_name, a.assigned_at,
+                   a.in_experiment, str(a.reason))
+
+
+class AssignmentDTO(StrictDTO[AssignmentIn]):
+    closed = True
+
+
+class OverrideDTO(StrictDTO[OverrideIn]):
+    closed = True
+
+
+class AssignmentsController(Controller):
+    path = "/experiments/{experiment_id:str}/assignment/{user_id:str}"
+    tags = [openapi.ASSIGNMENTS]
+    opt = {"scope": ASSIGN}
+
+    @get(
+        summary="Get the user's variant, assigning it on the first call.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
+        operation_class=openapi.ProblemOperation,
+    )
+    async def assign(
+        self, experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
+    ) -> AssignmentOut:
+        """The variant is a pure function of SHA-256 of `experiment_id:user_id` over 10,000
+        buckets (README.md, The assignment hash). Once stored it never changes, and
+        `assigned_at` stays that of the first call. `user_id`: 1 to 256 characters, no NUL
+        (else 422)."""
+        return AssignmentOut.of(await assign_user(experiment_id, user_id))
+
+    @post(
+        dto=AssignmentDTO,
+        return_dto=None,
+        status_code=200,
+        summary="Get the user's variant, judged on the attributes sent, assigning it on the first call.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
+        operation_class=openapi.ProblemOperation,
+    )
+    async def assign_with_attributes(
+        self,
+        experiment_id: FromPath[str],
+        user_id: FromPath[str],
+        data: JSONBody[AssignmentIn],
+        assign_user: NamedDependency[AssignUser],
+    ) -> AssignmentOut:
+        """As the GET, with the user's `attributes` for the experiment's audience rules
+        (docs/experiments-that-live.md): up to 100, each a string, number, boolean or null."""
+        return AssignmentOut.of(await assign_user(experiment_id, user_id, data.attributes))
+
+    @put(
+        dto=OverrideDTO,
+        return_dto=None,
+        summary="Force the user into a variant, for QA.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
+        operation_class=openapi.ProblemOperation,
+        opt={"scope": ADMIN},
+    )
+    async def force_assignment(
+        self,
+        experiment_id: FromPath[str],
+        user_id: FromPath[str],
+        data: JSONBody[OverrideIn],
+        change_experiment: NamedDependency[ChangeExperiment],
+        assign_user: NamedDependency[AssignUser],
+        actor: NamedDependency[str],
+    ) -> AssignmentOut:
+        """In any state; answered before every rule with reason `forced`, never stored as an
+        assignment, so never counted in results. Answers the forced assignment."""
+        await change_experiment.force(experiment_id, user_id, data.variant_id, actor)
+        return AssignmentOut.of(await assign_user(experiment_id, user_id))
+
+    @delete(
+        status_code=204,
+        summary="Remove the user's QA override.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
+        operation_class=openapi.ProblemOperation,
+        opt={"scope": ADMIN},
+    )
+    async def remove_override(
+        self,
+        experiment_id: FromPath[str],
+        user_id: FromPath[str],
+        change_experiment: NamedDependency[ChangeExperiment],
+        actor: NamedDependency[str],
+    ) -> None:
+        """A 204 whether or not the user was forced; the user is then served by the rules
+        again."""
+        await change_experiment.unforce(experiment_id, user_id, actor)

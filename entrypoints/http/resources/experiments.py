@@ -1,0 +1,365 @@
+"""Experiments: create, list, read and change them, with their wire types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+from litestar import Controller, Response, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from application.use_cases import (
+    ChangeExperiment,
+    CreateExperiment,
+    ExperimentPage,
+    GetExperiment,
+    ListExperiments,
+)
+from domain.experiment import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_VARIANTS,
+    MIN_VARIANTS,
+    Experiment,
+    VariantDraft,
+)
+from domain.keys import ADMIN, READ
+from entrypoints.http import openapi
+from entrypoints.http.decoding import StrictDTO
+from entrypoints.http.wire import Id, doc
+
+
+class VariantIn(msgspec.Struct):
+    name: str
+    traffic_percentage: float
+    is_control: bool | None = None
+
+
+class LayerPlaceIn(msgspec.Struct):
+    """The layer to sit in and the share of its traffic to own (a free slice is taken)."""
+
+    id: str
+    percentage: float
+
+
+class ExperimentIn(msgspec.Struct):
+    name: str
+    variants: list[VariantIn]
+    description: str | None = None
+    primary_event_type: str | None = None
+    # Beyond the base contract (docs/api.md): created running for all traffic unless told.
+    status: str | None = None
+    coverage: float | None = None
+    audience: dict[str, Any] | None = None
+    layer: LayerPlaceIn | None = None
+    holdout_id: str | None = None
+
+
+class ExperimentPatchIn(msgspec.Struct):
+    """A change: only the fields sent change; ``null`` clears description or primary_event_type."""
+
+    name: Annotated[str, doc("A new name, unique among experiments.", "checkout-button-color-v2")] | msgspec.UnsetType = msgspec.UNSET
+    description: Annotated[str, doc("New free text.", "Green won in November.")] | None | msgspec.UnsetType = msgspec.UNSET
+    primary_event_type: Annotated[str, doc("The new default conversion event.", "signup")] | None | msgspec.UnsetType = msgspec.UNSET
+    coverage: Annotated[float, doc("Percentage of eligible traffic that enters; only grows once started.", 50)] | msgspec.UnsetType = msgspec.UNSET
+    status: Annotated[str, doc("draft, running, paused, stopped or archived; the lifecycle's moves only.", "stopped")] | msgspec.UnsetType = msgspec.UNSET
+    winner_variant_id: Annotated[str, doc("With status stopped: the variant served to everyone.", "0b7e6a52c1d94f40")] | msgspec.UnsetType = msgspec.UNSET
+    variants: list[VariantIn] | msgspec.UnsetType = msgspec.UNSET
+    audience: Annotated[dict[str, Any], doc("In draft only: a new audience rule.", {"attribute": "country", "op": "eq", "value": "DE"})] | None | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            f: getattr(self, f) for f in self.__struct_fields__ if getattr(self, f) is not msgspec.UNSET
+        }
+
+
+VariantName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Unique within the experiment; not blank.",
+        examples=["control"],
+    ),
+]
+
+
+TrafficPercentage = Annotated[
+    float,
+    msgspec.Meta(
+        ge=0,
+        le=100,
+        description="Share of users, 0 to 100 with at most two decimals; the variants' shares "
+        "sum to exactly 100.",
+        examples=[50],
+    ),
+]
+
+
+class NewVariant(msgspec.Struct):
+    """A variant of a new experiment."""
+
+    name: VariantName
+    traffic_percentage: TrafficPercentage
+    is_control: Annotated[
+        bool | None,
+        msgspec.Meta(description="At most one variant is the control; if none is, the first is."),
+    ] = None
+
+
+class NewExperiment(msgspec.Struct):
+    """An experiment to create: 2 to 20 variants whose traffic percentages sum to 100."""
+
+    name: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_NAME_LENGTH,
+            description="Unique among experiments (a duplicate is a 409); not blank.",
+            examples=["checkout-button-color"],
+        ),
+    ]
+    variants: Annotated[
+        list[NewVariant],
+        msgspec.Meta(
+            min_length=MIN_VARIANTS,
+            max_length=MAX_VARIANTS,
+            examples=[
+                [
+                    {"name": "control", "traffic_percentage": 50, "is_control": True},
+                    {"name": "green", "traffic_percentage": 50},
+                ]
+            ],
+        ),
+    ]
+    description: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=MAX_DESCRIPTION_LENGTH, examples=["Does a green button sell more?"]
+            ),
+        ]
+        | None
+    ) = None
+    primary_event_type: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_EVENT_TYPE_LENGTH,
+                description="The default conversion event of the results.",
+                examples=["purchase"],
+            ),
+        ]
+        | None
+    ) = None
+    status: Annotated[
+        str | None,
+        msgspec.Meta(description="`draft` or `running` (the default): docs/experiments-that-live.md.", examples=["running"]),
+    ] = None
+    coverage: (
+        Annotated[
+            float,
+            msgspec.Meta(ge=0, le=100, description="Percentage of eligible traffic that enters, in 0.01 steps (default 100).", examples=[100]),
+        ]
+        | None
+    ) = None
+    audience: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(
+            description="A rule over user attributes: comparisons and all/any/not (docs/experiments-that-live.md).",
+            examples=[{"attribute": "country", "op": "in", "value": ["DE", "AT"]}],
+        ),
+    ] = None
+    layer: Annotated[
+        LayerPlaceIn | None,
+        msgspec.Meta(description="The layer to sit in and the share of it to own.", examples=[{"id": "0b7e6a52c1d94f3e", "percentage": 30}]),
+    ] = None
+    holdout_id: Annotated[str | None, msgspec.Meta(description="The holdout this experiment opts into.")] = None
+
+
+class VariantOut(msgspec.Struct):
+    id: Id
+    name: Annotated[str, doc("Unique within the experiment.", "control")]
+    traffic_percentage: Annotated[float, doc("Share of users, 0 to 100.", 50.0)]
+    is_control: Annotated[bool, doc("Exactly one variant is the control.", True)]
+
+
+class OverrideOut(msgspec.Struct):
+    user_id: str
+    variant_id: str
+    forced_at: datetime
+
+
+class LayerSliceOut(msgspec.Struct):
+    id: str  # the layer's
+    start: int  # the first of its buckets this experiment owns (0..9999)
+    end: int  # one past the last
+
+
+class ExperimentOut(msgspec.Struct):
+    """An experiment and its variants, in their order."""
+
+    id: Id
+    name: Annotated[str, doc("Unique among experiments.", "checkout-button-color")]
+    description: Annotated[str | None, doc("Free text.", "Does a green button sell more?")]
+    primary_event_type: Annotated[
+        str | None, doc("The default conversion event of the results.", "purchase")
+    ]
+    created_at: Annotated[datetime, doc("RFC 3339, UTC.", "2026-11-28T14:00:00Z")]
+    variants: list[VariantOut]
+    status: str
+    coverage: float
+    audience: dict[str, Any] | None
+    winner_variant_id: str | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    overrides: list[OverrideOut]
+    layer: LayerSliceOut | None
+    holdout_id: str | None
+
+    @classmethod
+    def of(cls, experiment: Experiment) -> ExperimentOut:
+        e = experiment
+        return cls(
+            id=e.id,
+            name=e.name,
+            description=e.description,
+            primary_event_type=e.primary_event_type,
+            created_at=e.created_at,
+            variants=[VariantOut(v.id, v.name, v.traffic_percentage, v.is_control) for v in e.variants],
+            status=e.status.value,
+            coverage=e.coverage_basis_points / 100,
+            audience=None if e.audience is None else e.audience.source,
+            winner_variant_id=e.winner_variant_id,
+            started_at=e.started_at,
+            stopped_at=e.stopped_at,
+            overrides=[OverrideOut(o.user_id, o.variant_id, o.forced_at) for o in e.overrides],
+            layer=None if e.layer is None else LayerSliceOut(e.layer.layer_id, e.layer.slice.start, e.layer.slice.end),
+            holdout_id=None if e.holdout is None else e.holdout.holdout_id,
+        )
+
+
+class ExperimentListOut(msgspec.Struct):
+    """A page of experiments, newest first."""
+
+    items: list[ExperimentOut]
+    total: Annotated[int, doc("How many experiments there are in all.", 1)]
+
+    @classmethod
+    def of(cls, page: ExperimentPage) -> ExperimentListOut:
+        return cls([ExperimentOut.of(e) for e in page.items], page.total)
+
+
+class ExperimentDTO(StrictDTO[ExperimentIn]):
+    closed = True
+    schema: ClassVar[Any] = NewExperiment
+
+
+class ExperimentPatchDTO(StrictDTO[ExperimentPatchIn]):
+    closed = True
+
+
+def variant_drafts(variants: list[VariantIn]) -> list[VariantDraft]:
+    return [VariantDraft(v.name, v.traffic_percentage, v.is_control) for v in variants]
+
+
+class ExperimentsController(Controller):
+    path = "/experiments"
+    tags = [openapi.EXPERIMENTS]
+    opt = {"scope": READ}
+
+    @post(
+        dto=ExperimentDTO,
+        return_dto=None,
+        status_code=201,
+        summary="Create an experiment with its variants and traffic split.",
+        response_description="The experiment, as stored.",
+        response_headers=openapi.location_header(),
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 409),
+        operation_class=openapi.ProblemOperation,
+        opt={"scope": ADMIN},
+    )
+    async def create_experiment(
+        self,
+        data: JSONBody[ExperimentIn],
+        create_experiment: NamedDependency[CreateExperiment],
+        actor: NamedDependency[str],
+    ) -> Response[ExperimentOut]:
+        """2 to 20 variants with unique names, whose traffic percentages (at most two decimals)
+        sum to exactly 100. At most one variant is the control; if none is, the first is. Every
+        broken rule is named in the 422. The `Location` header is the new experiment's path."""
+        experiment = await create_experiment(
+            actor=actor,
+            name=data.name,
+            description=data.description,
+            primary_event_type=data.primary_event_type,
+            variants=variant_drafts(data.variants),
+            status=data.status,
+            coverage=data.coverage,
+            audience=data.audience,
+            layer_id=None if data.layer is None else data.layer.id,
+            layer_percentage=None if data.layer is None else data.layer.percentage,
+            holdout_id=data.holdout_id,
+        )
+        return Response(
+            ExperimentOut.of(experiment),
+            status_code=201,
+            headers={"Location": f"/experiments/{experiment.id}"},
+        )
+
+    @get(
+        summary="List experiments, newest first.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
+        operation_class=openapi.ProblemOperation,
+    )
+    async def list_experiments(
+        self,
+        list_experiments: NamedDependency[ListExperiments],
+        limit: FromQuery[int] = 100,
+        offset: FromQuery[int] = 0,
+    ) -> ExperimentListOut:
+        """A page of experiments: `limit` 1 to 500 (default 100), `offset` 0 or more; `total`
+        counts them all. A limit or offset out of range is a 422."""
+        return ExperimentListOut.of(await list_experiments(limit=limit, offset=offset))
+
+    @get(
+        "/{experiment_id:str}",
+        summary="Get one experiment and its variants.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
+        operation_class=openapi.ProblemOperation,
+    )
+    async def get_experiment(
+        self, experiment_id: FromPath[str], get_experiment: NamedDependency[GetExperiment]
+    ) -> ExperimentOut:
+        """The experiment as created; a 404 when no experiment has this id."""
+        return ExperimentOut.of(await get_experiment(experiment_id))
+
+    @patch(
+        "/{experiment_id:str}",
+        dto=ExperimentPatchDTO,
+        return_dto=None,
+        summary="Change an experiment: its name, description, primary metric, coverage or state.",
+        responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404, 409),
+        operation_class=openapi.ProblemOperation,
+        opt={"scope": ADMIN},
+    )
+    async def change_experiment(
+        self,
+        experiment_id: FromPath[str],
+        data: JSONBody[ExperimentPatchIn],
+        change_experiment: NamedDependency[ChangeExperiment],
+        actor: NamedDependency[str],
+    ) -> ExperimentOut:
+        """Only the fields sent change (docs/experiments-that-live.md). An illegal state move,
+        lowering the coverage of a started experiment, or changing its split or audience once
+        started is a 409 naming the current state; so is a change made meanwhile by another
+        request."""
+        changes = data.changes()
+        if "variants" in changes:
+            changes["variants"] = variant_drafts(changes["variants"])
+        experiment, _ = await change_experiment(experiment_id, actor, **changes)
+        return ExperimentOut.of(experiment)
