@@ -182,10 +182,11 @@ class LayersAndHoldouts:
     async def holdouts(self) -> list[Holdout]:
         return await self._store.list_holdouts()
 
-    async def holdout_results(self, holdout_id: str, event_type: str) -> HoldoutResults:
+    async def holdout_results(self, holdout_id: str, event_type: str | None) -> HoldoutResults:
         holdout = await self.holdout(holdout_id)
-        if not event_type or (error := text_error(event_type, "event_type")) is not None:
-            raise ValidationFailed([error or FieldError("event_type", "is required")])
+        error = text_error(event_type, "event_type") if event_type else FieldError("event_type", "is required")
+        if error is not None:
+            raise ValidationFailed([error])
         held_users, held_converted, exposed_users, exposed_converted = await self._slots.shared(
             ("holdout", holdout_id, event_type), lambda: self._store.holdout_outcomes(holdout_id, event_type)
         )

@@ -223,6 +223,12 @@ class Experiment:
                     f"the experiment is {status.value}: a winner is declared when it stops "
                     '(send "status": "stopped" with the winner)'
                 )
+            # Everyone has been served the winner since ``stopped_at``: a second winner would
+            # make that moment, and what results and the audit trail say of it, untrue.
+            if self.status is Status.STOPPED and winner != self.winner_variant_id:
+                raise ChangeRefused(
+                    "the experiment is stopped: its winner was declared when it stopped and is final"
+                )
             new["winner_variant_id"] = winner
         diff = {k: {"from": _shown(getattr(self, k)), "to": _shown(v)} for k, v in new.items() if getattr(self, k) != v}
         if not diff:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 
 import msgspec
@@ -33,6 +34,7 @@ from entrypoints.http.wire import FieldErrorOut, ProblemOut
 from entrypoints.telemetry.logs import request_id
 
 PROBLEM_JSON = "application/problem+json"
+_MISSING_PARAMETER = re.compile(r"^Missing required \w+ parameter '(?P<name>[^']+)'")
 log = logging.getLogger("experiments")
 
 
@@ -106,6 +108,10 @@ def _litestar_validation(_: Request, exc: ValidationException) -> Response[Probl
         for item in extra
         if isinstance(item, dict)
     ]
+    # A missing parameter comes with no list, only a sentence (that also holds the path, which
+    # is not echoed): the parameter is named like any other fault.
+    if not errors and (missing := _MISSING_PARAMETER.match(str(exc.detail))) is not None:
+        errors = [FieldError(missing["name"], "is required")]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
     return problem(422, detail, errors)
 

@@ -263,7 +263,7 @@ def test_a_holdout_keeps_its_share_out_and_compares_it_with_everyone_exposed(cli
                                   "conversion_rate": ((len(held) + 1) // 2) / len(held)}
     assert answer["exposed"]["users"] == 500 - len(held) and answer["exposed"]["converted"] == exposed_buyers
     assert answer["p_value"] is not None and answer["confidence_interval"]["lower"] is not None
-    assert_problem(client.get(f"/holdouts/{holdout['id']}/results"), 422)
+    assert_problem(client.get(f"/holdouts/{holdout['id']}/results"), 422, {"event_type"})
 
 
 def test_every_change_is_in_the_audit_trail_with_who_and_what_from_what(client: TestClient) -> None:
@@ -282,3 +282,41 @@ def test_every_change_is_in_the_audit_trail_with_who_and_what_from_what(client: 
     assert entries[1]["details"] == {"status": {"from": "running", "to": "paused"}}  # coverage did not change
     assert entries[0]["details"] == {"override": {"user_id": "qa", "from": None, "to": variant}}
     assert entries[2]["details"]["status"] == "running" and entries[0]["at"] >= entries[1]["at"]
+
+
+def test_a_stopped_experiments_winner_is_final(client: TestClient, fake_clock: FakeClock) -> None:
+    experiment = create(client, "final")
+    x, control, green = experiment["id"], experiment["variants"][0], experiment["variants"][1]
+    stopped = change(client, x, status="stopped", winner_variant_id=green["id"])
+    fake_clock.advance(hours=1)
+    problem = assert_problem(client.patch(f"/experiments/{x}", json={"winner_variant_id": control["id"]}), 409)
+    assert "final" in problem["detail"]
+    again = client.get(f"/experiments/{x}").json()
+    assert (again["winner_variant_id"], again["stopped_at"]) == (green["id"], stopped["stopped_at"])
+    assert assign(client, x, "u-1")["variant_id"] == green["id"]
+    # Sending the same winner again changes nothing and is no conflict.
+    assert change(client, x, winner_variant_id=green["id"])["winner_variant_id"] == green["id"]
+    changes = [e for e in client.get("/audit", params={"target_id": x}).json()["items"] if e["action"] == "experiment.changed"]
+    assert len(changes) == 1
+
+
+def test_holdout_results_name_a_missing_or_empty_event_type(client: TestClient) -> None:
+    holdout = client.post("/holdouts", json={"name": "h", "percentage": 5}).json()
+    path = f"/holdouts/{holdout['id']}/results"
+    for params in ({}, {"event_type": ""}):
+        problem = assert_problem(client.get(path, params=params), 422, {"event_type"})
+        assert problem["errors"][0]["message"] == "is required"
+    assert_problem(client.get(path, params={"event_type": "bu\x00y"}), 422, {"event_type"})
+    assert_problem(client.get("/holdouts/nope/results", params={"event_type": "buy"}), 404)
+
+
+def test_a_bad_attribute_is_named_by_its_key(client: TestClient) -> None:
+    x = create(client, "attrs")["id"]
+    path = f"/experiments/{x}/assignment/u-1"
+    body = {"attributes": {"country": "DE", "plan": {"tier": 1}, "tags": ["a"], "bio": "x" * 1001}}
+    problem = assert_problem(client.post(path, json=body), 422, {"attributes.plan", "attributes.tags", "attributes.bio"})
+    assert all("attributes[" not in e["field"] for e in problem["errors"])
+    problem = assert_problem(client.post(path, json={"attributes": {"": 1, "ok": True}}), 422, {"attributes"})
+    assert "''" in problem["errors"][0]["message"]
+    assert_problem(client.post(path, json={"attributes": {"a": [1]}, "colour": 1}), 422, {"colour", "attributes.a"})
+    assert client.post(path, json={"attributes": {"country": "DE", "age": 34, "beta": None}}).status_code == 200

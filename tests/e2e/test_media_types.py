@@ -17,11 +17,39 @@ EXPERIMENT = {
 
 
 def bodies(client: TestClient) -> dict[str, bytes]:
-    """A valid JSON body for each endpoint that takes one."""
+    """A valid JSON body for each endpoint that takes one (the POSTs; the rest below)."""
     created = client.post("/experiments", json={**EXPERIMENT, "name": "target"})
     assert created.status_code == 201
     event = {"experiment_id": created.json()["id"], "user_id": "u", "event_type": "view"}
     return {"/experiments": json.dumps(EXPERIMENT).encode(), "/events": json.dumps(event).encode()}
+
+
+def test_every_body_route_refuses_a_form_the_same_way(client: TestClient) -> None:
+    """One body mechanism for all: a form (what ``curl -d`` sends by default) is a 415 on every
+    route that takes a body, and nothing is written."""
+    x = client.post("/experiments", json={**EXPERIMENT, "name": "target"}).json()
+    variant = x["variants"][0]["id"]
+    routes = [
+        ("POST", "/keys", {"name": "k", "scopes": ["read"]}),
+        ("POST", "/layers", {"name": "l"}),
+        ("POST", "/holdouts", {"name": "h", "percentage": 5}),
+        ("PATCH", f"/experiments/{x['id']}", {"name": "renamed"}),
+        ("POST", f"/experiments/{x['id']}/assignment/u", {"attributes": {"country": "DE"}}),
+        ("PUT", f"/experiments/{x['id']}/assignment/u", {"variant_id": variant}),
+    ]
+    form = "application/x-www-form-urlencoded"
+    for method, path, body in routes:
+        response = client.request(method, path, content=json.dumps(body).encode(), headers={"Content-Type": form})
+        assert response.status_code == 415, (method, path, response.text)
+        assert form in response.json()["detail"]
+        # The README's example: key=value pairs, as curl -d sends them.
+        response = client.request(method, path, data={"name": "k", "scopes": "admin"})
+        assert response.status_code == 415, (method, path, response.text)
+    assert client.get("/keys").json()["total"] == 0
+    assert client.get("/layers").json()["items"] == [] and client.get("/holdouts").json()["items"] == []
+    assert client.get(f"/experiments/{x['id']}").json()["name"] == "target"
+    assert client.get(f"/experiments/{x['id']}").json()["overrides"] == []
+    assert client.get("/audit").json()["total"] == 1  # the experiment's creation alone
 
 
 @pytest.mark.parametrize(

@@ -85,3 +85,22 @@ def test_every_route_of_the_service_declares_its_scope() -> None:
     assert declared[("/holdouts/{holdout_id:str}/results", "GET")] == "read"
     assert all(scope is not None for scope in declared.values())
 
+
+def test_every_route_that_takes_a_body_decodes_it_strictly() -> None:
+    """The media type and the strict decoding live in StrictDTO.decode_bytes, which no DTO
+    overrides: a route with a body and another DTO would skip the 415."""
+    from entrypoints.http.decoding import StrictDTO
+
+    app = create_app(create_container(_settings()))
+    with_body = [
+        handler
+        for route in app.routes
+        for handler in route.route_handlers
+        if "data" in handler.parsed_fn_signature.parameters
+    ]
+    assert len(with_body) >= 8
+    for handler in with_body:
+        dto = handler.resolve_data_dto()
+        assert dto is not None and issubclass(dto, StrictDTO), handler
+        assert type(dto).__dict__.get("decode_bytes") is None
+        assert all("decode_bytes" not in vars(k) for k in dto.__mro__ if k is not StrictDTO and issubclass(k, StrictDTO))

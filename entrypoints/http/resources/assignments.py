@@ -12,12 +12,14 @@ from litestar.params import FromPath, JSONBody
 
 from application.use_cases import AssignUser, ChangeExperiment
 from domain.assignment import Answer
+from domain.errors import FieldError, ValidationFailed
 from domain.keys import ADMIN, ASSIGN
 from entrypoints.http import openapi
 from entrypoints.http.decoding import StrictDTO
 from entrypoints.http.wire import Id, doc
 
-AttributeName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+MAX_ATTRIBUTE_NAME = 100
+AttributeName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ATTRIBUTE_NAME)]
 
 
 # Whole numbers decode as floats: JSON has one number type, and a schema offering integer and
@@ -68,6 +70,40 @@ class AssignmentOut(msgspec.Struct):
 
 class AssignmentDTO(StrictDTO[AssignmentIn]):
     closed = True
+
+    def decode_json(self, value: bytes) -> AssignmentIn:
+        try:
+            return super().decode_json(value)
+        except ValidationFailed as exc:
+            raise ValidationFailed(_named_by_key(value, exc.errors)) from None
+
+
+class _Attributes(msgspec.Struct):
+    attributes: dict[str, msgspec.Raw] = {}
+
+
+def _named_by_key(raw: bytes, errors: list[FieldError]) -> list[FieldError]:
+    """msgspec names a bad dict entry ``attributes[...]`` (or the whole body, for a bad key):
+    each attribute is checked again alone, so that the 422 names it by its key."""
+    about_attributes = [e for e in errors if e.field.startswith("attributes[") or "$.attributes" in e.message]
+    if not about_attributes:
+        return errors
+    try:
+        attributes = msgspec.json.decode(raw, type=_Attributes).attributes
+    except msgspec.MsgspecError:
+        return errors
+    named: list[FieldError] = []
+    for key, item in attributes.items():
+        if not 1 <= len(key) <= MAX_ATTRIBUTE_NAME:
+            shown = key if len(key) <= MAX_ATTRIBUTE_NAME else key[:MAX_ATTRIBUTE_NAME] + "…"
+            named.append(FieldError("attributes", f"the name {shown!r} must be 1 to {MAX_ATTRIBUTE_NAME} characters"))
+            continue
+        try:
+            msgspec.json.decode(item, type=AttributeValue)
+        except msgspec.ValidationError as error:
+            named.append(FieldError(f"attributes.{key}", str(error).split(" - at ")[0]))
+    others = [e for e in errors if e not in about_attributes]
+    return others + named if named else errors
 
 
 class OverrideDTO(StrictDTO[OverrideIn]):

@@ -226,8 +226,7 @@ class EventsDTO(StrictDTO[EventBatchIn]):
 
     schema: ClassVar[Any] = EventIn | EventBatch
 
-    def decode_bytes(self, value: bytes) -> DecodedEvents:
-        self.check_media_type()
+    def decode_json(self, value: bytes) -> DecodedEvents:
         return decode_events(value)
 
 
