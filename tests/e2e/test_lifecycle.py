@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from litestar.testing import TestClient
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from tests.e2e.test_api import assert_problem, event, experiment_body, parse_ts, results
 from tests.fakes import FakeClock
@@ -262,7 +264,17 @@ def test_a_holdout_keeps_its_share_out_and_compares_it_with_everyone_exposed(cli
     assert answer["held_out"] == {"users": len(held), "converted": (len(held) + 1) // 2,
                                   "conversion_rate": ((len(held) + 1) // 2) / len(held)}
     assert answer["exposed"]["users"] == 500 - len(held) and answer["exposed"]["converted"] == exposed_buyers
-    assert answer["p_value"] is not None and answer["confidence_interval"]["lower"] is not None
+    # The statistics against statsmodels: a pooled two-proportion z-test and Newcombe's interval
+    # for the exposed rate minus the held-out rate.
+    held_n, held_x = answer["held_out"]["users"], answer["held_out"]["converted"]
+    exp_n, exp_x = answer["exposed"]["users"], answer["exposed"]["converted"]
+    z, p = proportions_ztest([exp_x, held_x], [exp_n, held_n])
+    lower, upper = confint_proportions_2indep(exp_x, exp_n, held_x, held_n, method="newcomb", compare="diff")
+    assert answer["z_score"] == pytest.approx(z, rel=1e-9) and answer["p_value"] == pytest.approx(p, rel=1e-9)
+    interval = answer["confidence_interval"]
+    assert (interval["lower"], interval["upper"]) == (pytest.approx(lower, rel=1e-9), pytest.approx(upper, rel=1e-9))
+    assert answer["absolute_lift"] == pytest.approx(exp_x / exp_n - held_x / held_n, rel=1e-12)
+    assert answer["relative_lift"] == pytest.approx((exp_x / exp_n) / (held_x / held_n) - 1, rel=1e-9)
     assert_problem(client.get(f"/holdouts/{holdout['id']}/results"), 422, {"event_type"})
 
 

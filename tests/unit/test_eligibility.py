@@ -152,12 +152,14 @@ def test_lifecycle_moves() -> None:
 
 def test_the_shared_vectors() -> None:
     """docs/assignment-cases.json: inputs and expected buckets, for any client library. Each
-    expectation is checked against the reference hash and against the domain's functions."""
+    expectation is checked against an independent implementation of the documented hash (the
+    README's words, written out here) and against the domain's functions."""
     cases = json.loads(CASES.read_text())
     assert cases["buckets"] and cases["variants"] and cases["coverage"] and cases["layers"] and cases["holdouts"]
     for case in cases["buckets"]:
         assert reference_bucket(case["input"]) == case["bucket"], case
     for case in cases["variants"]:
+        assert reference_bucket(f"{case['experiment_id']}:{case['user_id']}") == case["bucket"], case
         assert bucket_of(case["experiment_id"], case["user_id"]) == case["bucket"], case
         ends, end = [], 0
         for share in case["basis_points"]:
@@ -165,9 +167,16 @@ def test_the_shared_vectors() -> None:
             ends.append(end)
         assert next(i for i, e in enumerate(ends) if case["bucket"] < e) == case["variant_index"], case
     for case in cases["coverage"]:
+        b = reference_bucket(f"coverage:{case['experiment_id']}:{case['user_id']}")
+        assert (b < case["coverage_basis_points"]) is case["in"], case
         assert covered(case["experiment_id"], case["user_id"], case["coverage_basis_points"]) is case["in"], case
     for case in cases["layers"]:
+        b = reference_bucket(f"layer:{case['layer_seed']}:{case['user_id']}")
+        start, end = case["slice"]
+        assert b == case["bucket"] and (start <= b < end) is case["in"], case
         s = Slice(*case["slice"])
         assert s.holds(layer_bucket(case["layer_seed"], case["user_id"])) is case["in"], case
     for case in cases["holdouts"]:
+        b = reference_bucket(f"holdout:{case['holdout_seed']}:{case['user_id']}")
+        assert (b < case["basis_points"]) is case["in"], case
         assert Holdout(case["holdout_seed"], case["basis_points"]).holds(case["user_id"]) is case["in"], case
