@@ -23,7 +23,7 @@ from domain.experiment import (
 from domain.keys import ApiKey
 from domain.layers import Holdout
 from domain.results import Comparison, ExperimentResults, VariantResult
-from domain.statistics import Interval
+from domain.stats import Proportion, TestResult
 
 # ---- requests: types only, and the domain names every broken rule. Events are the exception:
 # a batch is decoded with the domain's limits as msgspec constraints, so that a valid batch is
@@ -504,10 +504,11 @@ class IntervalOut(msgspec.Struct):
     upper: Lift
 
     @classmethod
-    def of(cls, interval: Interval | None, method: str) -> IntervalOut:
+    def of(cls, test: TestResult) -> IntervalOut:
+        interval = test.interval
         if interval is None:
-            return cls(0.95, method, None, None)
-        return cls(0.95, method, interval.lower, interval.upper)
+            return cls(test.level, test.interval_method, None, None)
+        return cls(test.level, test.interval_method, interval.lower, interval.upper)
 
 
 class ValueComparisonOut(msgspec.Struct):
@@ -517,6 +518,10 @@ class ValueComparisonOut(msgspec.Struct):
     p_value: float | None
     significant: bool
     confidence_interval: IntervalOut
+
+    @classmethod
+    def of(cls, t: TestResult) -> ValueComparisonOut:
+        return cls(t.absolute_lift, t.relative_lift, t.statistic, t.p_value, t.significant, IntervalOut.of(t))
 
 
 class ComparisonOut(msgspec.Struct):
@@ -535,25 +540,18 @@ class ComparisonOut(msgspec.Struct):
 
     @classmethod
     def of(cls, c: Comparison) -> ComparisonOut:
-        v = c.value
+        z = c.conversion
         return cls(
             variant_id=c.variant_id,
             baseline_variant_id=c.baseline_variant_id,
-            absolute_lift=c.absolute_lift,
-            relative_lift=c.relative_lift,
-            z_score=c.z_score,
-            p_value=c.p_value,
+            absolute_lift=z.absolute_lift,
+            relative_lift=z.relative_lift,
+            z_score=z.statistic,
+            p_value=z.p_value,
             p_value_adjusted=c.p_value_adjusted,
-            significant=c.significant,
-            confidence_interval=IntervalOut.of(c.interval, "newcombe"),
-            value=ValueComparisonOut(
-                absolute_lift=v.absolute_lift,
-                relative_lift=v.relative_lift,
-                t_statistic=v.t_statistic,
-                p_value=v.p_value,
-                significant=v.significant,
-                confidence_interval=IntervalOut.of(v.interval, "welch"),
-            ),
+            significant=z.significant,
+            confidence_interval=IntervalOut.of(z),
+            value=ValueComparisonOut.of(c.value),
         )
 
 
@@ -643,6 +641,10 @@ class GroupOut(msgspec.Struct):
     converted: int
     conversion_rate: float | None
 
+    @classmethod
+    def of(cls, p: Proportion) -> GroupOut:
+        return cls(p.n, p.x, p.rate)
+
 
 class HoldoutResultsOut(msgspec.Struct):
     holdout: HoldoutOut
@@ -657,17 +659,9 @@ class HoldoutResultsOut(msgspec.Struct):
 
     @classmethod
     def of(cls, r: HoldoutResults) -> HoldoutResultsOut:
-        def group(users: int, converted: int) -> GroupOut:
-            return GroupOut(users, converted, converted / users if users else None)
-
-        held, exposed = group(*r.held_out), group(*r.exposed)
-        lift = None
-        if held.conversion_rate is not None and exposed.conversion_rate is not None:
-            lift = exposed.conversion_rate - held.conversion_rate
-        relative = lift / held.conversion_rate if lift is not None and held.conversion_rate else None
-        interval = IntervalOut.of(r.interval, "newcombe")
-        return cls(HoldoutOut.of(r.holdout), r.event_type, held, exposed, lift, relative,
-                   r.test.z_score, r.test.p_value, interval)
+        t = r.test
+        return cls(HoldoutOut.of(r.holdout), r.event_type, GroupOut.of(r.held_out), GroupOut.of(r.exposed),
+                   t.absolute_lift, t.relative_lift, t.statistic, t.p_value, IntervalOut.of(t))
 
 
 class KeyOut(msgspec.Struct):
