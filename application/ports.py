@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -10,8 +10,8 @@ from domain.assignment import Assignment
 from domain.audit import AuditEntry
 from domain.event import EventBatch
 from domain.experiment import Experiment
-from domain.layers import Holdout, Layer, Slice
 from domain.keys import ApiKey
+from domain.layers import Holdout, Layer, Slice
 from domain.rate_limit import Decision
 from domain.results import ResultQuery, VariantAggregate
 

@@ -11,26 +11,43 @@ from typing import Any, Generic, TypeVar
 
 from application.ports import Cache, Clock, IdSource, Store
 from domain.assignment import Answer, Assignment, validate_user_id
-from domain.audit import ACTIONS, EXPERIMENT_CHANGED, EXPERIMENT_CREATED, KEY_CREATED, KEY_REVOKED, AuditEntry
+from domain.audit import (
+    ACTIONS,
+    EXPERIMENT_CHANGED,
+    EXPERIMENT_CREATED,
+    KEY_CREATED,
+    KEY_REVOKED,
+    AuditEntry,
+)
 from domain.eligibility import NOT_STARTED, Gate, Reason
-from domain.lifecycle import Status
 from domain.errors import (
     ConcurrentChange,
     EventsAhead,
-    NotFound,
     ExperimentNotFound,
     FieldError,
     KeyNotFound,
+    NotFound,
     ResultsBusy,
     UnknownExperiments,
     ValidationFailed,
 )
 from domain.event import NewEvents, batch_size_error, events_ahead, text_error
 from domain.experiment import BUCKETS, Experiment, VariantDraft, percentage_to_basis_points
-from domain.layers import Holdout, HoldoutRef, Layer, LayerFull, LayerSlot, Slice, SliceTaken, free_slice, largest_free
-from domain.statistics import Interval, ZTest, newcombe_interval, two_proportion_z_test
 from domain.keys import ApiKey, Principal, key_errors, new_secret
+from domain.layers import (
+    Holdout,
+    HoldoutRef,
+    Layer,
+    LayerFull,
+    LayerSlot,
+    Slice,
+    SliceTaken,
+    free_slice,
+    largest_free,
+)
+from domain.lifecycle import Status
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
+from domain.stats import Proportion, TestResult, two_proportion_test
 
 T = TypeVar("T")
 
@@ -141,10 +158,9 @@ class LayerView:
 class HoldoutResults:
     holdout: Holdout
     event_type: str
-    held_out: tuple[int, int]  # users, converted
-    exposed: tuple[int, int]
-    test: ZTest
-    interval: Interval | None  # of exposed rate minus held-out rate
+    held_out: Proportion  # of the held-out users, those who converted
+    exposed: Proportion
+    test: TestResult  # exposed against held out
 
 
 class LayersAndHoldouts:
@@ -190,14 +206,8 @@ class LayersAndHoldouts:
         held_users, held_converted, exposed_users, exposed_converted = await self._slots.shared(
             ("holdout", holdout_id, event_type), lambda: self._store.holdout_outcomes(holdout_id, event_type)
         )
-        return HoldoutResults(
-            holdout,
-            event_type,
-            (held_users, held_converted),
-            (exposed_users, exposed_converted),
-            two_proportion_z_test(held_converted, held_users, exposed_converted, exposed_users),
-            newcombe_interval(held_converted, held_users, exposed_converted, exposed_users),
-        )
+        held_out, exposed = Proportion(held_users, held_converted), Proportion(exposed_users, exposed_converted)
+        return HoldoutResults(holdout, event_type, held_out, exposed, two_proportion_test(held_out, exposed))
 
 
 class ChangeExperiment:

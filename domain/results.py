@@ -10,17 +10,16 @@ from datetime import date, datetime, time, timedelta
 from domain.errors import FieldError, ValidationFailed
 from domain.event import TimestampOutOfRange, as_utc, text_error
 from domain.experiment import Experiment, Variant
-from domain.statistics import (
-    Interval,
+from domain.stats import (
+    Proportion,
+    SampleMean,
+    SampleRatio,
+    TestResult,
     holm_adjust,
-    newcombe_interval,
     srm_check,
-    two_proportion_z_test,
-    welch_t_test,
+    two_proportion_test,
+    welch_test,
 )
-
-ALPHA = 0.05
-CONFIDENCE_LEVEL = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +63,16 @@ class VariantAggregate:
     @property
     def events(self) -> int:
         return sum(self.event_counts.values())
+
+    @property
+    def conversion(self) -> Proportion:
+        """Of the variant's users, those with a counted primary event."""
+        return Proportion(self.users, self.primary.users)
+
+    @property
+    def value(self) -> SampleMean:
+        """The primary events' value per user of the variant."""
+        return SampleMean(self.users, self.primary.value_sum, self.primary.value_sum_squares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,34 +157,15 @@ class VariantResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ValueComparison:
-    absolute_lift: float | None
-    relative_lift: float | None
-    t_statistic: float | None
-    p_value: float | None
-    significant: bool
-    interval: Interval | None
-
-
-@dataclass(frozen=True, slots=True)
 class Comparison:
+    """A variant against the control: its conversion (two-proportion z-test) and its value per
+    user (Welch's t-test)."""
+
     variant_id: str
     baseline_variant_id: str
-    absolute_lift: float | None
-    relative_lift: float | None
-    z_score: float | None
-    p_value: float | None
-    p_value_adjusted: float | None
-    significant: bool
-    interval: Interval | None
-    value: ValueComparison
-
-
-@dataclass(frozen=True, slots=True)
-class SampleRatio:
-    chi_square: float | None
-    p_value: float | None
-    mismatch: bool
+    conversion: TestResult
+    p_value_adjusted: float | None  # the conversion's, Holm over every comparison of the experiment
+    value: TestResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +184,6 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return _finite(numerator / denominator) if denominator else None
-
-
 class ResultCalculator:
     """Pure: the same aggregates always give the same results, to the last digit."""
 
@@ -208,15 +194,21 @@ class ResultCalculator:
         aggregates: Mapping[str, VariantAggregate],
     ) -> ExperimentResults:
         by_variant = {v.id: aggregates.get(v.id) or VariantAggregate(v.id) for v in experiment.variants}
-        rows = {v.id: self._variant(v, by_variant[v.id]) for v in experiment.variants}
         control = experiment.control
+        baseline = by_variant[control.id]
         # Holm adjusts over every comparison of the experiment, even when the report is narrowed.
         comparisons = [
-            self._compare(by_variant[control.id], rows[control.id], by_variant[v.id], rows[v.id])
+            Comparison(
+                variant_id=v.id,
+                baseline_variant_id=control.id,
+                conversion=two_proportion_test(baseline.conversion, by_variant[v.id].conversion),
+                p_value_adjusted=None,
+                value=welch_test(baseline.value, by_variant[v.id].value),
+            )
             for v in experiment.variants
             if v.id != control.id
         ]
-        adjusted = holm_adjust([c.p_value for c in comparisons])
+        adjusted = holm_adjust([c.conversion.p_value for c in comparisons])
         comparisons = [
             replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
         ]
@@ -225,14 +217,14 @@ class ResultCalculator:
             [v.traffic_basis_points for v in experiment.variants],
         )
         shown = [v for v in experiment.variants if query.variant_id in (None, v.id)]
-        variant_rows = [rows[v.id] for v in shown]
+        variant_rows = [self._variant(v, by_variant[v.id]) for v in shown]
         shown_ids = {v.id for v in shown}
         return ExperimentResults(
             experiment=experiment,
             query=query,
             total_users=sum(r.users for r in variant_rows),
             total_events=sum(r.events for r in variant_rows),
-            srm=SampleRatio(srm.chi_square, srm.p_value, srm.mismatch),
+            srm=srm,
             variants=variant_rows,
             comparisons=[c for c in comparisons if c.variant_id in shown_ids],
         )
@@ -247,54 +239,7 @@ class ResultCalculator:
             event_counts=dict(agg.event_counts),
             primary_event_count=agg.primary.events,
             primary_unique_users=agg.primary.users,
-            primary_conversion_rate=_ratio(agg.primary.users, agg.users),
+            primary_conversion_rate=agg.conversion.rate,
             value_sum=_finite(agg.primary.value_sum),
-            value_per_user=(
-                _ratio(agg.primary.value_sum, agg.users) if math.isfinite(agg.primary.value_sum) else None
-            ),
+            value_per_user=agg.value.mean,
         )
-
-    @staticmethod
-    def _compare(
-        control_agg: VariantAggregate,
-        control: VariantResult,
-        variant_agg: VariantAggregate,
-        variant: VariantResult,
-    ) -> Comparison:
-        x1, n1 = control.primary_unique_users, control.users
-        x2, n2 = variant.primary_unique_users, variant.users
-        absolute = (
-            variant.primary_conversion_rate - control.primary_conversion_rate
-            if variant.primary_conversion_rate is not None and control.primary_conversion_rate is not None
-            else None
-        )
-        relative = (
-            absolute / control.primary_conversion_rate
-            if absolute is not None and control.primary_conversion_rate
-            else None
-        )
-        z = two_proportion_z_test(x1, n1, x2, n2)
-        welch = welch_t_test(
-            n1, control_agg.primary.value_sum, control_agg.primary.value_sum_squares,
-            n2, variant_agg.primary.value_sum, variant_agg.primary.value_sum_squares,
-        )
-        return Comparison(
-            variant_id=variant.variant.id,
-            baseline_variant_id=control.variant.id,
-            absolute_lift=absolute,
-            relative_lift=relative,
-            z_score=z.z_score,
-            p_value=z.p_value,
-            p_value_adjusted=None,
-            significant=z.p_value is not None and z.p_value < ALPHA,
-            interval=newcombe_interval(x1, n1, x2, n2),
-            value=ValueComparison(
-                absolute_lift=welch.absolute_lift,
-                relative_lift=welch.relative_lift,
-                t_statistic=welch.t_statistic,
-                p_value=welch.p_value,
-                significant=welch.p_value is not None and welch.p_value < ALPHA,
-                interval=welch.interval,
-            ),
-        )
-

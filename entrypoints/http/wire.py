@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from domain.statistics import Interval
+from domain.stats import TestResult
 
 
 def doc(description: str, *examples: Any) -> msgspec.Meta:
@@ -51,7 +51,8 @@ class IntervalOut(msgspec.Struct):
     upper: Lift
 
     @classmethod
-    def of(cls, interval: Interval | None, method: str) -> IntervalOut:
+    def of(cls, test: TestResult) -> IntervalOut:
+        interval = test.interval
         if interval is None:
-            return cls(0.95, method, None, None)
-        return cls(0.95, method, interval.lower, interval.upper)
+            return cls(test.level, test.interval_method, None, None)
+        return cls(test.level, test.interval_method, interval.lower, interval.upper)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import statistics
 from datetime import UTC, date, datetime
 
 import pytest
+from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
@@ -43,14 +45,15 @@ def test_rates_lifts_and_the_z_test() -> None:
     control, treated = results.variants
     assert (control.primary_conversion_rate, treated.primary_conversion_rate) == (0.08, 0.092)
     (comparison,) = results.comparisons
-    assert comparison.absolute_lift == pytest.approx(0.012, rel=1e-12)
-    assert comparison.relative_lift == pytest.approx(0.15, rel=1e-12)
+    conversion = comparison.conversion
+    assert conversion.absolute_lift == pytest.approx(0.012, rel=1e-12)
+    assert conversion.relative_lift == pytest.approx(0.15, rel=1e-12)
     z, p = proportions_ztest([920, 800], [10_000, 10_000])
-    assert comparison.z_score == pytest.approx(z, rel=1e-9)
-    assert comparison.p_value == pytest.approx(p, rel=1e-9)
-    assert comparison.p_value_adjusted == comparison.p_value
-    assert comparison.significant is True
-    assert comparison.interval.lower < 0.012 < comparison.interval.upper
+    assert conversion.statistic == pytest.approx(z, rel=1e-9)
+    assert conversion.p_value == pytest.approx(p, rel=1e-9)
+    assert comparison.p_value_adjusted == conversion.p_value
+    assert conversion.significant is True
+    assert conversion.interval.lower < 0.012 < conversion.interval.upper
     assert (results.total_users, results.total_events) == (20_000, 3_440)
 
 
@@ -64,7 +67,7 @@ def test_narrowing_to_a_variant_keeps_srm_and_holm_over_the_whole_experiment() -
     assert [x.variant_id for x in narrow.comparisons] == [b.id]
     assert narrow.srm == whole.srm
     assert narrow.comparisons[0] == whole.comparisons[1]
-    holm = multipletests([x.p_value for x in whole.comparisons], method="holm")[1]
+    holm = multipletests([x.conversion.p_value for x in whole.comparisons], method="holm")[1]
     assert [x.p_value_adjusted for x in whole.comparisons] == pytest.approx(list(holm), rel=1e-12)
     assert narrow.total_users == 3100
 
@@ -82,10 +85,11 @@ def test_empty_arms_give_nulls_never_nan() -> None:
     (comparison,) = results.comparisons
     assert results.variants[0].primary_conversion_rate is None
     assert results.variants[0].value_per_user is None
-    for value in (comparison.absolute_lift, comparison.relative_lift, comparison.z_score,
-                  comparison.p_value, comparison.p_value_adjusted, comparison.interval):
+    conversion = comparison.conversion
+    for value in (conversion.absolute_lift, conversion.relative_lift, conversion.statistic,
+                  conversion.p_value, comparison.p_value_adjusted, conversion.interval):
         assert value is None
-    assert comparison.significant is False
+    assert conversion.significant is False
     assert results.srm.chi_square is None and results.srm.mismatch is False
 
 
@@ -93,18 +97,18 @@ def test_all_converted_in_both_arms_has_no_z_but_an_interval() -> None:
     exp = experiment()
     c, t = exp.variants
     results = ResultCalculator().compute(exp, ResultQuery(), {c.id: agg(c.id, 50, 50), t.id: agg(t.id, 60, 60)})
-    (comparison,) = results.comparisons
-    assert comparison.absolute_lift == 0.0
-    assert comparison.z_score is None and comparison.p_value is None and not comparison.significant
-    assert comparison.interval is not None and math.isfinite(comparison.interval.lower)
+    conversion = results.comparisons[0].conversion
+    assert conversion.absolute_lift == 0.0
+    assert conversion.statistic is None and conversion.p_value is None and not conversion.significant
+    assert conversion.interval is not None and math.isfinite(conversion.interval.lower)
 
 
 def test_zero_control_rate_has_no_relative_lift() -> None:
     exp = experiment()
     c, t = exp.variants
     results = ResultCalculator().compute(exp, ResultQuery(), {c.id: agg(c.id, 100, 0), t.id: agg(t.id, 100, 5)})
-    assert results.comparisons[0].relative_lift is None
-    assert results.comparisons[0].absolute_lift == 0.05
+    assert results.comparisons[0].conversion.relative_lift is None
+    assert results.comparisons[0].conversion.absolute_lift == 0.05
 
 
 def test_users_in_a_zero_percent_variant_are_a_mismatch() -> None:
@@ -157,3 +161,21 @@ def test_primary_event_type_defaults(primary_param, experiment_primary, event_ty
 def test_bad_filters_are_refused(kwargs) -> None:
     with pytest.raises(ValidationFailed):
         ResultQuery.resolve(experiment(), **kwargs)
+
+
+def test_value_per_user_is_compared_by_welch_counting_users_without_a_purchase_as_zero() -> None:
+    exp = experiment()
+    c, t = exp.variants
+    control = [0.0] * 6 + [10.0, 25.5, 3.0, 12.0]
+    variant = [0.0] * 3 + [40.0, 8.0, 19.99, 7.5, 30.0]
+    aggregates = {
+        v.id: agg(v.id, len(values), sum(1 for x in values if x), sum(values), sum(x * x for x in values))
+        for v, values in ((c, control), (t, variant))
+    }
+    results = ResultCalculator().compute(exp, ResultQuery(primary_event_type="buy"), aggregates)
+    value = results.comparisons[0].value
+    ref = stats.ttest_ind(variant, control, equal_var=False)
+    assert value.statistic == pytest.approx(float(ref.statistic), rel=1e-9)
+    assert value.p_value == pytest.approx(float(ref.pvalue), rel=1e-9)
+    assert value.absolute_lift == pytest.approx(statistics.fmean(variant) - statistics.fmean(control), rel=1e-12)
+    assert results.variants[0].value_per_user == pytest.approx(statistics.fmean(control), rel=1e-12)

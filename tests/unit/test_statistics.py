@@ -1,4 +1,4 @@
-"""Golden tests for domain.statistics against statsmodels/scipy reference implementations."""
+"""Golden tests of the tests in domain.stats against statsmodels/scipy reference implementations."""
 
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ from statsmodels.stats.proportion import (
 )
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from domain.statistics import (
-    Z_95,
+from domain.stats import (
+    ALPHA,
     Interval,
-    SrmCheck,
-    WelchTest,
-    ZTest,
+    Proportion,
+    SampleMean,
+    SampleRatio,
+    TestResult,
     holm_adjust,
-    newcombe_interval,
     srm_check,
-    two_proportion_z_test,
-    welch_t_test,
+    two_proportion_test,
+    welch_test,
     wilson_interval,
 )
 
@@ -40,6 +40,11 @@ def assert_plain_finite(*values: object) -> None:
     for value in values:
         assert type(value) is float, f"{value!r} is {type(value)}"
         assert math.isfinite(value)
+
+
+def z_test(x1: int, n1: int, x2: int, n2: int) -> TestResult:
+    """Control (x1 of n1) against variant (x2 of n2), in the argument order of the references."""
+    return two_proportion_test(Proportion(n1, x1), Proportion(n2, x2))
 
 
 # (x1, n1, x2, n2): arm 1 = control, arm 2 = variant.
@@ -60,24 +65,30 @@ PROPORTION_VECTORS = [
 ]
 
 
-def test_z_95_matches_scipy() -> None:
-    assert Z_95 == float(stats.norm.ppf(0.975))
-    assert type(Z_95) is float
+def test_results_are_at_the_95_percent_level() -> None:
+    # The level is answered as 0.95 over HTTP: 1 − ALPHA must be that float exactly.
+    assert ALPHA == 0.05
+    assert z_test(1, 10, 2, 10).level == 0.95
+    assert welch_test(SampleMean(), SampleMean()).level == 0.95
 
 
 @pytest.mark.parametrize(("x1", "n1", "x2", "n2"), PROPORTION_VECTORS)
 def test_two_proportion_z_test_matches_statsmodels(
     x1: int, n1: int, x2: int, n2: int
 ) -> None:
-    result = two_proportion_z_test(x1, n1, x2, n2)
+    result = z_test(x1, n1, x2, n2)
     z_ref, p_ref = proportions_ztest([x2, x1], [n2, n1])
 
-    assert result.z_score == approx(float(z_ref))
+    assert result.statistic == approx(float(z_ref))
     assert result.p_value == approx(float(p_ref))
-    assert_plain_finite(result.z_score, result.p_value)
+    assert_plain_finite(result.statistic, result.p_value)
+    assert result.degrees_of_freedom is None
+    assert result.significant is (float(p_ref) < 0.05)
     # Positive z means the variant converts better than control.
     difference = x2 / n2 - x1 / n1
-    assert difference == 0 or math.copysign(1, result.z_score) == math.copysign(1, difference)
+    assert difference == 0 or math.copysign(1, result.statistic) == math.copysign(1, difference)
+    assert result.absolute_lift == approx(difference)
+    assert result.relative_lift == (None if x1 == 0 else approx(difference / (x1 / n1)))
 
 
 @pytest.mark.parametrize(
@@ -96,7 +107,7 @@ def test_two_proportion_z_test_matches_statsmodels(
     ],
 )
 def test_wilson_interval_matches_statsmodels(x: int, n: int) -> None:
-    result = wilson_interval(x, n)
+    result = wilson_interval(Proportion(n, x))
     low_ref, upp_ref = proportion_confint(x, n, alpha=0.05, method="wilson")
 
     assert result is not None
@@ -106,9 +117,8 @@ def test_wilson_interval_matches_statsmodels(x: int, n: int) -> None:
     assert 0.0 <= result.lower <= x / n <= result.upper <= 1.0
 
 
-def test_wilson_interval_custom_z_matches_statsmodels() -> None:
-    z = float(stats.norm.ppf(0.995))
-    result = wilson_interval(37, 250, z=z)
+def test_wilson_interval_custom_level_matches_statsmodels() -> None:
+    result = wilson_interval(Proportion(250, 37), alpha=0.01)
     low_ref, upp_ref = proportion_confint(37, 250, alpha=0.01, method="wilson")
     assert result is not None
     assert (result.lower, result.upper) == (approx(low_ref), approx(upp_ref))
@@ -118,7 +128,7 @@ def test_wilson_interval_custom_z_matches_statsmodels() -> None:
     ("x1", "n1", "x2", "n2"), PROPORTION_VECTORS + [(0, 100, 0, 100), (100, 100, 100, 100)]
 )
 def test_newcombe_interval_matches_statsmodels(x1: int, n1: int, x2: int, n2: int) -> None:
-    result = newcombe_interval(x1, n1, x2, n2)
+    result = z_test(x1, n1, x2, n2).interval
     low_ref, upp_ref = confint_proportions_2indep(x2, n2, x1, n1, method="newcomb", compare="diff")
 
     assert result is not None
@@ -225,8 +235,8 @@ def _revenue(rng: np.random.Generator, n: int, conversion: float, mean_order: fl
     return np.round(np.where(buys, amounts, 0.0), 2)
 
 
-def _sufficient(values: np.ndarray) -> tuple[int, float, float]:
-    return len(values), float(np.sum(values)), float(np.sum(values * values))
+def _sufficient(values: np.ndarray) -> SampleMean:
+    return SampleMean(len(values), float(np.sum(values)), float(np.sum(values * values)))
 
 
 WELCH_CASES = [
@@ -250,7 +260,7 @@ def test_welch_t_test_matches_scipy_and_statsmodels(case: tuple) -> None:
     control = _revenue(rng, n_a, conv_a, order_a)
     variant = _revenue(rng, n_b, conv_b, order_b)
 
-    result = welch_t_test(*_sufficient(control), *_sufficient(variant))
+    result = welch_test(_sufficient(control), _sufficient(variant))
 
     # scipy reports mean(a) - mean(b); the module reports variant - control.
     ref = stats.ttest_ind(control, variant, equal_var=False)
@@ -259,8 +269,9 @@ def test_welch_t_test_matches_scipy_and_statsmodels(case: tuple) -> None:
     _, _, df_ref = compare.ttest_ind(usevar="unequal")
     lift_ref = float(np.mean(variant) - np.mean(control))
 
-    assert result.t_statistic == approx(-float(ref.statistic))
+    assert result.statistic == approx(-float(ref.statistic))
     assert result.p_value == approx(float(ref.pvalue))
+    assert result.significant is (float(ref.pvalue) < 0.05)
     assert result.degrees_of_freedom == approx(float(df_ref))
     assert result.absolute_lift == approx(lift_ref)
     assert result.relative_lift == approx(lift_ref / float(np.mean(control)))
@@ -268,7 +279,7 @@ def test_welch_t_test_matches_scipy_and_statsmodels(case: tuple) -> None:
     assert result.interval.lower == approx(float(low_ref))
     assert result.interval.upper == approx(float(upp_ref))
     assert_plain_finite(
-        result.t_statistic,
+        result.statistic,
         result.p_value,
         result.degrees_of_freedom,
         result.absolute_lift,
@@ -282,7 +293,7 @@ def test_welch_t_test_custom_level_matches_statsmodels() -> None:
     rng = np.random.default_rng(11)
     control = _revenue(rng, 3_000, 0.1, 20.0)
     variant = _revenue(rng, 2_500, 0.12, 20.0)
-    result = welch_t_test(*_sufficient(control), *_sufficient(variant), z_level=0.9)
+    result = welch_test(_sufficient(control), _sufficient(variant), alpha=0.1)
     low_ref, upp_ref = CompareMeans(DescrStatsW(variant), DescrStatsW(control)).tconfint_diff(
         alpha=0.1, usevar="unequal"
     )
@@ -295,9 +306,9 @@ def test_welch_t_test_one_constant_arm_is_defined() -> None:
     rng = np.random.default_rng(12)
     control = np.zeros(500)
     variant = _revenue(rng, 500, 0.1, 20.0)
-    result = welch_t_test(*_sufficient(control), *_sufficient(variant))
+    result = welch_test(_sufficient(control), _sufficient(variant))
     ref = stats.ttest_ind(control, variant, equal_var=False)
-    assert result.t_statistic == approx(-float(ref.statistic))
+    assert result.statistic == approx(-float(ref.statistic))
     assert result.p_value == approx(float(ref.pvalue))
     assert result.relative_lift is None  # control mean is zero
     assert result.absolute_lift == approx(float(np.mean(variant)))
@@ -306,18 +317,18 @@ def test_welch_t_test_one_constant_arm_is_defined() -> None:
 def test_welch_t_test_integer_sufficient_statistics_are_exact() -> None:
     control = np.array([0, 0, 0, 1999, 0, 4999, 0, 0], dtype=np.int64)
     variant = np.array([0, 999, 0, 0, 2999, 0, 0, 12999, 0], dtype=np.int64)
-    result = welch_t_test(
-        len(control), int(control.sum()), int((control * control).sum()),
-        len(variant), int(variant.sum()), int((variant * variant).sum()),
+    result = welch_test(
+        SampleMean(len(control), int(control.sum()), int((control * control).sum())),
+        SampleMean(len(variant), int(variant.sum()), int((variant * variant).sum())),
     )
     ref = stats.ttest_ind(control.astype(float), variant.astype(float), equal_var=False)
-    assert result.t_statistic == approx(-float(ref.statistic))
+    assert result.statistic == approx(-float(ref.statistic))
     assert result.p_value == approx(float(ref.pvalue))
 
 
 # --- Degenerate inputs: undefined values are None, never NaN, never an exception.
 
-UNDEFINED_Z = ZTest(z_score=None, p_value=None)
+UNDEFINED_WELCH = TestResult(None, None, None, None, None, None, "welch")
 
 
 @pytest.mark.parametrize(
@@ -334,22 +345,23 @@ UNDEFINED_Z = ZTest(z_score=None, p_value=None)
     ],
 )
 def test_two_proportion_z_test_degenerate_is_none(x1: int, n1: int, x2: int, n2: int) -> None:
-    assert two_proportion_z_test(x1, n1, x2, n2) == UNDEFINED_Z
+    result = z_test(x1, n1, x2, n2)
+    assert (result.statistic, result.p_value, result.significant) == (None, None, False)
 
 
 @pytest.mark.parametrize(("x", "n"), [(0, 0), (3, 0), (5, 3), (-1, 5)])
 def test_wilson_interval_degenerate_is_none(x: int, n: int) -> None:
-    assert wilson_interval(x, n) is None
+    assert wilson_interval(Proportion(n, x)) is None
 
 
 @pytest.mark.parametrize(("x1", "n1", "x2", "n2"), [(0, 0, 0, 0), (0, 0, 1, 10), (1, 10, 0, 0)])
 def test_newcombe_interval_degenerate_is_none(x1: int, n1: int, x2: int, n2: int) -> None:
-    assert newcombe_interval(x1, n1, x2, n2) is None
+    assert z_test(x1, n1, x2, n2).interval is None
 
 
 def test_newcombe_interval_defined_for_both_rates_zero_and_one() -> None:
-    zeros = newcombe_interval(0, 100, 0, 100)
-    ones = newcombe_interval(100, 100, 100, 100)
+    zeros = z_test(0, 100, 0, 100).interval
+    ones = z_test(100, 100, 100, 100).interval
     assert zeros is not None and zeros.lower < 0.0 < zeros.upper
     assert ones is not None and ones.lower < 0.0 < ones.upper
 
@@ -359,12 +371,12 @@ def test_holm_adjust_treats_nan_as_undefined() -> None:
 
 
 def test_srm_check_without_users() -> None:
-    assert srm_check([0, 0], [50, 50]) == SrmCheck(chi_square=None, p_value=None, mismatch=False)
-    assert srm_check([], []) == SrmCheck(chi_square=None, p_value=None, mismatch=False)
+    assert srm_check([0, 0], [50, 50]) == SampleRatio(chi_square=None, p_value=None, mismatch=False)
+    assert srm_check([], []) == SampleRatio(chi_square=None, p_value=None, mismatch=False)
 
 
 def test_srm_check_single_active_variant_is_undefined() -> None:
-    assert srm_check([1_000, 0], [100, 0]) == SrmCheck(None, None, mismatch=False)
+    assert srm_check([1_000, 0], [100, 0]) == SampleRatio(None, None, mismatch=False)
 
 
 def test_srm_check_users_in_zero_share_variant_is_mismatch() -> None:
@@ -374,11 +386,11 @@ def test_srm_check_users_in_zero_share_variant_is_mismatch() -> None:
     assert result.p_value == approx(1.0)
 
     only_leak = srm_check([1_000, 7], [100, 0])
-    assert only_leak == SrmCheck(chi_square=None, p_value=None, mismatch=True)
+    assert only_leak == SampleRatio(chi_square=None, p_value=None, mismatch=True)
 
 
 def test_srm_check_length_mismatch_is_undefined() -> None:
-    assert srm_check([10, 10], [50, 25, 25]) == SrmCheck(None, None, mismatch=False)
+    assert srm_check([10, 10], [50, 25, 25]) == SampleRatio(None, None, mismatch=False)
 
 
 @pytest.mark.parametrize(
@@ -390,18 +402,19 @@ def test_srm_check_length_mismatch_is_undefined() -> None:
     ],
 )
 def test_welch_t_test_empty_arm_is_all_none(args: tuple) -> None:
-    assert welch_t_test(*args) == WelchTest(None, None, None, None, None, None)
+    assert welch_test(SampleMean(*args[:3]), SampleMean(*args[3:])) == UNDEFINED_WELCH
 
 
 def test_welch_t_test_single_user_per_arm() -> None:
-    result = welch_t_test(1, 10.0, 100.0, 1, 15.0, 225.0)
-    assert result == WelchTest(
+    result = welch_test(SampleMean(1, 10.0, 100.0), SampleMean(1, 15.0, 225.0))
+    assert result == TestResult(
         absolute_lift=5.0,
         relative_lift=0.5,
-        t_statistic=None,
+        statistic=None,
         degrees_of_freedom=None,
         p_value=None,
         interval=None,
+        interval_method="welch",
     )
 
 
@@ -409,8 +422,8 @@ def test_welch_t_test_single_user_per_arm() -> None:
 def test_welch_t_test_zero_variance_both_arms(value: float) -> None:
     control = np.full(1_000, value)
     variant = np.full(3_000, value)
-    result = welch_t_test(*_sufficient(control), *_sufficient(variant))
-    assert result.t_statistic is None
+    result = welch_test(_sufficient(control), _sufficient(variant))
+    assert result.statistic is None
     assert result.degrees_of_freedom is None
     assert result.p_value is None
     assert result.interval is None
@@ -419,11 +432,11 @@ def test_welch_t_test_zero_variance_both_arms(value: float) -> None:
 
 
 def test_welch_t_test_non_finite_inputs_are_none() -> None:
-    result = welch_t_test(10, float("nan"), 1.0, 10, 1.0, 1.0)
-    assert result == WelchTest(None, None, None, None, None, None)
-    result = welch_t_test(10, 1.0, float("inf"), 10, 2.0, 1.0)
+    result = welch_test(SampleMean(10, float("nan"), 1.0), SampleMean(10, 1.0, 1.0))
+    assert result == UNDEFINED_WELCH
+    result = welch_test(SampleMean(10, 1.0, float("inf")), SampleMean(10, 2.0, 1.0))
     assert result.absolute_lift == approx(0.1)
-    assert result.t_statistic is None and result.p_value is None
+    assert result.statistic is None and result.p_value is None
 
 
 # --- Properties.
@@ -439,7 +452,7 @@ def counts(draw: st.DrawFn, max_n: int = 1_000_000) -> tuple[int, int]:
 @given(counts(), counts())
 def test_newcombe_brackets_point_difference(arm1: tuple[int, int], arm2: tuple[int, int]) -> None:
     (x1, n1), (x2, n2) = arm1, arm2
-    result = newcombe_interval(x1, n1, x2, n2)
+    result = z_test(x1, n1, x2, n2).interval
     d = x2 / n2 - x1 / n1
     assert isinstance(result, Interval)
     assert -1.0 <= result.lower <= d <= result.upper <= 1.0
@@ -448,14 +461,14 @@ def test_newcombe_brackets_point_difference(arm1: tuple[int, int], arm2: tuple[i
 @settings(max_examples=300, deadline=None, database=None)
 @given(counts(), counts())
 def test_z_test_p_value_is_a_probability(arm1: tuple[int, int], arm2: tuple[int, int]) -> None:
-    result = two_proportion_z_test(*arm1, *arm2)
+    result = z_test(*arm1, *arm2)
     if result.p_value is None:
-        assert result.z_score is None
+        assert result.statistic is None
         pooled = (arm1[0] + arm2[0]) / (arm1[1] + arm2[1])
         assert pooled in (0.0, 1.0)
     else:
         assert 0.0 <= result.p_value <= 1.0
-        assert_plain_finite(result.z_score, result.p_value)
+        assert_plain_finite(result.statistic, result.p_value)
 
 
 p_value_lists = st.lists(

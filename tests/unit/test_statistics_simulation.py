@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from domain.statistics import newcombe_interval, two_proportion_z_test
+from domain.stats import Proportion, two_proportion_test
 
 SIMULATIONS = 20_000
 
@@ -25,7 +25,7 @@ def test_a_a_false_positive_rate_is_nominal() -> None:
     false_positives = 0
     undefined = 0
     for x1, x2 in zip(control.tolist(), variant.tolist()):
-        p_value = two_proportion_z_test(x1, users, x2, users).p_value
+        p_value = two_proportion_test(Proportion(users, x1), Proportion(users, x2)).p_value
         if p_value is None:
             undefined += 1
         elif p_value < 0.05:
@@ -58,7 +58,7 @@ def test_newcombe_interval_covers_true_difference(
     )
     covered = 0
     for (x1, x2), times in zip(outcomes.tolist(), multiplicity.tolist()):
-        interval = newcombe_interval(x1, users, x2, users)
+        interval = two_proportion_test(Proportion(users, x1), Proportion(users, x2)).interval
         assert interval is not None
         if interval.lower <= true_difference <= interval.upper:
             covered += times

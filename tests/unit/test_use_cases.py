@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from adapters.memory.cache import MemoryCache
 from adapters.memory.store import MemoryStore
@@ -15,6 +16,7 @@ from application.use_cases import (
     ComputeResults,
     CreateExperiment,
     GetExperiment,
+    LayersAndHoldouts,
     ListExperiments,
     RecordEvents,
     ResultsSlots,
@@ -268,3 +270,31 @@ async def test_events_beyond_the_clock_skew_are_refused_by_position(svc: Service
     assert raised.value.skew == timedelta(days=7)
     svc.clock.advance(seconds=1)  # a second later the first one beyond is within the skew
     assert svc.record.too_far_ahead(stamps) == [4]
+
+
+class HoldoutOutcomes(MemoryStore):
+    """Answers the holdout's outcomes it is given, whatever the assignments."""
+
+    def __init__(self, held: tuple[int, int], exposed: tuple[int, int]) -> None:
+        super().__init__()
+        self.outcomes = (*held, *exposed)
+
+    async def holdout_outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
+        return self.outcomes  # type: ignore[return-value]
+
+
+async def test_holdout_results_test_the_exposed_against_the_held_out() -> None:
+    store = HoldoutOutcomes(held=(40, 11), exposed=(360, 94))
+    layers = LayersAndHoldouts(store, FakeClock(), SequentialIds(), ResultsSlots(4, 0.5))
+    holdout = await layers.create_holdout("global", 10)
+    result = await layers.holdout_results(holdout.id, "buy")
+    assert (result.held_out.n, result.held_out.x, result.exposed.n, result.exposed.x) == (40, 11, 360, 94)
+    z, p = proportions_ztest([94, 11], [360, 40])
+    low, high = confint_proportions_2indep(94, 360, 11, 40, method="newcomb", compare="diff")
+    test = result.test
+    assert test.statistic == pytest.approx(float(z), rel=1e-9)
+    assert test.p_value == pytest.approx(float(p), rel=1e-9)
+    assert test.interval is not None
+    assert (test.interval.lower, test.interval.upper) == pytest.approx((float(low), float(high)), rel=1e-9)
+    assert test.absolute_lift == pytest.approx(94 / 360 - 11 / 40, rel=1e-12)
+    assert test.relative_lift == pytest.approx((94 / 360 - 11 / 40) / (11 / 40), rel=1e-12)

@@ -14,6 +14,7 @@ from application.use_cases import ComputeResults, HoldoutResults, LayersAndHoldo
 from domain.errors import FieldError, ValidationFailed
 from domain.keys import READ
 from domain.results import Comparison, ExperimentResults, VariantResult
+from domain.stats import Proportion, TestResult
 from entrypoints.http import openapi
 from entrypoints.http.disconnects import while_connected
 from entrypoints.http.resources.experiments import ExperimentOut
@@ -87,6 +88,10 @@ class ValueComparisonOut(msgspec.Struct):
     significant: bool
     confidence_interval: IntervalOut
 
+    @classmethod
+    def of(cls, t: TestResult) -> ValueComparisonOut:
+        return cls(t.absolute_lift, t.relative_lift, t.statistic, t.p_value, t.significant, IntervalOut.of(t))
+
 
 class ComparisonOut(msgspec.Struct):
     """A variant against the control: the two-proportion z-test and the value's Welch t-test."""
@@ -104,25 +109,18 @@ class ComparisonOut(msgspec.Struct):
 
     @classmethod
     def of(cls, c: Comparison) -> ComparisonOut:
-        v = c.value
+        z = c.conversion
         return cls(
             variant_id=c.variant_id,
             baseline_variant_id=c.baseline_variant_id,
-            absolute_lift=c.absolute_lift,
-            relative_lift=c.relative_lift,
-            z_score=c.z_score,
-            p_value=c.p_value,
+            absolute_lift=z.absolute_lift,
+            relative_lift=z.relative_lift,
+            z_score=z.statistic,
+            p_value=z.p_value,
             p_value_adjusted=c.p_value_adjusted,
-            significant=c.significant,
-            confidence_interval=IntervalOut.of(c.interval, "newcombe"),
-            value=ValueComparisonOut(
-                absolute_lift=v.absolute_lift,
-                relative_lift=v.relative_lift,
-                t_statistic=v.t_statistic,
-                p_value=v.p_value,
-                significant=v.significant,
-                confidence_interval=IntervalOut.of(v.interval, "welch"),
-            ),
+            significant=z.significant,
+            confidence_interval=IntervalOut.of(z),
+            value=ValueComparisonOut.of(c.value),
         )
 
 
@@ -154,6 +152,10 @@ class GroupOut(msgspec.Struct):
     converted: int
     conversion_rate: float | None
 
+    @classmethod
+    def of(cls, p: Proportion) -> GroupOut:
+        return cls(p.n, p.x, p.rate)
+
 
 class HoldoutResultsOut(msgspec.Struct):
     holdout: HoldoutOut
@@ -168,17 +170,9 @@ class HoldoutResultsOut(msgspec.Struct):
 
     @classmethod
     def of(cls, r: HoldoutResults) -> HoldoutResultsOut:
-        def group(users: int, converted: int) -> GroupOut:
-            return GroupOut(users, converted, converted / users if users else None)
-
-        held, exposed = group(*r.held_out), group(*r.exposed)
-        lift = None
-        if held.conversion_rate is not None and exposed.conversion_rate is not None:
-            lift = exposed.conversion_rate - held.conversion_rate
-        relative = lift / held.conversion_rate if lift is not None and held.conversion_rate else None
-        interval = IntervalOut.of(r.interval, "newcombe")
-        return cls(HoldoutOut.of(r.holdout), r.event_type, held, exposed, lift, relative,
-                   r.test.z_score, r.test.p_value, interval)
+        t = r.test
+        return cls(HoldoutOut.of(r.holdout), r.event_type, GroupOut.of(r.held_out), GroupOut.of(r.exposed),
+                   t.absolute_lift, t.relative_lift, t.statistic, t.p_value, IntervalOut.of(t))
 
 
 class ResultsController(Controller):

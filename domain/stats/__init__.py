@@ -1,0 +1,32 @@
+"""Statistics: summable sufficient statistics, and the tests that compare two of them."""
+
+from domain.stats.frequentist import (
+    ALPHA,
+    Interval,
+    IntervalMethod,
+    TestResult,
+    holm_adjust,
+    lifts,
+    two_proportion_test,
+    welch_test,
+    wilson_interval,
+)
+from domain.stats.sample_ratio import SRM_ALPHA, SampleRatio, srm_check
+from domain.stats.values import Proportion, SampleMean
+
+__all__ = [
+    "ALPHA",
+    "SRM_ALPHA",
+    "Interval",
+    "IntervalMethod",
+    "Proportion",
+    "SampleMean",
+    "SampleRatio",
+    "TestResult",
+    "holm_adjust",
+    "lifts",
+    "srm_check",
+    "two_proportion_test",
+    "welch_test",
+    "wilson_interval",
+]
