@@ -16,11 +16,8 @@ from domain.rate_limit import Decision
 from domain.results import ResultQuery, VariantAggregate
 
 
-class Store(Protocol):
-    """Durable storage of experiments, assignments and events, and the aggregates over them.
-
-    Every write is atomic and durable when the call returns.
-    """
+class Experiments(Protocol):
+    """Experiments, stored and read back; every write atomic and durable when the call returns."""
 
     async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
         """Store a new experiment, and ``audit`` with it in one transaction; raises
@@ -37,6 +34,17 @@ class Store(Protocol):
         still at ``expected_version``; raises
         ConcurrentChange if it is not, DuplicateExperimentName if the new name is taken."""
 
+    async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
+        """A page of experiments, newest first, and the total count."""
+
+    async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
+        """Those of ``experiment_ids`` that name a stored experiment, in one lookup however many
+        are asked about (a batch of events may name thousands)."""
+
+
+class Layers(Protocol):
+    """Layers and the slices their experiments hold."""
+
     async def add_layer(self, layer: Layer) -> None:
         """Raises DuplicateName if its name is taken."""
 
@@ -47,6 +55,10 @@ class Store(Protocol):
     async def layer_slices(self, layer_id: str) -> list[tuple[str, Slice]]:
         """(experiment id, slice) of the layer's experiments that are not archived, by start."""
 
+
+class Holdouts(Protocol):
+    """Holdouts, who was held out, and how the held out and the exposed converted."""
+
     async def add_holdout(self, holdout: Holdout) -> None:
         """Raises DuplicateName if its name is taken."""
 
@@ -54,20 +66,15 @@ class Store(Protocol):
 
     async def list_holdouts(self) -> list[Holdout]: ...
 
-    async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
-        """Remember that the user was held out, first at ``seen_at`` (a later call keeps it)."""
-
     async def holdout_outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
         """(held-out users, of them converted, exposed users, of them converted), where a user
         converts with an ``event_type`` event in an experiment of the holdout, at or after they
         were first held out or first assigned."""
 
-    async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
-        """Those of ``experiment_ids`` that name a stored experiment, in one lookup however many
-        are asked about (a batch of events may name thousands)."""
 
-    async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
-        """A page of experiments, newest first, and the total count."""
+class Assignments(Protocol):
+    """Each user's first assignment to an experiment, stored once, and the first time a user
+    was held out."""
 
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None: ...
 
@@ -77,9 +84,20 @@ class Store(Protocol):
         Of many concurrent calls for one user, exactly one stores; all return what it stored.
         """
 
+    async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
+        """Remember that the user was held out, first at ``seen_at`` (a later call keeps it)."""
+
+
+class Events(Protocol):
+    """What users did, stored all or nothing per batch."""
+
     async def add_events(self, batch: EventBatch) -> int:
         """Store all events or none; skip those whose event_id is already stored (also within
         ``batch``). Returns how many were stored."""
+
+
+class Totals(Protocol):
+    """The counts and sums results are computed from, aggregated where the data lives."""
 
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery
@@ -89,6 +107,13 @@ class Store(Protocol):
         Covers every variant (the query's variant_id does not narrow it), applying the counting
         rule: an event counts only if its user is assigned and it is not older than the assignment.
         """
+
+    async def rebuild_aggregates(self) -> None:
+        """Recompute whatever the store keeps pre-aggregated from the raw rows it holds."""
+
+
+class Keys(Protocol):
+    """API keys, by id and by the digest of their secret."""
 
     async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
         """Store a new key and its audit entry, in one transaction."""
@@ -105,13 +130,18 @@ class Store(Protocol):
         """Revoke the key at ``audit.at`` and store ``audit``, in one transaction; a key already
         revoked stays as it was and no entry is stored. Returns the stored key, None if unknown."""
 
+
+class AuditTrail(Protocol):
+    """The audit entries the admin actions stored with them."""
+
     async def list_audit(
         self, limit: int, offset: int, *, action: str | None = None, target_id: str | None = None
     ) -> tuple[list[AuditEntry], int]:
         """A page of audit entries, newest first, matching the filters given; and their count."""
 
-    async def rebuild_aggregates(self) -> None:
-        """Recompute whatever the store keeps pre-aggregated from the raw rows it holds."""
+
+class Lifecycle(Protocol):
+    """The store as a running thing: its background work, its health, its end."""
 
     async def start(self) -> None:
         """Start the store's background work (folding), in the running event loop."""
@@ -121,6 +151,15 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Finish the writes already queued, stop the background work, release connections."""
+
+
+class Catalog(Experiments, Layers, Holdouts, Protocol):
+    """The definitions: experiments and the layers and holdouts they sit in."""
+
+
+class Store(Experiments, Layers, Holdouts, Assignments, Events, Totals, Keys, AuditTrail, Lifecycle, Protocol):
+    """All of the above, as one database adapter provides them; a use case asks only for the
+    ports it uses, so its fakes and its reader need know no more."""
 
 
 class Cache(Protocol):

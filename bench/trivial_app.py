@@ -8,7 +8,7 @@ from litestar.params import FromPath
 
 from adapters.memory.store import MemoryStore
 from adapters.system import SystemClock
-from application.use_cases import KeyRing
+from application.access import KeyRing
 from entrypoints.http.security.bearer import BearerAuth
 
 TOKEN = "bench-token"

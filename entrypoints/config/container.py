@@ -10,25 +10,19 @@ from adapters.memory.cache import MemoryCache
 from adapters.memory.rate_limiter import MemoryRateLimiter
 from adapters.memory.store import MemoryStore
 from adapters.system import SystemClock, TimeOrderedIds
-from application.ports import Cache, RateLimiter, Store
-from application.use_cases import (
-    AssignUser,
+from application.access import CreateKey, GetKey, KeyRing, ListAudit, ListKeys, RevokeKey
+from application.assignment import AssignUser
+from application.experiments import (
     ChangeExperiment,
-    CheckHealth,
-    ComputeResults,
     CreateExperiment,
-    CreateKey,
     GetExperiment,
-    GetKey,
-    KeyRing,
-    LayersAndHoldouts,
-    ListAudit,
     ListExperiments,
-    ListKeys,
-    RecordEvents,
-    ResultsSlots,
-    RevokeKey,
 )
+from application.health import CheckHealth
+from application.layers import LayersAndHoldouts
+from application.ports import Cache, RateLimiter, Store
+from application.results import ComputeResults, ResultsSlots
+from application.tracking import RecordEvents
 from domain.results import ResultCalculator
 from entrypoints.config.settings import ConfigurationError, Settings
 from entrypoints.telemetry.metrics import CountingAssignments, CountingCache, breaker_changed

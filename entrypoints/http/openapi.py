@@ -16,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIHeader, OpenAPIResponse, Operation, Schema, Tag
 from litestar.openapi.spec.enums import OpenAPIType
 
-from application.use_cases import ResultsSlots
+from application.results import ResultsSlots
 from domain.errors import ResultsBusy
 from entrypoints.http.wire import FieldErrorOut, ProblemOut
 

@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.testing import TestClient
 
-from application.use_cases import GetKey
+from application.access import GetKey
 from domain.keys import READ
 from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings

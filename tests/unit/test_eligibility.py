@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from domain.eligibility import Gate, Holdout, Reason, Slice, covered, free_slice, layer_bucket
-from domain.lifecycle import MOVES, IllegalMove, Status, move
 from domain.experiment import BUCKETS, Experiment, VariantDraft, bucket_of
+from domain.lifecycle import MOVES, IllegalMove, Status, move
 from domain.targeting import parse_audience
 from tests.fakes import SequentialIds
 

@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 
 from adapters.memory.cache import MemoryCache
 from adapters.memory.store import MemoryStore
-from application.use_cases import CreateExperiment, GetExperiment, RecordEvents
-from domain.errors import DomainError, ExperimentNotFound, FieldError, UnknownExperiments, ValidationFailed
+from application.experiments import CreateExperiment, GetExperiment
+from application.tracking import RecordEvents
+from domain.errors import (
+    DomainError,
+    ExperimentNotFound,
+    FieldError,
+    UnknownExperiments,
+    ValidationFailed,
+)
 from domain.event import OUT_OF_RANGE, EventBatch, NewEvents, to_micros
 from domain.experiment import VariantDraft
 from entrypoints.http.decoding import MalformedBody

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from domain.errors import ValidationFailed
-from domain.experiment import BUCKETS, Experiment, VariantDraft, bucket_of, percentage_to_basis_points
+from domain.experiment import (
+    BUCKETS,
+    Experiment,
+    VariantDraft,
+    bucket_of,
+    percentage_to_basis_points,
+)
 from tests.fakes import SequentialIds
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

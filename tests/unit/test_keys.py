@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from adapters.memory.store import MemoryStore
-from application.use_cases import CreateKey, KeyRing, RevokeKey
+from application.access import CreateKey, KeyRing, RevokeKey
 from domain.audit import AuditEntry
 from domain.errors import ValidationFailed
 from domain.keys import (

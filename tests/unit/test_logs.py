@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from entrypoints.telemetry.logs import JsonFormatter, RequestIds, RequestLog, TextFormatter, escape
 from entrypoints.config.settings import ConfigurationError, Settings
+from entrypoints.telemetry.logs import JsonFormatter, RequestIds, RequestLog, TextFormatter, escape
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:

@@ -8,12 +8,17 @@ from typing import Any
 import msgspec
 import pytest
 
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
+from entrypoints.config.settings import Settings
+from entrypoints.http.app import create_app
 from entrypoints.http.openapi import PROBLEM_JSON
 from entrypoints.http.resources.events import EventBatch, EventBatchIn
-from entrypoints.http.resources.experiments import ExperimentIn, NewExperiment, NewVariant, VariantIn
-from entrypoints.config.settings import Settings
+from entrypoints.http.resources.experiments import (
+    ExperimentIn,
+    NewExperiment,
+    NewVariant,
+    VariantIn,
+)
 
 AUTHENTICATED = {401, 403, 429, 503}
 WITH_BODY = {400, 413, 415, 422}

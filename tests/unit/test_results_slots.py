@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from application.use_cases import ResultsSlots
+from application.results import ResultsSlots
 from domain.errors import ResultsBusy
 
 

@@ -10,17 +10,12 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 
 from adapters.memory.cache import MemoryCache
 from adapters.memory.store import MemoryStore
-from application.use_cases import (
-    AssignUser,
-    CheckHealth,
-    ComputeResults,
-    CreateExperiment,
-    GetExperiment,
-    LayersAndHoldouts,
-    ListExperiments,
-    RecordEvents,
-    ResultsSlots,
-)
+from application.assignment import AssignUser
+from application.experiments import CreateExperiment, GetExperiment, ListExperiments
+from application.health import CheckHealth
+from application.layers import LayersAndHoldouts
+from application.results import ComputeResults, ResultsSlots
+from application.tracking import RecordEvents
 from domain.assignment import Assignment
 from domain.errors import (
     DuplicateExperimentName,

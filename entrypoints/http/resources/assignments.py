@@ -10,7 +10,8 @@ from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from application.use_cases import AssignUser, ChangeExperiment
+from application.assignment import AssignUser
+from application.experiments import ChangeExperiment
 from domain.assignment import Answer
 from domain.errors import FieldError, ValidationFailed
 from domain.keys import ADMIN, ASSIGN

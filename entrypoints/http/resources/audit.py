@@ -10,7 +10,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
-from application.use_cases import AuditPage, ListAudit
+from application.access import AuditPage, ListAudit
 from domain.audit import AuditEntry
 from domain.keys import ADMIN
 from entrypoints.http import openapi

@@ -14,7 +14,7 @@ from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from application.use_cases import RecordEvents
+from application.tracking import RecordEvents
 from domain.assignment import MAX_USER_ID_LENGTH
 from domain.errors import (
     DomainError,

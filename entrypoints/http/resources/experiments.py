@@ -10,7 +10,7 @@ from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from application.use_cases import (
+from application.experiments import (
     ChangeExperiment,
     CreateExperiment,
     ExperimentPage,

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 
-from application.use_cases import CheckHealth
+from application.health import CheckHealth
 from entrypoints.http import openapi
 from entrypoints.http.security.bearer import PUBLIC
 from entrypoints.http.wire import doc

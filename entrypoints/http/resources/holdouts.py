@@ -10,7 +10,7 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from application.use_cases import LayersAndHoldouts
+from application.layers import LayersAndHoldouts
 from domain.keys import ADMIN, READ
 from domain.layers import Holdout
 from entrypoints.http import openapi

@@ -9,7 +9,7 @@ from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from application.use_cases import CreateKey, GetKey, KeyPage, ListKeys, NewKey, RevokeKey
+from application.access import CreateKey, GetKey, KeyPage, ListKeys, NewKey, RevokeKey
 from domain.errors import ValidationFailed
 from domain.keys import ADMIN, ApiKey
 from entrypoints.http import openapi

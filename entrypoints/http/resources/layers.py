@@ -10,7 +10,7 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from application.use_cases import LayersAndHoldouts, LayerView
+from application.layers import LayersAndHoldouts, LayerView
 from domain.keys import ADMIN, READ
 from entrypoints.http import openapi
 from entrypoints.http.decoding import StrictDTO

@@ -10,7 +10,8 @@ from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from application.use_cases import ComputeResults, HoldoutResults, LayersAndHoldouts
+from application.layers import HoldoutResults, LayersAndHoldouts
+from application.results import ComputeResults
 from domain.errors import FieldError, ValidationFailed
 from domain.keys import READ
 from domain.results import Comparison, ExperimentResults, VariantResult

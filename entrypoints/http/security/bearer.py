@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from litestar import Litestar, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from application.use_cases import KeyRing
+from application.access import KeyRing
 from domain.keys import LEGACY, SCOPES, Principal, digest_of
 from entrypoints.http.security.jwt_bearer import JwtVerifier
 

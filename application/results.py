@@ -1,0 +1,164 @@
+"""Results: the experiment's figures, and the bound that keeps results reads from piling up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+from application.experiments import GetExperiment
+from application.ports import (
+    Totals,
+)
+from domain.errors import (
+    ResultsBusy,
+)
+from domain.results import ExperimentResults, ResultCalculator, ResultQuery
+
+T = TypeVar("T")
+
+
+class ResultsSlots:
+    """At most ``limit`` results read from the store at once in this process, so that a burst
+    of results requests cannot pile queries onto the database (each holds a connection and
+    reads many rows). A request past the bound waits up to ``wait_seconds`` for a slot, first
+    come first served, and is then refused with ResultsBusy; with a wait of 0 it is refused
+    at once. One set of slots serves experiment and holdout results alike."""
+
+    RETRY_AFTER_SECONDS = 1
+    """A slot frees as soon as one results read ends: usually well within a second."""
+
+    def __init__(self, limit: int, wait_seconds: float) -> None:
+        if limit < 1:
+            raise ValueError("a results bound needs at least one slot")
+        self._limit, self._wait = limit, wait_seconds
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._unstarted: dict[Hashable, _SharedRead[Any]] = {}
+
+    async def shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()`` within a slot, shared by every request for the same ``key`` that arrives
+        before it starts: a burst of the same results costs the store one read, not one each.
+
+        Only a read that has not begun is shared. It begins (takes its snapshot of the store)
+        after it has its slot, and from then on a new request starts a read of its own: whoever
+        shares a read arrived before its snapshot, so every answer holds what was acknowledged
+        before its request, as an unshared read would. A request that goes away (its client
+        disconnected) stops waiting; the read is cancelled once no request waits for it."""
+        entry = self._unstarted.get(key)
+        if entry is None:
+            entry = _SharedRead()
+            entry.task = asyncio.ensure_future(self._read_in_slot(key, entry, read))
+            # Retrieved here, so that a failure seen by no one (they all left) is not reported.
+            entry.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._unstarted[key] = entry
+        entry.waiting += 1
+        try:
+            return await asyncio.shield(entry.task)
+        finally:
+            entry.waiting -= 1
+            if entry.waiting == 0 and not entry.task.done():
+                self._forget(key, entry)  # so that no request joins a read being cancelled
+                entry.task.cancel()  # no one waits for it any more: its statement stops too
+
+    async def _read_in_slot(self, key: Hashable, entry: _SharedRead[T], read: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with self:
+                self._forget(key, entry)  # begins now: later requests read anew
+                return await read()
+        finally:
+            self._forget(key, entry)
+
+    def _forget(self, key: Hashable, entry: _SharedRead[Any]) -> None:
+        if self._unstarted.get(key) is entry:
+            del self._unstarted[key]
+
+    @property
+    def running(self) -> int:
+        return self._limit - self._free
+
+    async def __aenter__(self) -> None:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        if self._wait <= 0:
+            raise ResultsBusy(self._limit, self.RETRY_AFTER_SECONDS)
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(turn)
+        expiry = loop.call_later(self._wait, self._expire, turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self._release()  # handed a slot just as this request was cancelled: pass it on
+            elif turn in self._waiters:
+                self._waiters.remove(turn)
+            raise
+        finally:
+            expiry.cancel()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._release()
+
+    def _expire(self, turn: asyncio.Future[None]) -> None:
+        if not turn.done():
+            self._waiters.remove(turn)
+            turn.set_exception(ResultsBusy(self._limit, self.RETRY_AFTER_SECONDS))
+
+    def _release(self) -> None:
+        # The slot goes straight to the first waiter, so that no newcomer takes it in between.
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
+class _SharedRead(Generic[T]):
+    """A read that requests share until it begins, and how many of them wait for it."""
+
+    task: asyncio.Future[T]
+
+    def __init__(self) -> None:
+        self.waiting = 0
+
+
+class ComputeResults:
+    def __init__(
+        self,
+        experiments: GetExperiment,
+        store: Totals,
+        calculator: ResultCalculator,
+        slots: ResultsSlots,
+    ) -> None:
+        self._experiments, self._store, self._calculator = experiments, store, calculator
+        self._slots = slots
+
+    async def __call__(
+        self,
+        experiment_id: str,
+        *,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        event_type: str | None = None,
+        variant_id: str | None = None,
+        primary_event_type: str | None = None,
+    ) -> ExperimentResults:
+        experiment = await self._experiments(experiment_id)
+        query = ResultQuery.resolve(
+            experiment,
+            start=start,
+            end=end,
+            event_type=event_type,
+            variant_id=variant_id,
+            primary_event_type=primary_event_type,
+        )
+        # The same results asked for at once are read once (the variants are part of the key:
+        # the aggregates are keyed by them).
+        key = ("experiment", experiment.id, tuple(v.id for v in experiment.variants), query)
+        aggregates = await self._slots.shared(key, lambda: self._store.variant_aggregates(experiment, query))
+        return self._calculator.compute(experiment, query, aggregates)
