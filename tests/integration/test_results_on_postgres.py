@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from adapters.sqlalchemy.folding import LEASE_LOCK_ID
+from adapters.sqlalchemy.dialects.postgresql import LEASE_LOCK_ID
 from tests.integration.conftest import ServerProcess, create_experiment
 
 pytestmark = pytest.mark.postgres
