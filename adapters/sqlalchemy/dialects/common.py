@@ -66,7 +66,8 @@ class Lease(Protocol):
 class Dialect(Protocol):
     """One database's complete strategy: how to connect, write, read with a time limit, fold,
     and the SQL that differs. A new database is one module that provides this, registered in
-    ``dialects/__init__.py``, plus its migrations."""
+    ``dialects/__init__.py``, plus its migrations: revisions 0004, 0005 and 0007 branch on the
+    database, as they ran (a revision never changes once shipped, so it asks no strategy)."""
 
     name: str
     url_example: str
