@@ -1,4 +1,5 @@
-"""The Cache on Redis, shared by all instances; any Redis failure is a miss, never an error."""
+"""The assignments on Redis, shared by all instances behind their near caches (near_cache.py);
+any Redis failure is a miss, never an error."""
 
 from __future__ import annotations
 
@@ -14,39 +15,11 @@ from redis.exceptions import RedisError
 
 from adapters.redis.breaker import Breaker, client_for
 from domain.assignment import Assignment
-from domain.experiment import Experiment, Override, Variant
-from domain.lifecycle import Status
-from domain.targeting import parse_audience
 
 log = logging.getLogger("experiments.cache")
 
 # array_like: a value is a msgpack array, not a map, so field names are not repeated in every
 # entry. Adding a field later means appending it with a default, never reordering.
-
-
-class _VariantRecord(msgspec.Struct, array_like=True, frozen=True):
-    id: str
-    name: str
-    traffic_basis_points: int
-    is_control: bool
-
-
-class _ExperimentRecord(msgspec.Struct, array_like=True, frozen=True):
-    id: str
-    name: str
-    description: str | None
-    primary_event_type: str | None
-    # msgpack's timestamp extension: tz-aware UTC back, to the nanosecond.
-    created_at: datetime
-    variants: tuple[_VariantRecord, ...]
-    status: str = "running"
-    coverage_basis_points: int = 10_000
-    audience: str | None = None  # the rule's JSON
-    winner_variant_id: str | None = None
-    started_at: datetime | None = None
-    stopped_at: datetime | None = None
-    overrides: tuple[tuple[str, str, datetime], ...] = ()
-    version: int = 1
 
 
 class _AssignmentRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -58,52 +31,7 @@ class _AssignmentRecord(msgspec.Struct, array_like=True, frozen=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_experiment_decoder = msgspec.msgpack.Decoder(_ExperimentRecord)
 _assignment_decoder = msgspec.msgpack.Decoder(_AssignmentRecord)
-
-
-def encode_experiment(experiment: Experiment) -> bytes:
-    e = experiment
-    return _encoder.encode(
-        _ExperimentRecord(
-            e.id,
-            e.name,
-            e.description,
-            e.primary_event_type,
-            e.created_at,
-            tuple(_VariantRecord(v.id, v.name, v.traffic_basis_points, v.is_control) for v in e.variants),
-            e.status.value,
-            e.coverage_basis_points,
-            None if e.audience is None else msgspec.json.encode(e.audience.source).decode(),
-            e.winner_variant_id,
-            e.started_at,
-            e.stopped_at,
-            tuple((o.user_id, o.variant_id, o.forced_at) for o in e.overrides),
-            e.version,
-        )
-    )
-
-
-def decode_experiment(data: bytes) -> Experiment:
-    r = _experiment_decoder.decode(data)
-    return Experiment(
-        id=r.id,
-        name=r.name,
-        description=r.description,
-        primary_event_type=r.primary_event_type,
-        created_at=r.created_at,
-        variants=tuple(
-            Variant(v.id, v.name, v.traffic_basis_points, v.is_control) for v in r.variants
-        ),
-        status=Status(r.status),
-        coverage_basis_points=r.coverage_basis_points,
-        audience=None if r.audience is None else parse_audience(msgspec.json.decode(r.audience)),
-        winner_variant_id=r.winner_variant_id,
-        started_at=r.started_at,
-        stopped_at=r.stopped_at,
-        overrides=tuple(Override(*o) for o in r.overrides),
-        version=r.version,
-    )
 
 
 def encode_assignment(assignment: Assignment) -> bytes:
@@ -127,8 +55,9 @@ def assignment_key(experiment_id: str, user_id: str) -> str:
 
 
 class RedisCache:
-    """Keys ``experiment:{experiment_id}`` and ``assignment_key(experiment_id, user_id)``, each
-    a msgpack value written with SETEX and the configured TTL.
+    """Keys ``assignment_key(experiment_id, user_id)``, each a msgpack value written with SETEX
+    and the configured TTL. Experiments are not kept here: each process keeps its own, for a
+    short TTL (NearCache says why), so this is the shared part of the Cache, not one itself.
 
     The store is the truth and the cache only spares it reads, so a Redis that fails or is slow
     must cost little: every call gives up after ``timeout`` seconds, and after a failure Redis is
@@ -181,14 +110,6 @@ class RedisCache:
         except (RedisError, OSError, TimeoutError):
             pass
 
-    async def get_experiment(self, experiment_id: str) -> Experiment | None:
-        data = await self._call("GET", self._key("experiment", experiment_id))
-        return _decoded(decode_experiment, data)
-
-    async def set_experiment(self, experiment: Experiment) -> None:
-        key = self._key("experiment", experiment.id)
-        await self._call("SETEX", key, self._ttl, encode_experiment(experiment))
-
     async def get_assignment(self, experiment_id: str, user_id: str) -> Assignment | None:
         data = await self._call("GET", self._prefix + assignment_key(experiment_id, user_id))
         assignment = _decoded(decode_assignment, data)
@@ -206,8 +127,8 @@ class RedisCache:
         await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
 
     async def forget_experiment(self, experiment_id: str) -> None:
-        # Every process reads the one shared entry, so its deletion is seen at once; if Redis
-        # cannot be reached now, though, the old entry outlives the change by up to its TTL.
+        """Delete the entry that versions of the service before the near cache kept of the
+        experiment: while they still run beside this one (a rolling upgrade), they read it."""
         await self._call("DEL", self._key("experiment", experiment_id))
 
     async def close(self) -> None:

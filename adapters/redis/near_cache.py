@@ -150,7 +150,7 @@ class NearCache:
     A hit is a lookup in a dict of this process: no network, nothing awaited.
 
     - Assignments never change: each process keeps up to ``max_entries`` of them, the least
-      recently used evicted first, with no TTL; Redis keeps them all, as ``RedisCache`` does, so
+      recently used evicted first, with no TTL; Redis keeps them all (``RedisCache``), so
       a user's assignment made by one process is a hit for every other after one Redis read.
     - Experiments may change, and live in process memory only, for ``experiment_ttl_seconds``.
       ``forget_experiment`` drops one here at once and publishes its id on ``changes``, which

@@ -7,7 +7,7 @@ is not older than the assignment). Each fold is one transaction that adds to the
 moves the horizon, so a crash at any point leaves the totals and the horizon as they were
 before it, or as they are after it, never in between.
 
-Which rows a fold takes (the dialects say how, dialects.py):
+Which rows a fold takes (the dialects say how, dialects/):
 - SQLite has one writer at a time, so rowids are committed in order, and a fold runs under the
   write lock: the rows past the stored horizon, up to the highest rowid now, are exactly the
   new ones, and no row can later appear below that.
@@ -34,16 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
@@ -58,8 +55,6 @@ MAX_EVENTS_PER_FOLD = 500_000
 FOLD_INTERVAL_SECONDS = 0.5
 STATISTICS_INTERVAL_SECONDS = 5.0
 """How often the folder asks whether the planner's statistics of the pair tables are behind."""
-LEASE_LOCK_ID = 0x6578705F6C656173  # PostgreSQL advisory locks: the folder's lease
-FOLD_LOCK_ID = 0x6578705F666F6C64  # and one fold (or rebuild) at a time
 
 
 def floor_div(micros: str, unit: int) -> str:
@@ -299,9 +294,7 @@ class Folder:
         self._interval = interval
         self._fold = fold_statements(self._d)
         self._rebuild = rebuild_statements(self._d)
-        self._lease = (
-            _PostgresLease(database) if self._d.name == "postgresql" else _FileLease(database.sqlite_path)
-        )
+        self._lease = self._d.lease(database.engine)
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in the loop that runs the task
         self._failing = False
@@ -335,20 +328,7 @@ class Folder:
         await self._serialized(self._job(self._rebuild, 2**62))
 
     async def _serialized(self, job: Any) -> int:
-        if self._d.name == "sqlite":
-            return await self._db.write(job)  # the write lock serializes every fold
-        async with self._db.connect() as conn:
-            try:
-                await _autocommit(conn, "SELECT pg_advisory_lock(:k)", FOLD_LOCK_ID)
-                # Only now the snapshot: it sees the horizon the previous fold stored.
-                await conn.execution_options(isolation_level="REPEATABLE READ")
-                async with conn.begin():
-                    folded = await conn.run_sync(job)
-                await _autocommit(conn, "SELECT pg_advisory_unlock(:k)", FOLD_LOCK_ID)
-            except BaseException:
-                await conn.invalidate()  # ends the session, and the lock with it
-                raise
-        return folded
+        return await self._d.serialize_fold(self._db, job)
 
     def start(self) -> None:
         """Start the background loop in the running event loop (once)."""
@@ -357,7 +337,7 @@ class Folder:
             self._task = asyncio.create_task(self._run(), name="folder")
 
     async def refresh_statistics(self) -> list[str]:
-        """Analyze the tables whose statistics are missing or far behind (dialects.py)."""
+        """Analyze the tables whose statistics are missing or far behind (dialects/postgresql.py)."""
         async with self._db.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await conn.run_sync(self._d.refresh_statistics)
@@ -400,78 +380,6 @@ class Folder:
             if self._lease.held:
                 await self.fold()
         await self._lease.release()
-
-
-async def _autocommit(conn: AsyncConnection, sql: str, key: int) -> Any:
-    await conn.execution_options(isolation_level="AUTOCOMMIT")
-    value = (await conn.execute(text(sql), {"k": key})).scalar_one()
-    await conn.commit()  # ends SQLAlchemy's own view of a transaction; the server had none
-    return value
-
-
-class _FileLease:
-    """SQLite: an exclusive lock on a file beside the database. The kernel releases it when the
-    process dies, so another process takes over at its next try."""
-
-    def __init__(self, database_path: str | None) -> None:
-        self._path = f"{database_path}.folder-lease" if database_path else None
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    async def acquire(self) -> bool:
-        if self._fd is not None or self._path is None:
-            return self._fd is not None
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    async def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
-
-
-class _PostgresLease:
-    """PostgreSQL: a session advisory lock held on a connection of its own for as long as this
-    process folds. The server releases it when the session ends (the process died, or the
-    network dropped it), so another instance takes over at its next try."""
-
-    def __init__(self, database: Database) -> None:
-        self._db = database
-        self._conn: AsyncConnection | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._conn is not None
-
-    async def acquire(self) -> bool:
-        if self._conn is not None:
-            return True
-        conn = await self._db.connect().__aenter__()
-        try:
-            got = await _autocommit(conn, "SELECT pg_try_advisory_lock(:k)", LEASE_LOCK_ID)
-        except BaseException:
-            await conn.invalidate()
-            raise
-        if not got:
-            await conn.close()
-            return False
-        self._conn = conn
-        return True
-
-    async def release(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                await conn.invalidate()  # ends the session, and the lease with it
 
 
 PENDING_COUNT_LIMIT = 1_000_000

@@ -15,16 +15,16 @@ sqlite3 driver, so a write costs one hop to that thread, not one per statement.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from adapters.sqlalchemy.dialects.common import BatchJob
+
 T = TypeVar("T")
 Job = Callable[[Connection], Any]
-BatchJob = Callable[[Connection, Sequence[Any]], Sequence[Any]]
-"""Takes the items of a group, returns one result per item, in their order."""
 
 MAX_JOBS_PER_COMMIT = 64
 """Bounds one transaction (and the wait of its first caller) under a flood of writes."""
@@ -39,8 +39,9 @@ class GroupCommit:
         self._batched: dict[BatchJob, list[tuple[Any, asyncio.Future[Any]]]] = {}
         self._writer: asyncio.Task[None] | None = None
 
-    async def run(self, job: Callable[[Connection], T]) -> T:
-        """Run ``job`` in the next group transaction; return once that has committed."""
+    async def run(self, job: Callable[[Connection], T], *, one_statement: bool = False) -> T:
+        """Run ``job`` in the next group transaction; return once that has committed. A job of
+        ``one_statement`` shares that transaction like any other: it costs no round trip here."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
         self._wake()

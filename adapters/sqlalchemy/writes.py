@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
-import msgspec
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.access import insert_audit
 from adapters.sqlalchemy.database import Database
+from adapters.sqlalchemy.experiment_rows import ExperimentRows, experiment_from_rows, experiment_to_rows
 from adapters.sqlalchemy.tables import (
     events,
     experiment_overrides,
@@ -29,31 +29,9 @@ from domain.assignment import Assignment
 from domain.audit import AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import EventBatch, from_micros, to_micros
-from domain.experiment import Experiment, Override, Variant
-from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTaken
+from domain.experiment import Experiment
+from domain.layers import Holdout, HoldoutRef, Layer, Slice, SliceTaken
 from domain.lifecycle import Status
-from domain.targeting import parse_audience
-
-
-def _columns(experiment: Experiment) -> dict[str, Any]:
-    e = experiment
-    return {
-        "name": e.name,
-        "description": e.description,
-        "primary_event_type": e.primary_event_type,
-        "created_at": to_micros(e.created_at),
-        "status": e.status.value,
-        "coverage_basis_points": e.coverage_basis_points,
-        "audience": None if e.audience is None else msgspec.json.encode(e.audience.source).decode(),
-        "winner_variant_id": e.winner_variant_id,
-        "started_at": None if e.started_at is None else to_micros(e.started_at),
-        "stopped_at": None if e.stopped_at is None else to_micros(e.stopped_at),
-        "version": e.version,
-        "layer_id": None if e.layer is None else e.layer.layer_id,
-        "slice_start": None if e.layer is None else e.layer.slice.start,
-        "slice_end": None if e.layer is None else e.layer.slice.end,
-        "holdout_id": None if e.holdout is None else e.holdout.holdout_id,
-    }
 
 
 def _check_slice(conn: Connection, experiment: Experiment) -> None:
@@ -74,31 +52,11 @@ def _check_slice(conn: Connection, experiment: Experiment) -> None:
         raise SliceTaken(slot.layer_id)
 
 
-def _insert_parts(conn: Connection, experiment: Experiment, *, variants_too: bool) -> None:
+def _insert_parts(conn: Connection, rows: ExperimentRows, *, variants_too: bool) -> None:
     if variants_too:
-        conn.execute(
-            variants.insert(),
-            [
-                {
-                    "id": v.id,
-                    "experiment_id": experiment.id,
-                    "position": position,
-                    "name": v.name,
-                    "traffic_basis_points": v.traffic_basis_points,
-                    "is_control": v.is_control,
-                }
-                for position, v in enumerate(experiment.variants)
-            ],
-        )
-    if experiment.overrides:
-        conn.execute(
-            experiment_overrides.insert(),
-            [
-                {"experiment_id": experiment.id, "user_id": o.user_id, "variant_id": o.variant_id,
-                 "forced_at": to_micros(o.forced_at)}
-                for o in experiment.overrides
-            ],
-        )
+        conn.execute(variants.insert(), rows.variants)
+    if rows.overrides:
+        conn.execute(experiment_overrides.insert(), rows.overrides)
 
 
 class Experiments:
@@ -108,10 +66,12 @@ class Experiments:
         self._db = database
 
     async def add(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
+        rows = experiment_to_rows(experiment)
+
         def insert(conn: Connection) -> None:
             _check_slice(conn, experiment)
-            conn.execute(experiments.insert().values(id=experiment.id, **_columns(experiment)))
-            _insert_parts(conn, experiment, variants_too=True)
+            conn.execute(experiments.insert().values(**rows.experiment))
+            _insert_parts(conn, rows, variants_too=True)
             if audit is not None:
                 insert_audit(conn, audit)
 
@@ -123,13 +83,15 @@ class Experiments:
     async def update(self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None) -> None:
         """One transaction: the row if still at ``expected_version``, and its parts replaced."""
         stored_variants = None
+        rows = experiment_to_rows(experiment)
+        columns = {k: v for k, v in rows.experiment.items() if k != "id"}  # the key stays
 
         def update(conn: Connection) -> None:
             nonlocal stored_variants
             changed = conn.execute(
                 experiments.update()
                 .where(experiments.c.id == experiment.id, experiments.c.version == expected_version)
-                .values(**_columns(experiment))
+                .values(**columns)
             ).rowcount
             if changed != 1:
                 raise ConcurrentChange(experiment.id)
@@ -142,7 +104,7 @@ class Experiments:
             conn.execute(experiment_overrides.delete().where(experiment_overrides.c.experiment_id == experiment.id))
             if new_split:  # in draft only (the domain refuses it later): no assignment names them
                 conn.execute(variants.delete().where(variants.c.experiment_id == experiment.id))
-            _insert_parts(conn, experiment, variants_too=new_split)
+            _insert_parts(conn, rows, variants_too=new_split)
             if audit is not None:
                 insert_audit(conn, audit)
 
@@ -192,24 +154,22 @@ class Experiments:
         rows = (await conn.execute(query)).all()
         if not rows:
             return []
-        by_experiment: dict[str, list[Variant]] = defaultdict(list)
+        variants_of: dict[str, list[Any]] = defaultdict(list)
         variant_rows = await conn.execute(
             select(variants)
             .where(variants.c.experiment_id.in_([r.id for r in rows]))
             .order_by(variants.c.experiment_id, variants.c.position)
         )
         for v in variant_rows:
-            by_experiment[v.experiment_id].append(
-                Variant(v.id, v.name, v.traffic_basis_points, bool(v.is_control))
-            )
-        forced: dict[str, list[Override]] = defaultdict(list)
+            variants_of[v.experiment_id].append(v._mapping)
+        overrides_of: dict[str, list[Any]] = defaultdict(list)
         override_rows = await conn.execute(
             select(experiment_overrides)
             .where(experiment_overrides.c.experiment_id.in_([r.id for r in rows]))
             .order_by(experiment_overrides.c.forced_at, experiment_overrides.c.user_id)
         )
         for o in override_rows:
-            forced[o.experiment_id].append(Override(o.user_id, o.variant_id, from_micros(o.forced_at)))
+            overrides_of[o.experiment_id].append(o._mapping)
         layer_seeds = {
             r.id: r.seed
             for r in await conn.execute(
@@ -225,26 +185,7 @@ class Experiments:
             )
         }
         return [
-            Experiment(
-                id=r.id,
-                name=r.name,
-                description=r.description,
-                primary_event_type=r.primary_event_type,
-                created_at=from_micros(r.created_at),
-                variants=tuple(by_experiment[r.id]),
-                status=Status(r.status),
-                coverage_basis_points=r.coverage_basis_points,
-                audience=None if r.audience is None else parse_audience(msgspec.json.decode(r.audience)),
-                winner_variant_id=r.winner_variant_id,
-                started_at=None if r.started_at is None else from_micros(r.started_at),
-                stopped_at=None if r.stopped_at is None else from_micros(r.stopped_at),
-                overrides=tuple(forced[r.id]),
-                layer=None if r.layer_id is None else LayerSlot(
-                    r.layer_id, layer_seeds[r.layer_id], Slice(r.slice_start, r.slice_end)
-                ),
-                holdout=None if r.holdout_id is None else holdout_refs[r.holdout_id],
-                version=r.version,
-            )
+            experiment_from_rows(r._mapping, variants_of[r.id], overrides_of[r.id], layer_seeds, holdout_refs)
             for r in rows
         ]
 

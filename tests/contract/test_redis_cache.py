@@ -1,4 +1,5 @@
-"""What the Redis cache promises beyond the cache contract: its keys, TTLs and values, and outages."""
+"""What the Redis cache of assignments promises: its keys, TTLs and values, the entries of
+experiments earlier versions kept, and outages."""
 
 from __future__ import annotations
 
@@ -38,30 +39,39 @@ async def test_keys_ttls_and_values_are_as_documented(redis_admin: Redis) -> Non
     cache = RedisCache(REDIS_URL, ttl_seconds=120)
     exp = an_experiment()
     assignment = Assignment.decide(exp, "u:1", exp.created_at)
-    keys = [f"experiment:{exp.id}", f"assign:{len(exp.id)}:{exp.id}:u:1"]
+    key = f"assign:{len(exp.id)}:{exp.id}:u:1"
     try:
-        await cache.set_experiment(exp)
         await cache.set_assignment(assignment)
-        for key in keys:
-            assert 0 < await redis_admin.ttl(key) <= 120
-        # msgpack arrays in field order, timestamps as msgpack's timestamp extension (UTC).
-        raw = msgspec.msgpack.decode(await redis_admin.get(keys[0]))
-        assert raw[:5] == [exp.id, "exp", "d", "buy", exp.created_at]
-        assert raw[5][0] == [exp.variants[0].id, "a", 5000, True]
-        raw = msgspec.msgpack.decode(await redis_admin.get(keys[1]))
+        assert 0 < await redis_admin.ttl(key) <= 120
+        # A msgpack array in field order, the timestamp as msgpack's timestamp extension (UTC).
+        raw = msgspec.msgpack.decode(await redis_admin.get(key))
         assert raw == [exp.id, "u:1", assignment.variant_id, assignment.variant_name, exp.created_at]
         assert await cache.get_assignment(exp.id, "u:1") == assignment
+        assert await redis_admin.keys(f"*{exp.id}*") == [key.encode()]  # nothing of the experiment
     finally:
-        await redis_admin.delete(*keys)
+        await redis_admin.delete(key)
+        await cache.close()
+
+
+async def test_forgetting_an_experiment_deletes_the_entry_earlier_versions_kept(redis_admin: Redis) -> None:
+    cache = RedisCache(REDIS_URL, ttl_seconds=60)
+    key = f"experiment:{an_experiment().id}"
+    try:
+        await redis_admin.set(key, b"an experiment, as a version before the near cache wrote it", ex=60)
+        await cache.forget_experiment(key.removeprefix("experiment:"))
+        assert await redis_admin.exists(key) == 0
+    finally:
+        await redis_admin.delete(key)
         await cache.close()
 
 
 async def test_an_unreadable_entry_is_a_miss(redis_admin: Redis) -> None:
     cache = RedisCache(REDIS_URL, ttl_seconds=60)
-    key = f"experiment:{secrets.token_hex(6)}"
+    experiment_id = secrets.token_hex(6)
+    key = f"assign:{len(experiment_id)}:{experiment_id}:u1"
     try:
         await redis_admin.set(key, b"written by some other version", ex=60)
-        assert await cache.get_experiment(key.removeprefix("experiment:")) is None
+        assert await cache.get_assignment(experiment_id, "u1") is None
     finally:
         await redis_admin.delete(key)
         await cache.close()
@@ -75,9 +85,7 @@ async def test_a_closed_port_is_a_miss_and_a_no_op_with_one_warning(
     assignment = Assignment.decide(exp, "u1", exp.created_at)
     with caplog.at_level(logging.WARNING, logger="experiments.cache"):
         for _ in range(50):
-            await cache.set_experiment(exp)
             await cache.set_assignment(assignment)
-            assert await cache.get_experiment(exp.id) is None
             assert await cache.get_assignment(exp.id, "u1") is None
     await cache.close()
     warnings = [r for r in caplog.records if r.name == "experiments.cache"]
@@ -91,12 +99,13 @@ async def test_a_hung_redis_costs_one_timeout_per_outage_window_not_one_per_call
     port = await server.start()
     cache = RedisCache(f"redis://127.0.0.1:{port}/0", timeout=0.1, retry_after=60)
     exp = an_experiment()
+    assignment = Assignment.decide(exp, "u1", exp.created_at)
     try:
-        assert await cache.get_experiment(exp.id) is None
+        assert await cache.get_assignment(exp.id, "u1") is None
         assert server.connections == 1
         for _ in range(100):
-            await cache.set_experiment(exp)
-            assert await cache.get_experiment(exp.id) is None
+            await cache.set_assignment(assignment)
+            assert await cache.get_assignment(exp.id, "u1") is None
         # The breaker kept every later call away from the hung server.
         assert server.connections == 1
     finally:
@@ -112,19 +121,20 @@ async def test_the_cache_comes_back_after_an_outage(
     db = redis_admin.connection_pool.connection_kwargs.get("db", 0)
     cache = RedisCache(f"redis://127.0.0.1:{port}/{db}", ttl_seconds=60, retry_after=0.2)
     exp = an_experiment()
+    assignment = Assignment.decide(exp, "u1", exp.created_at)
     try:
         with caplog.at_level(logging.WARNING, logger="experiments.cache"):
-            await cache.set_experiment(exp)
-            assert await cache.get_experiment(exp.id) == exp
+            await cache.set_assignment(assignment)
+            assert await cache.get_assignment(exp.id, "u1") == assignment
             proxy.cut()
-            assert await cache.get_experiment(exp.id) is None
+            assert await cache.get_assignment(exp.id, "u1") is None
             proxy.restore()
             await asyncio.sleep(0.3)  # past retry_after: the next call probes Redis again
-            assert await cache.get_experiment(exp.id) == exp
+            assert await cache.get_assignment(exp.id, "u1") == assignment
         messages = [r.getMessage() for r in caplog.records if r.name == "experiments.cache"]
         assert len(messages) == 2 and "is back" in messages[1]
     finally:
-        await redis_admin.delete(f"experiment:{exp.id}")
+        await redis_admin.delete(f"assign:{len(exp.id)}:{exp.id}:u1")
         await cache.close()
         await proxy.stop()
 

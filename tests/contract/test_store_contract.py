@@ -22,6 +22,7 @@ from domain.experiment import Experiment, VariantDraft
 from domain.keys import ApiKey
 from domain.results import ResultQuery
 from tests.conftest import STORE_KINDS, open_store, sqlite_url
+from tests.every_field import HOLDOUT, LAYER, an_experiment_with_every_field, differences
 from tests.fakes import SequentialIds
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -43,6 +44,17 @@ async def test_experiments_round_trip_exactly(store: Store) -> None:
     await store.add_experiment(exp)
     assert await store.get_experiment(exp.id) == exp
     assert await store.get_experiment("missing") is None
+
+
+async def test_an_experiment_with_every_field_set_comes_back_whole(store: Store) -> None:
+    experiment = an_experiment_with_every_field()
+    await store.add_layer(LAYER)
+    await store.add_holdout(HOLDOUT)
+    await store.add_experiment(experiment)
+    got = await store.get_experiment(experiment.id)
+    assert got is not None and differences(got, experiment) == []
+    (listed,), _ = await store.list_experiments(1, 0)
+    assert differences(listed, experiment) == []
 
 
 async def test_existing_experiment_ids_in_one_lookup(store: Store) -> None:

@@ -20,6 +20,7 @@ from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.engine import create_engine_for
 from adapters.sqlalchemy.migrate import upgrade
 from domain.errors import ReadTimedOut
+from tests.integration.database import fold_state_lock, waiting_on_fold_state
 
 # About 20 s of SQLite's virtual machine: no test that passes waits for it to end by itself.
 SLOW_SQLITE = (
@@ -82,21 +83,8 @@ async def postgres_db(postgres_url: str) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def fold_state_locked(postgres_url: str) -> Iterator[psycopg.Connection]:
-    locker = psycopg.connect(postgres_url, connect_timeout=3)
-    locker.execute("LOCK TABLE fold_state IN ACCESS EXCLUSIVE MODE")
-    yield locker
-    locker.rollback()
-    locker.close()
-
-
-def waiting_on_fold_state(url: str) -> list[int]:
-    with psycopg.connect(url, autocommit=True, connect_timeout=3) as watcher:
-        return [
-            pid
-            for (pid,) in watcher.execute(
-                "SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'fold_state'::regclass"
-            )
-        ]
+    with fold_state_lock(postgres_url) as locker:
+        yield locker
 
 
 @pytest.mark.postgres

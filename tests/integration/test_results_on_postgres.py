@@ -11,6 +11,7 @@ session waiting on that lock is then a results read.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +20,9 @@ import httpx
 import psycopg
 import pytest
 
-from adapters.sqlalchemy.folding import LEASE_LOCK_ID
+from adapters.sqlalchemy.dialects.postgresql import LEASE_LOCK_ID
 from tests.integration.conftest import ServerProcess, create_experiment
+from tests.integration.database import fold_state_lock, waiting_on_fold_state
 
 pytestmark = pytest.mark.postgres
 
@@ -38,33 +40,14 @@ def lease_held(postgres_database: str) -> Iterator[None]:
 
 @pytest.fixture
 def lock_fold_state(postgres_database: str) -> Iterator[Callable[[], psycopg.Connection]]:
-    held: list[psycopg.Connection] = []
-
-    def lock() -> psycopg.Connection:
-        locker = psycopg.connect(postgres_database, connect_timeout=3)
-        locker.execute("LOCK TABLE fold_state IN ACCESS EXCLUSIVE MODE")
-        held.append(locker)
-        return locker
-
-    yield lock
-    for locker in held:
-        locker.rollback()
-        locker.close()
+    """Takes the lock when called: once a server has migrated the database."""
+    with contextlib.ExitStack() as held:
+        yield lambda: held.enter_context(fold_state_lock(postgres_database))
 
 
 def start(start_servers: Callable[..., list[ServerProcess]], url: str, **settings: str) -> ServerProcess:
     (server,) = start_servers({"DATABASE_URL": url, "API_TOKENS": "t", "CACHE_URL": "memory://", **settings})
     return server
-
-
-def results_reads(url: str) -> list[tuple[int, str, str | None]]:
-    """(pid, state, wait event type) of the sessions waiting for the lock on fold_state."""
-    with psycopg.connect(url, autocommit=True, connect_timeout=3) as watcher:
-        return watcher.execute(
-            "SELECT a.pid, a.state, a.wait_event_type FROM pg_locks l"
-            " JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE NOT l.granted AND l.relation = 'fold_state'::regclass"
-        ).fetchall()
 
 
 def backend(url: str, pid: int) -> tuple[str, str | None] | None:
@@ -114,7 +97,7 @@ async def test_a_client_that_disconnects_leaves_no_query_running(
     client = send_results_request(server, x)
     try:
         ((pid, state, waiting_on),) = eventually(
-            lambda: results_reads(postgres_database), "the results read waits for the lock"
+            lambda: waiting_on_fold_state(postgres_database), "the results read waits for the lock"
         )
         assert (state, waiting_on) == ("active", "Lock")
 
@@ -135,7 +118,7 @@ async def test_a_client_that_disconnects_leaves_no_query_running(
         or backend(postgres_database, pid) != ("active", "Lock"),
         f"the results read (pid {pid}) stops waiting once its client is gone",
     )
-    assert results_reads(postgres_database) == []
+    assert waiting_on_fold_state(postgres_database) == []
     locker.rollback()
 
     with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=SECONDS) as later:
@@ -164,7 +147,7 @@ async def test_a_results_read_past_its_time_is_stopped_and_answered_503(
         assert response.headers["retry-after"] == "1"
         assert "longer than 1 s" in response.json()["detail"]
         assert 1 <= took < 5
-        assert results_reads(postgres_database) == []  # stopped on the server, not just left
+        assert waiting_on_fold_state(postgres_database) == []  # stopped on the server, not just left
         locker.rollback()
         response = client.get(f"/experiments/{x}/results")
         assert response.status_code == 200, response.text
