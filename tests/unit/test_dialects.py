@@ -12,8 +12,8 @@ from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect, UnsupportedDatabase, dialect_named
 from adapters.sqlalchemy.engine import create_engine_for, parse_url
 from adapters.sqlalchemy.migrate import upgrade
-from entrypoints.container import build_store
-from entrypoints.settings import Settings
+from entrypoints.config.container import build_store
+from entrypoints.config.settings import Settings
 
 UNKNOWN = [
     ("mysql://app:s3cret-pw@db.example/shop", "mysql"),
