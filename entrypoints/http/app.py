@@ -78,8 +78,6 @@ class ServicePlugin(InitPluginProtocol):
         app_config.on_startup.extend([start_adapters, self.requests.start])
         app_config.on_shutdown.extend([close_adapters, self.requests.stop, metrics.process_ended])
         app_config.exception_handlers.update(metrics.counting_store_errors(EXCEPTION_HANDLERS))
-        if limits is not None:
-            app_config.before_send.append(limits.before_send)
         return app_config
 
     def _dependencies(self) -> dict[str, Provide]:

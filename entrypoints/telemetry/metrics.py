@@ -94,6 +94,11 @@ for _outcome in ("accepted", "duplicate", "rejected"):
     EVENTS.labels(_outcome)  # present at 0 from the start
 
 
+RESPONSE_HEADERS = "response_headers"
+"""Where, in the ASGI scope's state, a hook leaves headers for the response (the rate limits'):
+this wrapper already adds the request id to every response, so no second wrapper of ``send``."""
+
+
 class RequestMetrics:
     """Wraps the app's ASGI handler: the route template is in the scope once Litestar routed.
 
@@ -130,7 +135,8 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
+                extra = scope.get("state", {}).get(RESPONSE_HEADERS, ())
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid), *extra]
             await send(message)
 
         try:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from litestar import Request
-from litestar.types import Message, Scope
 
 from application.ports import RateLimiter
 from domain.errors import RateLimited
 from domain.rate_limit import Decision
+from entrypoints.telemetry.metrics import RESPONSE_HEADERS
 
 # A handler names the scope it needs in its opt (``opt={"scope": "assign"}``), for the key's
 # scope check and for the limits alike; each scope is limited as one route class.
 ROUTE_CLASSES = {"assign": "assignment", "ingest": "ingestion", "admin": "admin", "read": "read"}
 
-_HEADERS = "rate_limit_headers"  # the key in the ASGI scope's state of an allowed request's headers
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
@@ -37,7 +36,8 @@ def refusal_headers(decision: Decision) -> dict[str, str]:
 
 class RequestLimits:
     """Takes a token for each request to a route whose class has a rate, after authentication
-    has named the caller; refuses with RateLimited, or marks the response for its headers."""
+    has named the caller; refuses with RateLimited, or leaves the response its headers (added by
+    the request metrics' wrapper of ``send``)."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
@@ -56,15 +56,7 @@ class RequestLimits:
         if not decision.allowed:
             raise RateLimited(route_class, decision)
         if decision.counted:
-            request.scope["state"][_HEADERS] = [
+            request.scope["state"][RESPONSE_HEADERS] = [
                 (name.lower().encode(), value.encode())
                 for name, value in rate_limit_headers(decision).items()
             ]
-
-    @staticmethod
-    async def before_send(message: Message, scope: Scope) -> None:
-        """The app's hook on every response message: adds the headers ``check`` left."""
-        if message["type"] == "http.response.start":
-            extra = scope.get("state", {}).get(_HEADERS)
-            if extra:
-                message["headers"] = [*message.get("headers", ()), *extra]
