@@ -96,21 +96,7 @@ class CreateExperiment:
 
     def _audit(self, experiment: Experiment, actor: str, now: datetime) -> AuditEntry:
         e = experiment
-        details = {
-            "name": e.name,
-            "description": e.description,
-            "primary_event_type": e.primary_event_type,
-            "variants": [
-                {"id": v.id, "name": v.name, "traffic_percentage": v.traffic_percentage, "is_control": v.is_control}
-                for v in e.variants
-            ],
-            "status": e.status.value,
-            "coverage": e.coverage_basis_points / 100,
-            "audience": None if e.audience is None else e.audience.source,
-            "layer": None if e.layer is None else {"id": e.layer.layer_id, "start": e.layer.slice.start, "end": e.layer.slice.end},
-            "holdout_id": None if e.holdout is None else e.holdout.holdout_id,
-        }
-        return AuditEntry(self._ids.new_id(), now, actor, EXPERIMENT_CREATED, "experiment", e.id, details)
+        return AuditEntry(self._ids.new_id(), now, actor, EXPERIMENT_CREATED, "experiment", e.id, e.document())
 
     async def _add_in_layer(
         self, experiment: Experiment, layer: Layer, size: int, actor: str, now: datetime

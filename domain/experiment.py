@@ -272,6 +272,36 @@ class Experiment:
     def variant_for_user(self, user_id: str) -> Variant:
         return self.variant_for_bucket(bucket_of(self.id, user_id))
 
+    def document(self) -> dict[str, Any]:
+        """The experiment as JSON values, every field: what the API shows of it, and what the
+        audit trail records of it when it is created. Its layer and holdout are named by id
+        (their seeds are theirs to show); the version is the store's, not the experiment's."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "primary_event_type": self.primary_event_type,
+            "created_at": rfc3339(self.created_at),
+            "variants": [
+                {"id": v.id, "name": v.name, "traffic_percentage": v.traffic_percentage, "is_control": v.is_control}
+                for v in self.variants
+            ],
+            "status": self.status.value,
+            "coverage": self.coverage_basis_points / 100,
+            "audience": None if self.audience is None else self.audience.source,
+            "winner_variant_id": self.winner_variant_id,
+            "started_at": rfc3339(self.started_at),
+            "stopped_at": rfc3339(self.stopped_at),
+            "overrides": [
+                {"user_id": o.user_id, "variant_id": o.variant_id, "forced_at": rfc3339(o.forced_at)}
+                for o in self.overrides
+            ],
+            "layer": None
+            if self.layer is None
+            else {"id": self.layer.layer_id, "start": self.layer.slice.start, "end": self.layer.slice.end},
+            "holdout_id": None if self.holdout is None else self.holdout.holdout_id,
+        }
+
     def override_for(self, user_id: str) -> Override | None:
         return self._forced.get(user_id)
 
@@ -289,6 +319,11 @@ MAX_OVERRIDES = 1000
 
 class ChangeRefused(DomainError):
     """A change the experiment's current state does not allow (a conflict, not bad input)."""
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """A UTC moment as the API writes it: RFC 3339 with ``Z``, microseconds when there are any."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def _shown(value: Any) -> Any:

@@ -223,24 +223,8 @@ class ExperimentOut(msgspec.Struct):
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentOut:
-        e = experiment
-        return cls(
-            id=e.id,
-            name=e.name,
-            description=e.description,
-            primary_event_type=e.primary_event_type,
-            created_at=e.created_at,
-            variants=[VariantOut(v.id, v.name, v.traffic_percentage, v.is_control) for v in e.variants],
-            status=e.status.value,
-            coverage=e.coverage_basis_points / 100,
-            audience=None if e.audience is None else e.audience.source,
-            winner_variant_id=e.winner_variant_id,
-            started_at=e.started_at,
-            stopped_at=e.stopped_at,
-            overrides=[OverrideOut(o.user_id, o.variant_id, o.forced_at) for o in e.overrides],
-            layer=None if e.layer is None else LayerSliceOut(e.layer.layer_id, e.layer.slice.start, e.layer.slice.end),
-            holdout_id=None if e.holdout is None else e.holdout.holdout_id,
-        )
+        """The experiment's one JSON form (``Experiment.document``), typed for the wire."""
+        return msgspec.convert(experiment.document(), cls)
 
 
 class ExperimentListOut(msgspec.Struct):
