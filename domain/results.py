@@ -22,6 +22,14 @@ from domain.stats import (
 )
 
 
+def counts(event_at: datetime, since: datetime) -> bool:
+    """The counting rule: an event counts for its user from the moment they were assigned (or
+    held out) on, that moment included, to the microsecond. Every store applies this rule and
+    no other: the memory store calls it, the SQL stores render it (adapters/sqlalchemy/counting.py)."""
+    return event_at >= since
+
+
+
 @dataclass(frozen=True, slots=True)
 class EventTotals:
     """The sufficient statistics of one event type (or of every type) in one variant: events,

@@ -14,7 +14,7 @@ from domain.experiment import Experiment
 from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice, SliceTaken
 from domain.lifecycle import Status
-from domain.results import EventTotals, ResultQuery, VariantAggregate
+from domain.results import EventTotals, ResultQuery, VariantAggregate, counts
 
 
 class MemoryStore:
@@ -84,14 +84,14 @@ class MemoryStore:
         for (x, u), a in self._assignments.items():
             if x in opted and (u not in exposed or a.assigned_at < exposed[u]):
                 exposed[u] = a.assigned_at
-        counts = []
+        outcomes: list[int] = []
         for group in (held, exposed):
             converted = {
                 ev.user_id for x in opted for ev in self._events.get(x, [])
-                if ev.event_type == event_type and ev.user_id in group and ev.timestamp >= group[ev.user_id]
+                if ev.event_type == event_type and ev.user_id in group and counts(ev.timestamp, group[ev.user_id])
             }
-            counts += [len(group), len(converted)]
-        return counts[0], counts[1], counts[2], counts[3]
+            outcomes += [len(group), len(converted)]
+        return outcomes[0], outcomes[1], outcomes[2], outcomes[3]
 
     async def update_experiment(
         self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
@@ -153,7 +153,7 @@ class MemoryStore:
         user_values: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for event in self._events.get(experiment.id, ()):
             assignment = self._assignments.get((experiment.id, event.user_id))
-            if assignment is None or event.timestamp < assignment.assigned_at:
+            if assignment is None or not counts(event.timestamp, assignment.assigned_at):
                 continue
             if (query.start is not None and event.timestamp < query.start) or (
                 query.end is not None and event.timestamp > query.end

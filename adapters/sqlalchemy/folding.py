@@ -42,6 +42,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from adapters.sqlalchemy.counting import counted
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
 from adapters.sqlalchemy.tables import ANY_TYPE
@@ -112,14 +113,14 @@ def counted_pairs(d: Dialect, w: Window, *, experiment: bool = False) -> str:
     SELECT e.experiment_id AS experiment_id, e.user_id AS user_id, a.variant_id AS variant_id,
            e.event_type AS event_type, e.timestamp AS ts, COALESCE(e.value, 0.0) AS v
     FROM events e {d.assignment_of("e", "a")}
-    WHERE {w.new_events} AND {w.assignments} AND e.timestamp + 0 >= a.assigned_at{of_e}
+    WHERE {w.new_events} AND {w.assignments} AND {counted("e", "a.assigned_at")}{of_e}
     UNION ALL
     SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0)
     FROM (SELECT a.experiment_id AS x, MIN(a.assigned_at) AS since
           FROM {d.by_key("user_assignments", "a")} WHERE {w.new_assignments}{of_a} GROUP BY a.experiment_id) f
     JOIN events e ON e.experiment_id = f.x AND e.timestamp >= f.since
     {d.assignment_of("e", "a")}
-    WHERE {w.new_assignments} AND {w.old_events} AND e.timestamp + 0 >= a.assigned_at
+    WHERE {w.new_assignments} AND {w.old_events} AND {counted("e", "a.assigned_at")}
     """
 
 
@@ -240,7 +241,7 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
     pairs = f"""
     FROM events e JOIN user_assignments a
       ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-    WHERE e.timestamp + 0 >= a.assigned_at AND {e_in} AND {a_in}"""
+    WHERE {counted("e", "a.assigned_at")} AND {e_in} AND {a_in}"""
 
     def per_period(table: str, period: str, unit: int) -> str:
         bucket = floor_div("e.timestamp", unit)

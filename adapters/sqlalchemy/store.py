@@ -17,9 +17,9 @@ from adapters.sqlalchemy.writes import Assignments, Events, Experiments, Layers
 from domain.assignment import Assignment
 from domain.audit import AuditEntry
 from domain.event import EventBatch, to_micros
-from domain.layers import Holdout, Layer, Slice
 from domain.experiment import Experiment
 from domain.keys import ApiKey
+from domain.layers import Holdout, Layer, Slice
 from domain.results import ResultQuery, VariantAggregate
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.sqlalchemy.counting import counted
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
 from adapters.sqlalchemy.folding import (
@@ -192,7 +193,7 @@ def _range_sql(d: Dialect, cut: Periods, query: ResultQuery) -> tuple[str, dict[
             f" FROM events e {d.assignment_of('e', 'a')}"
             f" WHERE e.experiment_id = :x AND e.timestamp >= :r{i}a AND e.timestamp < :r{i}b"
             f" AND {d.upto(d.event_key, 'eh')} AND {d.upto(d.assignment_key, 'ah')}"
-            " AND e.timestamp + 0 >= a.assigned_at" + types.format("e.event_type")
+            f" AND {counted('e', 'a.assigned_at')}" + types.format("e.event_type")
         )
     sources.append(
         f"SELECT variant_id, user_id, event_type, 1, v FROM ({counted_pairs(d, tail_window(d), experiment=True)}) p"

@@ -7,14 +7,19 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, and_, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.sqlalchemy.access import insert_audit
+from adapters.sqlalchemy.counting import counted
 from adapters.sqlalchemy.database import Database
-from adapters.sqlalchemy.experiment_rows import ExperimentRows, experiment_from_rows, experiment_to_rows
+from adapters.sqlalchemy.experiment_rows import (
+    ExperimentRows,
+    experiment_from_rows,
+    experiment_to_rows,
+)
 from adapters.sqlalchemy.tables import (
     events,
     experiment_overrides,
@@ -316,12 +321,12 @@ class Layers:
         )
         counts = []
         async with self._db.snapshot(self._results_timeout) as conn:
-            for group in (held.subquery(), exposed.subquery()):
+            for group in (held.subquery("g"), exposed.subquery("g")):
                 users = (await conn.execute(select(func.count()).select_from(group))).scalar_one()
                 converted = (
                     await conn.execute(
                         select(func.count(func.distinct(group.c.user_id))).select_from(
-                            group.join(events, (e.user_id == group.c.user_id) & (e.timestamp >= group.c.since))
+                            group.join(events, and_(e.user_id == group.c.user_id, text(counted("events", "g.since"))))
                         ).where(e.experiment_id.in_(opted), e.event_type == event_type)
                     )
                 ).scalar_one()
