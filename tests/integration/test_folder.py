@@ -157,3 +157,44 @@ async def test_results_read_their_writes_while_nothing_is_folded(database_url: s
         expected = 5 if q.start == T0 or q.start is None else 3
         assert (agg.users, agg.primary.events, agg.primary.value_sum) == (1, expected, float(expected)), q
     await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_fold_while_an_older_transaction_is_open_skips_nothing(postgres_database: str) -> None:
+    """PostgreSQL commits out of order: a transaction that began first may commit last. A fold
+    run while it is open must not pass its rows by (its horizon stays below it), and results
+    stay exact before and after it commits. Taking the highest committed transaction as the
+    horizon instead would fold the later write and lose the older one for good."""
+    import psycopg
+
+    upgrade(postgres_database)
+    store = SqlStore(create_engine_for(postgres_database), fold_interval=3600)
+    try:
+        exp = experiment("out-of-order")
+        await store.add_experiment(exp)
+        a = await store.add_assignment(Assignment.decide(exp, "u1", T0))
+        await store.fold()
+        older = psycopg.connect(postgres_database, connect_timeout=3)
+        try:
+            older.execute("SELECT pg_current_xact_id()")  # it has a transaction id, from now
+            await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(minutes=2), 2.0)]))
+            older.execute(
+                "INSERT INTO events (experiment_id, user_id, event_type, timestamp, value)"
+                " VALUES (%s, 'u1', 'buy', %s, 1.0)",
+                (exp.id, (T0 + timedelta(minutes=1) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)),
+            )
+            await store.fold()  # the later write is committed, the older one is not
+            query = ResultQuery(primary_event_type="buy")
+            agg = (await store.variant_aggregates(exp, query))[a.variant_id]
+            assert (agg.primary.events, agg.primary.value_sum) == (1, 2.0)
+            older.commit()
+        finally:
+            older.close()
+        agg = (await store.variant_aggregates(exp, query))[a.variant_id]
+        assert (agg.primary.events, agg.primary.value_sum) == (2, 3.0)  # read from the tail
+        await store.fold()
+        assert await pending(store) == 0
+        agg = (await store.variant_aggregates(exp, query))[a.variant_id]
+        assert (agg.primary.events, agg.primary.value_sum) == (2, 3.0)  # and from the totals
+    finally:
+        await store.close()
