@@ -14,17 +14,18 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from adapters.sqlalchemy.engine import create_engine_for
-from adapters.sqlalchemy.migrate import upgrade
+from adapters.sqlalchemy.migrate import downgrade, upgrade
 from adapters.sqlalchemy.store import SqlStore
 from adapters.sqlalchemy.tables import metadata
 from domain.assignment import Assignment
-from domain.event import Event
+from domain.audit import AuditEntry
+from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
+from domain.keys import ApiKey, digest_of
 from domain.results import ResultQuery
 from tests.contract.test_store_contract import reference
 from tests.fakes import SequentialIds
 from tests.integration.database import micros, raw_engine
-
 
 # Indexes on PostgreSQL alone (``ddl_if``): SQLite folds by rowid and needs none.
 _ON_SQLITE = {"include_object": lambda obj, name, kind, reflected, other: not (
@@ -347,3 +348,87 @@ async def test_a_database_written_by_schema_0004_upgrades_with_its_results_intac
                 assert rebuilt == expected, (landed.experiment.name, query)
     finally:
         await store.close()
+
+
+# ---- Down and up again ---------------------------------------------------------------------
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+IRREVERSIBLE = {"0005"}  # it reshapes the totals; its downgrade says to restore a backup
+
+
+def schema_of(url: str) -> dict[str, tuple]:
+    """Every table's columns and indexes, as the database reports them."""
+    engine = raw_engine(url)
+    try:
+        seen = inspect(engine)
+        return {
+            table: (
+                sorted((c["name"], str(c["type"]), c["nullable"]) for c in seen.get_columns(table)),
+                sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in seen.get_indexes(table)),
+            )
+            for table in seen.get_table_names()
+        }
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_every_reversible_revision_goes_down_and_up_to_the_same_schema(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_database") if kind == "postgres" else f"sqlite:///{tmp_path / 'r.db'}"
+    schemas: dict[str, dict[str, tuple]] = {}
+    for before, revision in zip([None, *REVISIONS], REVISIONS):
+        upgrade(url, revision)
+        schemas[revision] = schema_of(url)
+        if revision in IRREVERSIBLE:
+            with pytest.raises(NotImplementedError):
+                downgrade(url, before)
+            assert schema_of(url) == schemas[revision]  # refused before it changed anything
+            continue
+        downgrade(url, before or "base")
+        assert schema_of(url) == (schemas[before] if before else {"alembic_version": schemas[revision]["alembic_version"]}), revision
+        upgrade(url, revision)
+        assert schema_of(url) == schemas[revision], revision
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_data_written_at_head_survives_going_down_and_up_again(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Rows written by today's code, through the store, keep their results through a downgrade
+    to 0006 (losing what 0007 added: the lifecycle, overrides, layers and holdouts) and to 0005
+    (losing keys and the audit trail), each followed by an upgrade to head."""
+    url = request.getfixturevalue("postgres_database") if kind == "postgres" else f"sqlite:///{tmp_path / 'h.db'}"
+    await asyncio.to_thread(upgrade, url)
+    data = landed_data()
+    store = SqlStore(create_engine_for(url))
+    try:
+        for landed in data:
+            await store.add_experiment(landed.experiment)
+            for assignment in landed.assignments.values():
+                await store.add_assignment(assignment)
+            await store.add_events(EventBatch.of(landed.events))
+        await store.fold()
+        key = ApiKey("k1", "ci", ("read",), digest_of(b"secret").hex(), T0, "API_TOKENS")
+        await store.add_key(key, AuditEntry("a1", T0, "API_TOKENS", "key.created", "key", "k1", {"name": "ci"}))
+    finally:
+        await store.close()
+
+    async def results_are_intact(keys_too: bool) -> None:
+        reopened = SqlStore(create_engine_for(url))
+        try:
+            for landed in data:
+                assert await reopened.get_experiment(landed.experiment.id) == landed.experiment
+                for query in landed.queries:
+                    expected = reference(landed.experiment, landed.assignments, landed.events, query)
+                    assert figures(await reopened.variant_aggregates(landed.experiment, query)) == expected, query
+            assert (await reopened.get_key("k1") == key) is keys_too
+            assert (await reopened.list_audit(10, 0))[1] == (1 if keys_too else 0)
+        finally:
+            await reopened.close()
+
+    await results_are_intact(keys_too=True)
+    for revision in ("0006", "0005"):
+        await asyncio.to_thread(downgrade, url, revision)
+        await asyncio.to_thread(upgrade, url)
+        await results_are_intact(keys_too=revision == "0006")

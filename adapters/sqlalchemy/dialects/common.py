@@ -88,6 +88,9 @@ class Dialect(Protocol):
     def lock_migrations(self, conn: Connection) -> None:
         """Make instances that migrate at once take turns, until ``conn``'s transaction ends."""
 
+    def check_migrated(self, conn: Connection) -> None:
+        """Before a migration commits: what the database could not check as it went."""
+
     def write_lane(self, engine: AsyncEngine) -> WriteLane: ...
 
     # Folding (folding.py): who folds, one fold at a time, and the windows' SQL.

@@ -217,6 +217,9 @@ class PostgresDialect:
         # turns, and those after the first find the database at head.
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
 
+    def check_migrated(self, conn: Connection) -> None:
+        """Nothing: PostgreSQL checks foreign keys as each statement runs."""
+
     def write_lane(self, engine: AsyncEngine) -> OwnTransactions:
         return OwnTransactions(engine)
 

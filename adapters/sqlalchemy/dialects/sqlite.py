@@ -172,10 +172,25 @@ class SqliteDialect:
         _ensure_directory(url)
         engine = create_engine(url)
         _configure(engine)
+
+        @event.listens_for(engine, "connect")
+        def _foreign_keys_off(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            # A batch migration copies a table, drops the old one and renames the copy: with
+            # foreign keys on, dropping a table that rows still reference fails. SQLite's own
+            # procedure for such changes turns them off and checks them before committing
+            # (check_migrated); the pragma cannot change inside a transaction.
+            dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+
         return engine
 
     def lock_migrations(self, conn: Connection) -> None:
         """Nothing: BEGIN already holds the one writer's lock until the migration commits."""
+
+    def check_migrated(self, conn: Connection) -> None:
+        """Every row still references one that exists, or the migration is rolled back."""
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration would break {len(broken)} foreign key(s): {broken[:5]}")
 
     def write_lane(self, engine: AsyncEngine) -> GroupCommit:
         """One writer at a time: waiting writes share a transaction and its sync."""
