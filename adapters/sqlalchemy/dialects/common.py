@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -13,14 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.event import EventBatch
 
-if TYPE_CHECKING:
-    from adapters.sqlalchemy.database import Database
-
 T = TypeVar("T")
 Row = tuple[str, str, str, int]  # an assignment: experiment_id, user_id, variant_id, assigned_at
 EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value", "properties", "event_id")
 BatchJob = Callable[[Connection, Sequence[Any]], Sequence[Any]]
 """Takes the items of a group, returns one result per item, in their order."""
+
+
+class FoldsOn(Protocol):
+    """What a fold runs on (the store's Database): its write lane and its own connections."""
+
+    async def write(self, job: Callable[[Connection], Any]) -> Any: ...
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
 
 class UnsupportedDatabase(ValueError):
@@ -96,7 +101,7 @@ class Dialect(Protocol):
     # Folding (folding.py): who folds, one fold at a time, and the windows' SQL.
     def lease(self, engine: AsyncEngine) -> Lease: ...
 
-    async def serialize_fold(self, database: Database, job: Callable[[Connection], int]) -> int:
+    async def serialize_fold(self, database: FoldsOn, job: Callable[[Connection], int]) -> int:
         """Run a fold (or rebuild) ``job`` with no other fold in between; return its result."""
 
     event_key: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, create_engine, func, select, text
 from sqlalchemy.dialects import postgresql
@@ -19,12 +19,15 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from adapters.sqlalchemy.dialects.common import EVENT_COLUMNS, BatchJob, Row, UnsupportedDatabase
+from adapters.sqlalchemy.dialects.common import (
+    EVENT_COLUMNS,
+    BatchJob,
+    FoldsOn,
+    Row,
+    UnsupportedDatabase,
+)
 from adapters.sqlalchemy.tables import events
 from domain.event import EventBatch
-
-if TYPE_CHECKING:
-    from adapters.sqlalchemy.database import Database
 
 T = TypeVar("T")
 
@@ -226,7 +229,7 @@ class PostgresDialect:
     def lease(self, engine: AsyncEngine) -> AdvisoryLease:
         return AdvisoryLease(engine)
 
-    async def serialize_fold(self, database: Database, job: Callable[[Connection], int]) -> int:
+    async def serialize_fold(self, database: FoldsOn, job: Callable[[Connection], int]) -> int:
         async with database.connect() as conn:
             try:
                 await _autocommit(conn, "SELECT pg_advisory_lock(:k)", FOLD_LOCK_ID)

@@ -14,19 +14,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from adapters.sqlalchemy.dialects.common import EVENT_COLUMNS, Row
+from adapters.sqlalchemy.dialects.common import EVENT_COLUMNS, FoldsOn, Row
 from adapters.sqlalchemy.group_commit import GroupCommit
 from domain.event import EventBatch
-
-if TYPE_CHECKING:
-    from adapters.sqlalchemy.database import Database
 
 BEGIN_IMMEDIATE = "begin_immediate"
 """Execution option: take the write lock at BEGIN rather than at the first write.
@@ -199,7 +196,7 @@ class SqliteDialect:
     def lease(self, engine: AsyncEngine) -> FileLease:
         return FileLease(engine.url.database)
 
-    async def serialize_fold(self, database: Database, job: Callable[[Connection], int]) -> int:
+    async def serialize_fold(self, database: FoldsOn, job: Callable[[Connection], int]) -> int:
         return await database.write(job)  # the write lock serializes every fold
 
     # The folder's windows. ``e`` is events, ``a`` user_assignments.
