@@ -13,6 +13,7 @@ from application.ports import (
     IdSource,
     Keys,
 )
+from application.unit_of_work import UnitOfWork
 from domain.audit import (
     ACTIONS,
     KEY_CREATED,
@@ -118,8 +119,9 @@ class CreateKey:
             "scopes": list(key.scopes),
             "expires_at": None if key.expires_at is None else key.expires_at.isoformat().replace("+00:00", "Z"),
         }
-        audit = AuditEntry(self._ids.new_id(), now, actor, KEY_CREATED, "key", key.id, details)
-        await self._store.add_key(key, audit)
+        async with UnitOfWork() as work:
+            work.audit(AuditEntry(self._ids.new_id(), now, actor, KEY_CREATED, "key", key.id, details))
+            await self._store.add_key(key)
         self._keys.forget(bytes.fromhex(key.digest))
         return NewKey(key, secret)
 
@@ -163,8 +165,10 @@ class RevokeKey:
         self._store, self._clock, self._ids, self._keys = store, clock, ids, keys
 
     async def __call__(self, key_id: str, *, actor: str) -> ApiKey:
-        audit = AuditEntry(self._ids.new_id(), self._clock.now(), actor, KEY_REVOKED, "key", key_id, {})
-        key = await self._store.revoke_key(key_id, audit)
+        now = self._clock.now()
+        async with UnitOfWork() as work:
+            work.audit(AuditEntry(self._ids.new_id(), now, actor, KEY_REVOKED, "key", key_id, {}))
+            key = await self._store.revoke_key(key_id, now)
         if key is None:
             raise KeyNotFound(key_id)
         self._keys.forget(bytes.fromhex(key.digest))

@@ -15,6 +15,7 @@ from application.ports import (
     Experiments,
     IdSource,
 )
+from application.unit_of_work import UnitOfWork
 from domain.assignment import validate_user_id
 from domain.audit import (
     EXPERIMENT_CHANGED,
@@ -88,11 +89,16 @@ class CreateExperiment:
         if errors:
             raise ValidationFailed(errors)
         if layer is None:
-            await self._store.add_experiment(experiment, self._audit(experiment, actor, now))
+            await self._add(experiment, actor, now)
         else:
             experiment = await self._add_in_layer(experiment, layer, size, actor, now)  # type: ignore[arg-type]
-        await self._cache.set_experiment(experiment)
         return experiment
+
+    async def _add(self, experiment: Experiment, actor: str, now: datetime) -> None:
+        async with UnitOfWork() as work:
+            work.audit(self._audit(experiment, actor, now))
+            work.after_commit(lambda: self._cache.set_experiment(experiment))
+            await self._store.add_experiment(experiment)
 
     def _audit(self, experiment: Experiment, actor: str, now: datetime) -> AuditEntry:
         e = experiment
@@ -110,7 +116,7 @@ class CreateExperiment:
                 raise LayerFull(largest_free(taken), size)
             placed = replace(experiment, layer=LayerSlot(layer.id, layer.seed, free))
             try:
-                await self._store.add_experiment(placed, self._audit(placed, actor, now))
+                await self._add(placed, actor, now)
             except SliceTaken:
                 continue
             return placed
@@ -161,9 +167,10 @@ class ChangeExperiment:
 
     async def _save(self, current: Experiment, changed: Experiment, actor: str, diff: dict[str, Any]) -> None:
         now = self._clock.now()
-        audit = AuditEntry(self._ids.new_id(), now, actor, EXPERIMENT_CHANGED, "experiment", changed.id, diff)
-        await self._store.update_experiment(changed, expected_version=current.version, audit=audit)
-        await self._cache.forget_experiment(changed.id)
+        async with UnitOfWork() as work:
+            work.audit(AuditEntry(self._ids.new_id(), now, actor, EXPERIMENT_CHANGED, "experiment", changed.id, diff))
+            work.after_commit(lambda: self._cache.forget_experiment(changed.id))
+            await self._store.update_experiment(changed, expected_version=current.version)
 
 
 class GetExperiment:

@@ -19,19 +19,18 @@ from domain.results import ResultQuery, VariantAggregate
 class Experiments(Protocol):
     """Experiments, stored and read back; every write atomic and durable when the call returns."""
 
-    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
-        """Store a new experiment, and ``audit`` with it in one transaction; raises
+    async def add_experiment(self, experiment: Experiment) -> None:
+        """Store a new experiment, and the audit entries of the unit of work it runs in
+        (application/unit_of_work.py) in the same transaction; raises
         DuplicateExperimentName (storing neither) if its name is taken, and SliceTaken if it
         sits in a layer where a live experiment holds part of its slice."""
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
-    async def update_experiment(
-        self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
-    ) -> None:
+    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
         """Replace the stored experiment (its fields, variants and overrides) with
-        ``experiment``, and store ``audit`` with it in one transaction, if the stored one is
-        still at ``expected_version``; raises
+        ``experiment``, and store the unit of work's audit entries in the same transaction, if
+        the stored one is still at ``expected_version``; raises
         ConcurrentChange if it is not, DuplicateExperimentName if the new name is taken."""
 
     async def list_experiments(self, limit: int, offset: int) -> tuple[list[Experiment], int]:
@@ -115,8 +114,8 @@ class Totals(Protocol):
 class Keys(Protocol):
     """API keys, by id and by the digest of their secret."""
 
-    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
-        """Store a new key and its audit entry, in one transaction."""
+    async def add_key(self, key: ApiKey) -> None:
+        """Store a new key and the unit of work's audit entries, in one transaction."""
 
     async def get_key(self, key_id: str) -> ApiKey | None: ...
 
@@ -126,9 +125,10 @@ class Keys(Protocol):
     async def list_keys(self, limit: int, offset: int) -> tuple[list[ApiKey], int]:
         """A page of keys, newest first, and the total count."""
 
-    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
-        """Revoke the key at ``audit.at`` and store ``audit``, in one transaction; a key already
-        revoked stays as it was and no entry is stored. Returns the stored key, None if unknown."""
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Revoke the key at ``at`` and store the unit of work's audit entries, in one
+        transaction; a key already revoked stays as it was and no entry is stored. Returns the
+        stored key, None if unknown."""
 
 
 class AuditTrail(Protocol):

@@ -29,7 +29,9 @@ from domain.event import (
 )
 from domain.experiment import MAX_EVENT_TYPE_LENGTH
 from entrypoints.http.decoding import decode
-from entrypoints.http.resources.events import EventFieldsIn as EventIn  # main's EventIn: the types alone
+from entrypoints.http.resources.events import (
+    EventFieldsIn as EventIn,  # main's EventIn: the types alone
+)
 
 
 class EventBatchIn(msgspec.Struct):

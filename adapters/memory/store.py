@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
+from application.unit_of_work import take_audit_entries
 from domain.assignment import Assignment
 from domain.audit import AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
@@ -31,7 +32,8 @@ class MemoryStore:
         self._key_ids_by_digest: dict[str, str] = {}
         self._audit: list[AuditEntry] = []
 
-    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
+    async def add_experiment(self, experiment: Experiment) -> None:
+        entries = take_audit_entries()
         if experiment.name in self._names:
             raise DuplicateExperimentName(experiment.name)
         if (slot := experiment.layer) is not None:
@@ -39,8 +41,7 @@ class MemoryStore:
                 raise SliceTaken(slot.layer_id)
         self._names.add(experiment.name)
         self._experiments[experiment.id] = experiment
-        if audit is not None:
-            self._audit.append(audit)
+        self._audit.extend(entries)
 
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
         return self._experiments.get(experiment_id)
@@ -93,9 +94,8 @@ class MemoryStore:
             outcomes += [len(group), len(converted)]
         return outcomes[0], outcomes[1], outcomes[2], outcomes[3]
 
-    async def update_experiment(
-        self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
-    ) -> None:
+    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+        entries = take_audit_entries()
         stored = self._experiments.get(experiment.id)
         if stored is None or stored.version != expected_version:
             raise ConcurrentChange(experiment.id)
@@ -105,8 +105,7 @@ class MemoryStore:
             self._names.discard(stored.name)
             self._names.add(experiment.name)
         self._experiments[experiment.id] = experiment
-        if audit is not None:
-            self._audit.append(audit)
+        self._audit.extend(entries)
 
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
         return {i for i in experiment_ids if i in self._experiments}
@@ -182,10 +181,11 @@ class MemoryStore:
             for v in experiment.variants
         }
 
-    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
+    async def add_key(self, key: ApiKey) -> None:
+        entries = take_audit_entries()
         self._keys[key.id] = key
         self._key_ids_by_digest[key.digest] = key.id
-        self._audit.append(audit)
+        self._audit.extend(entries)
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         return self._keys.get(key_id)
@@ -198,12 +198,13 @@ class MemoryStore:
         newest_first = sorted(self._keys.values(), key=lambda k: (k.created_at, k.id), reverse=True)
         return newest_first[offset : offset + limit], len(newest_first)
 
-    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKey | None:
+        entries = take_audit_entries()
         key = self._keys.get(key_id)
         if key is None or key.revoked_at is not None:
             return key
-        self._keys[key_id] = key = key.revoked(audit.at)
-        self._audit.append(audit)
+        self._keys[key_id] = key = key.revoked(at)
+        self._audit.extend(entries)
         return key
 
     async def list_audit(

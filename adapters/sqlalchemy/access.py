@@ -4,6 +4,7 @@ transaction, so an action and its entry are committed together or not at all."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,22 +12,30 @@ from sqlalchemy.engine import Connection
 
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.tables import api_keys, audit_log
+from application.unit_of_work import take_audit_entries
 from domain.audit import AuditEntry
 from domain.event import from_micros, to_micros
 from domain.keys import ApiKey
 
 
-def insert_audit(conn: Connection, entry: AuditEntry) -> None:
+def insert_audit(conn: Connection, entries: list[AuditEntry]) -> None:
+    """The unit of work's entries, in the transaction of the write they go with."""
+    if not entries:
+        return
     conn.execute(
-        audit_log.insert().values(
-            id=entry.id,
-            at=to_micros(entry.at),
-            actor=entry.actor,
-            action=entry.action,
-            target_type=entry.target_type,
-            target_id=entry.target_id,
-            details=json.dumps(entry.details, separators=(",", ":"), sort_keys=True),
-        )
+        audit_log.insert(),
+        [
+            {
+                "id": entry.id,
+                "at": to_micros(entry.at),
+                "actor": entry.actor,
+                "action": entry.action,
+                "target_type": entry.target_type,
+                "target_id": entry.target_id,
+                "details": json.dumps(entry.details, separators=(",", ":"), sort_keys=True),
+            }
+            for entry in entries
+        ],
     )
 
 
@@ -55,7 +64,9 @@ class Keys:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def add(self, key: ApiKey, audit: AuditEntry) -> None:
+    async def add(self, key: ApiKey) -> None:
+        entries = take_audit_entries()
+
         def insert(conn: Connection) -> None:
             conn.execute(
                 api_keys.insert().values(
@@ -69,7 +80,7 @@ class Keys:
                     revoked_at=_micros(key.revoked_at),
                 )
             )
-            insert_audit(conn, audit)
+            insert_audit(conn, entries)
 
         await self._db.write(insert)
 
@@ -97,7 +108,8 @@ class Keys:
             rows = (await conn.execute(page)).all()
         return [_key_of(r) for r in rows], total
 
-    async def revoke(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        entries = take_audit_entries()
         if self._db.dialect.unmatchable(key_id):
             return None
 
@@ -107,10 +119,10 @@ class Keys:
             changed = conn.execute(
                 api_keys.update()
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=to_micros(audit.at))
+                .values(revoked_at=to_micros(at))
             ).rowcount
             if changed:
-                insert_audit(conn, audit)
+                insert_audit(conn, entries)
             row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
             return None if row is None else _key_of(row)
 

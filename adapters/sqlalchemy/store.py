@@ -48,8 +48,8 @@ class SqlStore:
         self.folder.start()
 
     @unavailable_on_connection_loss
-    async def add_experiment(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
-        await self._experiments.add(experiment, audit)
+    async def add_experiment(self, experiment: Experiment) -> None:
+        await self._experiments.add(experiment)
 
     @unavailable_on_connection_loss
     async def get_experiment(self, experiment_id: str) -> Experiment | None:
@@ -94,10 +94,8 @@ class SqlStore:
         return await self._layers.outcomes(holdout_id, event_type)
 
     @unavailable_on_connection_loss
-    async def update_experiment(
-        self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None
-    ) -> None:
-        await self._experiments.update(experiment, expected_version, audit)
+    async def update_experiment(self, experiment: Experiment, expected_version: int) -> None:
+        await self._experiments.update(experiment, expected_version)
 
     @unavailable_on_connection_loss
     async def existing_experiment_ids(self, experiment_ids: Collection[str]) -> set[str]:
@@ -128,8 +126,8 @@ class SqlStore:
         return await self._results.variant_aggregates(experiment, query)
 
     @unavailable_on_connection_loss
-    async def add_key(self, key: ApiKey, audit: AuditEntry) -> None:
-        await self._keys.add(key, audit)
+    async def add_key(self, key: ApiKey) -> None:
+        await self._keys.add(key)
 
     @unavailable_on_connection_loss
     async def get_key(self, key_id: str) -> ApiKey | None:
@@ -144,8 +142,8 @@ class SqlStore:
         return await self._keys.page(limit, offset)
 
     @unavailable_on_connection_loss
-    async def revoke_key(self, key_id: str, audit: AuditEntry) -> ApiKey | None:
-        return await self._keys.revoke(key_id, audit)
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKey | None:
+        return await self._keys.revoke(key_id, at)
 
     @unavailable_on_connection_loss
     async def list_audit(

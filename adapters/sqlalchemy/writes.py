@@ -30,8 +30,8 @@ from adapters.sqlalchemy.tables import (
     user_assignments,
     variants,
 )
+from application.unit_of_work import take_audit_entries
 from domain.assignment import Assignment
-from domain.audit import AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import EventBatch, from_micros, to_micros
 from domain.experiment import Experiment
@@ -70,24 +70,25 @@ class Experiments:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def add(self, experiment: Experiment, audit: AuditEntry | None = None) -> None:
+    async def add(self, experiment: Experiment) -> None:
         rows = experiment_to_rows(experiment)
+        entries = take_audit_entries()
 
         def insert(conn: Connection) -> None:
             _check_slice(conn, experiment)
             conn.execute(experiments.insert().values(**rows.experiment))
             _insert_parts(conn, rows, variants_too=True)
-            if audit is not None:
-                insert_audit(conn, audit)
+            insert_audit(conn, entries)
 
         try:
             await self._db.write(insert)
         except IntegrityError as exc:
             raise DuplicateExperimentName(experiment.name) from exc
 
-    async def update(self, experiment: Experiment, expected_version: int, audit: AuditEntry | None = None) -> None:
+    async def update(self, experiment: Experiment, expected_version: int) -> None:
         """One transaction: the row if still at ``expected_version``, and its parts replaced."""
         stored_variants = None
+        entries = take_audit_entries()
         rows = experiment_to_rows(experiment)
         columns = {k: v for k, v in rows.experiment.items() if k != "id"}  # the key stays
 
@@ -110,8 +111,7 @@ class Experiments:
             if new_split:  # in draft only (the domain refuses it later): no assignment names them
                 conn.execute(variants.delete().where(variants.c.experiment_id == experiment.id))
             _insert_parts(conn, rows, variants_too=new_split)
-            if audit is not None:
-                insert_audit(conn, audit)
+            insert_audit(conn, entries)
 
         try:
             await self._db.write(update)

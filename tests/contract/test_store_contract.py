@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from application.ports import Store
+from application.unit_of_work import UnitOfWork
 from domain.assignment import Assignment
 from domain.audit import EXPERIMENT_CREATED, KEY_CREATED, KEY_REVOKED, AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
-from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTaken
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
 from domain.keys import ApiKey
+from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTaken
 from domain.results import ResultQuery
 from tests.conftest import STORE_KINDS, open_store, sqlite_url
 from tests.every_field import HOLDOUT, LAYER, an_experiment_with_every_field, differences
@@ -465,9 +467,19 @@ def entry(i: int, action: str, target_id: str, at: datetime = T0, **details: obj
     return AuditEntry(f"a{i:05d}", at, "API_TOKENS", action, "key", target_id, details)
 
 
+T = TypeVar("T")
+
+
+async def audited(audit: AuditEntry, write: Awaitable[T]) -> T:
+    """``write`` in a unit of work with ``audit`` recorded: the store stores them together."""
+    async with UnitOfWork() as work:
+        work.audit(audit)
+        return await write
+
+
 async def test_keys_round_trip_and_are_found_by_digest(store: Store) -> None:
     key = api_key(1, at=T0 + timedelta(microseconds=7), expires_at=T0 + timedelta(days=1, microseconds=3))
-    await store.add_key(key, entry(1, KEY_CREATED, key.id))
+    await audited(entry(1, KEY_CREATED, key.id), store.add_key(key))
     assert await store.get_key(key.id) == key
     assert await store.find_key(key.digest) == key
     assert await store.get_key("missing") is None
@@ -478,7 +490,7 @@ async def test_keys_round_trip_and_are_found_by_digest(store: Store) -> None:
 async def test_keys_are_listed_newest_first_and_paged(store: Store) -> None:
     for i in range(5):
         k = api_key(i, at=T0 + timedelta(seconds=i))
-        await store.add_key(k, entry(i, KEY_CREATED, k.id))
+        await audited(entry(i, KEY_CREATED, k.id), store.add_key(k))
     items, total = await store.list_keys(2, 1)
     assert total == 5
     assert [k.name for k in items] == ["key-3", "key-2"]
@@ -487,13 +499,13 @@ async def test_keys_are_listed_newest_first_and_paged(store: Store) -> None:
 
 async def test_revoking_stores_the_time_and_one_entry_and_is_idempotent(store: Store) -> None:
     key = api_key(1)
-    await store.add_key(key, entry(1, KEY_CREATED, key.id))
-    first = await store.revoke_key(key.id, entry(2, KEY_REVOKED, key.id, T0 + timedelta(hours=1)))
+    await audited(entry(1, KEY_CREATED, key.id), store.add_key(key))
+    first = await audited(entry(2, KEY_REVOKED, key.id, T0 + timedelta(hours=1)), store.revoke_key(key.id, T0 + timedelta(hours=1)))
     assert first == key.revoked(T0 + timedelta(hours=1))
-    again = await store.revoke_key(key.id, entry(3, KEY_REVOKED, key.id, T0 + timedelta(hours=2)))
+    again = await audited(entry(3, KEY_REVOKED, key.id, T0 + timedelta(hours=2)), store.revoke_key(key.id, T0 + timedelta(hours=2)))
     assert again == first
     assert await store.find_key(key.digest) == first
-    assert await store.revoke_key("missing", entry(4, KEY_REVOKED, "missing")) is None
+    assert await audited(entry(4, KEY_REVOKED, "missing"), store.revoke_key("missing", T0)) is None
     entries, total = await store.list_audit(10, 0)
     assert total == 2
     assert [e.id for e in entries] == ["a00002", "a00001"]
@@ -502,18 +514,21 @@ async def test_revoking_stores_the_time_and_one_entry_and_is_idempotent(store: S
 async def test_an_experiment_is_stored_with_its_audit_entry_or_neither_is(store: Store) -> None:
     exp = experiment("a")
     created = AuditEntry("a1", T0, "ci", EXPERIMENT_CREATED, "experiment", exp.id, {"name": "a", "n": [1, 2.5]})
-    await store.add_experiment(exp, created)
+    await audited(created, store.add_experiment(exp))
     with pytest.raises(DuplicateExperimentName):
         taken = experiment("a", ids=SequentialIds("other"))
-        await store.add_experiment(taken, AuditEntry("a2", T0, "ci", EXPERIMENT_CREATED, "experiment", taken.id))
+        await audited(AuditEntry("a2", T0, "ci", EXPERIMENT_CREATED, "experiment", taken.id), store.add_experiment(taken))
     assert (await store.list_audit(10, 0)) == ([created], 1)
+    # Outside a unit of work a write stores no entry.
+    await store.add_experiment(experiment("b", ids=SequentialIds("b")))
+    assert (await store.list_audit(10, 0))[1] == 1
 
 
 async def test_audit_entries_are_newest_first_filtered_and_paged(store: Store) -> None:
     keys = [api_key(i) for i in range(3)]
     for i, k in enumerate(keys):
-        await store.add_key(k, entry(i, KEY_CREATED, k.id, T0 + timedelta(seconds=i), name=k.name, scopes=list(k.scopes)))
-    await store.revoke_key(keys[0].id, entry(9, KEY_REVOKED, keys[0].id, T0 + timedelta(seconds=9)))
+        await audited(entry(i, KEY_CREATED, k.id, T0 + timedelta(seconds=i), name=k.name, scopes=list(k.scopes)), store.add_key(k))
+    await audited(entry(9, KEY_REVOKED, keys[0].id, T0 + timedelta(seconds=9)), store.revoke_key(keys[0].id, T0 + timedelta(seconds=9)))
     everything, total = await store.list_audit(10, 0)
     assert total == 4 and [e.id for e in everything] == ["a00009", "a00002", "a00001", "a00000"]
     assert everything[3].details == {"name": "key-0", "scopes": ["assign", "read"]}

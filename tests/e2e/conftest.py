@@ -14,9 +14,9 @@ from dependency_injector import providers
 from litestar.testing import TestClient
 
 from adapters.sqlalchemy.migrate import upgrade
-from entrypoints.http.app import create_app
 from entrypoints.config.container import Container, create_container
 from entrypoints.config.settings import Settings
+from entrypoints.http.app import create_app
 from tests.fakes import FakeClock, SequentialIds
 
 TOKEN = "test-token"

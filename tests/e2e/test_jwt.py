@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from litestar.testing import TestClient
 
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
-from entrypoints.http.security.jwt_bearer import JwtVerifier
 from entrypoints.config.settings import ConfigurationError, Settings
+from entrypoints.http.app import create_app
+from entrypoints.http.security.jwt_bearer import JwtVerifier
 from tests.e2e.conftest import TOKEN
 from tests.e2e.test_api import assert_problem, experiment_body
 

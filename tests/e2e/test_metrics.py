@@ -8,9 +8,9 @@ import pytest
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings
+from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN
 from tests.e2e.test_api import assign, create_experiment, event
 

@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 from adapters.memory.store import MemoryStore
 from adapters.redis.cache import RedisCache
 from domain.errors import StoreUnavailable
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
-from entrypoints.telemetry.metrics import breaker_changed
 from entrypoints.config.settings import Settings
+from entrypoints.http.app import create_app
+from entrypoints.telemetry.metrics import breaker_changed
 from tests.e2e.conftest import AUTH, TOKEN
 
 

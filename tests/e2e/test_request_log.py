@@ -16,10 +16,10 @@ from litestar.testing import TestClient
 
 from adapters.memory.store import MemoryStore
 from domain.errors import StoreUnavailable
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
-from entrypoints.telemetry.logs import JsonFormatter, TextFormatter
 from entrypoints.config.settings import Settings
+from entrypoints.http.app import create_app
+from entrypoints.telemetry.logs import JsonFormatter, TextFormatter
 from tests.e2e.conftest import AUTH, TOKEN
 
 ASSIGNMENT = "/experiments/{experiment_id}/assignment/{user_id}"

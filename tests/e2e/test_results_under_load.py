@@ -18,8 +18,8 @@ from dependency_injector import providers
 
 from adapters.memory.store import MemoryStore
 from domain.errors import ReadTimedOut
-from entrypoints.http.app import create_app
 from entrypoints.config.container import Container
+from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN, build_container
 from tests.e2e.test_api import experiment_body
 

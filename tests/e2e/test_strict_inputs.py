@@ -7,7 +7,13 @@ from datetime import timedelta
 
 from litestar.testing import TestClient
 
-from tests.e2e.test_api import assert_problem, create_experiment, event, experiment_body, total_events
+from tests.e2e.test_api import (
+    assert_problem,
+    create_experiment,
+    event,
+    experiment_body,
+    total_events,
+)
 from tests.fakes import FakeClock
 
 

@@ -17,6 +17,7 @@ from adapters.sqlalchemy.engine import create_engine_for
 from adapters.sqlalchemy.migrate import downgrade, upgrade
 from adapters.sqlalchemy.store import SqlStore
 from adapters.sqlalchemy.tables import metadata
+from application.unit_of_work import UnitOfWork
 from domain.assignment import Assignment
 from domain.audit import AuditEntry
 from domain.event import Event, EventBatch
@@ -410,7 +411,9 @@ async def test_data_written_at_head_survives_going_down_and_up_again(
             await store.add_events(EventBatch.of(landed.events))
         await store.fold()
         key = ApiKey("k1", "ci", ("read",), digest_of(b"secret").hex(), T0, "API_TOKENS")
-        await store.add_key(key, AuditEntry("a1", T0, "API_TOKENS", "key.created", "key", "k1", {"name": "ci"}))
+        async with UnitOfWork() as work:
+            work.audit(AuditEntry("a1", T0, "API_TOKENS", "key.created", "key", "k1", {"name": "ci"}))
+            await store.add_key(key)
     finally:
         await store.close()
 

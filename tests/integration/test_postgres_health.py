@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from adapters.sqlalchemy.migrate import upgrade
-from entrypoints.http.app import create_app
 from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings
+from entrypoints.http.app import create_app
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.proxy import OutageProxy
 from tests.integration.conftest import REPO_ROOT, free_port
+from tests.proxy import OutageProxy
 
 pytestmark = pytest.mark.postgres
 
