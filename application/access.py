@@ -25,6 +25,7 @@ from domain.errors import (
     KeyNotFound,
     ValidationFailed,
 )
+from domain.experiment import rfc3339
 from domain.keys import ApiKey, Principal, key_errors, new_secret
 
 
@@ -117,7 +118,7 @@ class CreateKey:
         details = {
             "name": key.name,
             "scopes": list(key.scopes),
-            "expires_at": None if key.expires_at is None else key.expires_at.isoformat().replace("+00:00", "Z"),
+            "expires_at": rfc3339(key.expires_at),
         }
         async with UnitOfWork() as work:
             work.audit(AuditEntry(self._ids.new_id(), now, actor, KEY_CREATED, "key", key.id, details))

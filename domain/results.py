@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -15,6 +14,7 @@ from domain.stats import (
     SampleMean,
     SampleRatio,
     TestResult,
+    finite,
     holm_adjust,
     srm_check,
     two_proportion_test,
@@ -187,11 +187,6 @@ class ExperimentResults:
     comparisons: list[Comparison]
 
 
-def _finite(value: float | None) -> float | None:
-    """Sums of huge values can overflow to infinity; an undefined number is None, never inf."""
-    return value if value is not None and math.isfinite(value) else None
-
-
 class ResultCalculator:
     """Pure: the same aggregates always give the same results, to the last digit."""
 
@@ -248,6 +243,6 @@ class ResultCalculator:
             primary_event_count=agg.primary.events,
             primary_unique_users=agg.primary.users,
             primary_conversion_rate=agg.conversion.rate,
-            value_sum=_finite(agg.primary.value_sum),
+            value_sum=finite(agg.primary.value_sum),  # a sum can overflow to infinity
             value_per_user=agg.value.mean,
         )

@@ -1,5 +1,6 @@
 """Statistics: summable sufficient statistics, and the tests that compare two of them."""
 
+from domain.stats._floats import finite
 from domain.stats.frequentist import (
     ALPHA,
     Interval,
@@ -23,6 +24,7 @@ __all__ = [
     "SampleMean",
     "SampleRatio",
     "TestResult",
+    "finite",
     "holm_adjust",
     "lifts",
     "srm_check",

@@ -56,6 +56,9 @@ class ServicePlugin(InitPluginProtocol):
             limits,
             settings.rate_limit_api_tokens,
         )
+        for handler in _handlers(self._resources):
+            # Every route's errors are documented as the problems they are (openapi.py).
+            handler.operation_class = openapi.ProblemOperation
         public = [r for r in self._resources if _scope_of(r) == PUBLIC]
         guarded = [r for r in self._resources if r not in public]
         api = with_complete_options(

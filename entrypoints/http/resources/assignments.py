@@ -119,7 +119,6 @@ class AssignmentsController(Controller):
     @get(
         summary="Get the user's variant, assigning it on the first call.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404, 422),
-        operation_class=openapi.ProblemOperation,
     )
     async def assign(
         self, experiment_id: FromPath[str], user_id: FromPath[str], assign_user: NamedDependency[AssignUser]
@@ -136,7 +135,6 @@ class AssignmentsController(Controller):
         status_code=200,
         summary="Get the user's variant, judged on the attributes sent, assigning it on the first call.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def assign_with_attributes(
         self,
@@ -154,7 +152,6 @@ class AssignmentsController(Controller):
         return_dto=None,
         summary="Force the user into a variant, for QA.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
-        operation_class=openapi.ProblemOperation,
         opt={"scope": ADMIN},
     )
     async def force_assignment(
@@ -175,7 +172,6 @@ class AssignmentsController(Controller):
         status_code=204,
         summary="Remove the user's QA override.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
-        operation_class=openapi.ProblemOperation,
         opt={"scope": ADMIN},
     )
     async def remove_override(

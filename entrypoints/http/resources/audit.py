@@ -51,7 +51,6 @@ class AuditController(Controller):
     @get(
         summary="Read the audit trail of admin actions, newest first.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
-        operation_class=openapi.ProblemOperation,
     )
     async def list_audit(
         self,

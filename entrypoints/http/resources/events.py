@@ -343,7 +343,6 @@ class EventsController(Controller):
         summary="Record one event, or a batch of 1 to 10,000 stored all or nothing.",
         response_description="The events are stored.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def record_events(
         self, data: JSONBody[EventBatchIn], record_events: NamedDependency[RecordEvents]

@@ -264,7 +264,6 @@ class ExperimentsController(Controller):
         response_description="The experiment, as stored.",
         response_headers=openapi.location_header(),
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 409),
-        operation_class=openapi.ProblemOperation,
         opt={"scope": ADMIN},
     )
     async def create_experiment(
@@ -298,7 +297,6 @@ class ExperimentsController(Controller):
     @get(
         summary="List experiments, newest first.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
-        operation_class=openapi.ProblemOperation,
     )
     async def list_experiments(
         self,
@@ -314,7 +312,6 @@ class ExperimentsController(Controller):
         "/{experiment_id:str}",
         summary="Get one experiment and its variants.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def get_experiment(
         self, experiment_id: FromPath[str], get_experiment: NamedDependency[GetExperiment]
@@ -328,7 +325,6 @@ class ExperimentsController(Controller):
         return_dto=None,
         summary="Change an experiment: its name, description, primary metric, coverage or state.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 404, 409),
-        operation_class=openapi.ProblemOperation,
         opt={"scope": ADMIN},
     )
     async def change_experiment(

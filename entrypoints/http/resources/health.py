@@ -43,7 +43,6 @@ class HealthController(Controller):
     @get(
         summary="Whether the service can reach its store.",
         responses=health_unavailable(),
-        operation_class=openapi.ProblemOperation,
     )
     async def health(self, check_health: NamedDependency[CheckHealth]) -> Response[HealthOut]:
         """`200 {"status": "ok"}` when the store answers, `503` with `"status": "unavailable"`

@@ -55,7 +55,6 @@ class HoldoutsController(Controller):
         response_headers=openapi.location_header(),
         summary="Create a holdout kept out of every experiment that opts in.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 409),
-        operation_class=openapi.ProblemOperation,
         opt={"scope": ADMIN},
     )
     async def create_holdout(
@@ -69,7 +68,6 @@ class HoldoutsController(Controller):
     @get(
         summary="List holdouts, newest first.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED),
-        operation_class=openapi.ProblemOperation,
     )
     async def list_holdouts(self, layers: NamedDependency[LayersAndHoldouts]) -> HoldoutListOut:
         """Each with its share and seed."""
@@ -79,7 +77,6 @@ class HoldoutsController(Controller):
         "/{holdout_id:str}",
         summary="Get one holdout.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def get_holdout(self, holdout_id: FromPath[str], layers: NamedDependency[LayersAndHoldouts]) -> HoldoutOut:
         """The holdout's name, share and seed; a 404 when no holdout has this id."""

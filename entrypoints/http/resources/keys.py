@@ -75,7 +75,6 @@ class KeysController(Controller):
         summary="Create an API key with a name, scopes and an optional expiry.",
         response_headers=openapi.location_header(),
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY),
-        operation_class=openapi.ProblemOperation,
     )
     async def create_key(
         self, data: JSONBody[KeyIn], create_key: NamedDependency[CreateKey], actor: NamedDependency[str]
@@ -95,7 +94,6 @@ class KeysController(Controller):
     @get(
         summary="List API keys, newest first.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 422),
-        operation_class=openapi.ProblemOperation,
     )
     async def list_keys(
         self,
@@ -111,7 +109,6 @@ class KeysController(Controller):
         "/{key_id:str}",
         summary="Get one API key.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def get_key(self, key_id: FromPath[str], get_key: NamedDependency[GetKey]) -> KeyOut:
         """The key as created, with `revoked_at` once revoked; never its secret."""
@@ -122,7 +119,6 @@ class KeysController(Controller):
         status_code=200,
         summary="Revoke an API key.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def revoke_key(
         self, key_id: FromPath[str], revoke_key: NamedDependency[RevokeKey], actor: NamedDependency[str]

@@ -62,7 +62,6 @@ class LayersController(Controller):
         response_headers=openapi.location_header(),
         summary="Create a layer whose experiments never share a user.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, *openapi.WITH_BODY, 409),
-        operation_class=openapi.ProblemOperation,
         opt={"scope": ADMIN},
     )
     async def create_layer(
@@ -76,7 +75,6 @@ class LayersController(Controller):
     @get(
         summary="List layers, newest first.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED),
-        operation_class=openapi.ProblemOperation,
     )
     async def list_layers(self, layers: NamedDependency[LayersAndHoldouts]) -> LayerListOut:
         """Each with the slices its live experiments own and the share still free."""
@@ -86,7 +84,6 @@ class LayersController(Controller):
         "/{layer_id:str}",
         summary="Get one layer and the slices of its experiments.",
         responses=openapi.error_responses(*openapi.AUTHENTICATED, 404),
-        operation_class=openapi.ProblemOperation,
     )
     async def get_layer(self, layer_id: FromPath[str], layers: NamedDependency[LayersAndHoldouts]) -> LayerOut:
         """The layer, the slices its live experiments own and the share still free; a 404 when

@@ -187,7 +187,6 @@ class ResultsController(Controller):
         "/experiments/{experiment_id:str}/results",
         summary="Compute the experiment's results: counts, conversion and statistical comparisons.",
         responses=openapi.results_error_responses(*openapi.AUTHENTICATED, 404, 422),
-        operation_class=openapi.ProblemOperation,
     )
     async def results(
         self,
@@ -226,12 +225,10 @@ class ResultsController(Controller):
         )
         return ResultsOut.of(computed)
 
-
     @get(
         "/holdouts/{holdout_id:str}/results",
         summary="Compare the held-out users with everyone exposed, on one event type.",
         responses=openapi.results_error_responses(*openapi.AUTHENTICATED, 404, 422),
-        operation_class=openapi.ProblemOperation,
     )
     async def holdout_results(
         self,
