@@ -126,3 +126,16 @@ async def create_experiment(base_url: str, shares: tuple[float, float, float] = 
         response = await client.post("/experiments", json=body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind, migrated to head."""
+    from adapters.sqlalchemy.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    upgrade(url)
+    return url

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -32,16 +31,6 @@ def experiment(name: str) -> Experiment:
         variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
         new_id=iter(f"{name}-{i}" for i in range(10)).__next__, created_at=T0,
     )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fold.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    upgrade(url)
-    return url
 
 
 async def pending(store: SqlStore) -> int:

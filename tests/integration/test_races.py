@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from itertools import combinations
-from pathlib import Path
 
 import httpx
-import pytest
 
 from adapters.memory.cache import MemoryCache
 from adapters.sqlalchemy.engine import create_engine_for
-from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.store import SqlStore
 from application.experiments import CreateExperiment
 from domain.errors import ConcurrentChange
 from domain.experiment import VariantDraft
 from domain.layers import Layer, LayerFull
-from tests.conftest import sqlite_url
 from tests.fakes import FakeClock, SequentialIds
 from tests.integration.conftest import ServerProcess
 
 ATTEMPTS = 24  # all at once: 24 × 10% of a layer that holds 10
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-        upgrade(url)
-        return url
-    url = request.getfixturevalue("postgres_database")
-    upgrade(url)
-    return url
 
 
 async def test_concurrent_creations_in_one_layer_never_share_a_bucket(database_url: str) -> None:
