@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from cachetools import TTLCache
-
 from adapters.memory.expiring import ExpiringMap
 from domain.assignment import Assignment
 from domain.experiment import Experiment
@@ -12,8 +10,8 @@ from domain.experiment import Experiment
 class MemoryCache:
     """Experiments by id, assignments by (experiment id, user id), each process its own.
 
-    cachetools' TTLCache evicts least-recently-used assignments past ``max_entries``, so memory stays
-    bounded however many users arrive. Assignments are kept ``ttl_seconds``. Experiments are kept
+    Past ``max_entries`` the least recently used assignment goes first, so memory stays bounded
+    however many users arrive. Assignments are kept ``ttl_seconds``. Experiments are kept
     only ``experiment_ttl_seconds``: with several worker processes each holds its own copy, and
     ``forget_experiment`` reaches only the process it is called in, so that TTL is how long the
     other processes may still answer with an experiment as it was before a change.
@@ -27,9 +25,7 @@ class MemoryCache:
         experiment_ttl_seconds: float = 5,
         max_experiments: int = 10_000,
     ) -> None:
-        self._assignments: TTLCache[tuple[str, str], Assignment] = TTLCache(
-            maxsize=max_entries, ttl=ttl_seconds
-        )
+        self._assignments: ExpiringMap[tuple[str, str], Assignment] = ExpiringMap(max_entries, ttl_seconds)
         self._experiments: ExpiringMap[str, Experiment] = ExpiringMap(
             max_experiments, experiment_ttl_seconds
         )
@@ -44,7 +40,7 @@ class MemoryCache:
         return self._assignments.get((experiment_id, user_id))
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        self._assignments[(assignment.experiment_id, assignment.user_id)] = assignment
+        self._assignments.set((assignment.experiment_id, assignment.user_id), assignment)
 
     async def forget_experiment(self, experiment_id: str) -> None:
         self._experiments.pop(experiment_id)

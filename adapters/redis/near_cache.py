@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 
-from cachetools import LRUCache
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -172,7 +172,7 @@ class NearCache:
         max_experiments: int = 10_000,
     ) -> None:
         self._far, self._changes = far, changes
-        self._assignments: LRUCache[tuple[str, str], Assignment] = LRUCache(maxsize=max_entries)
+        self._assignments: ExpiringMap[tuple[str, str], Assignment] = ExpiringMap(max_entries, math.inf)
         self._experiments: ExpiringMap[str, Experiment] = ExpiringMap(
             max_experiments, experiment_ttl_seconds
         )
@@ -191,11 +191,11 @@ class NearCache:
         if assignment is None:
             assignment = await self._far.get_assignment(experiment_id, user_id)
             if assignment is not None:
-                self._assignments[key] = assignment
+                self._assignments.set(key, assignment)
         return assignment
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        self._assignments[(assignment.experiment_id, assignment.user_id)] = assignment
+        self._assignments.set((assignment.experiment_id, assignment.user_id), assignment)
         await self._far.set_assignment(assignment)
 
     async def forget_experiment(self, experiment_id: str) -> None:

@@ -1,6 +1,8 @@
-"""The expiring map that holds each process's experiments."""
+"""The expiring map that holds each process's experiments and assignments."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -29,7 +31,7 @@ def test_an_entry_lives_its_ttl_from_when_it_was_set(now: list[float]) -> None:
     assert entries.get("a") == 3
 
 
-def test_past_its_size_the_oldest_set_goes_first(now: list[float]) -> None:
+def test_past_its_size_the_least_recently_used_goes_first(now: list[float]) -> None:
     entries: ExpiringMap[str, int] = ExpiringMap(2, 5)
     entries.set("a", 1)
     entries.set("b", 2)
@@ -41,3 +43,27 @@ def test_past_its_size_the_oldest_set_goes_first(now: list[float]) -> None:
     assert entries.get("a") is None and len(entries) == 1
     entries.clear()
     assert len(entries) == 0
+
+
+def test_a_read_makes_an_entry_the_most_recently_used(now: list[float]) -> None:
+    entries: ExpiringMap[str, int] = ExpiringMap(2, 5)
+    entries.set("a", 1)
+    entries.set("b", 2)
+    assert entries.get("a") == 1  # a is now newer than b
+    entries.set("c", 3)
+    assert (entries.get("a"), entries.get("b"), entries.get("c")) == (1, None, 3)
+
+
+def test_without_a_ttl_entries_stay_until_pushed_out(now: list[float]) -> None:
+    entries: ExpiringMap[str, int] = ExpiringMap(3, math.inf)
+    entries.set("a", 1)
+    now[0] += 1e9
+    assert entries.get("a") == 1
+
+
+def test_a_full_map_keeps_exactly_its_bound_under_churn(now: list[float]) -> None:
+    entries: ExpiringMap[int, int] = ExpiringMap(100, 5)
+    for i in range(10_000):
+        entries.set(i, i)
+        assert len(entries) == min(i + 1, 100)
+    assert [entries.get(i) for i in (9_899, 9_900, 9_999)] == [None, 9_900, 9_999]
