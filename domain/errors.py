@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -32,6 +33,12 @@ class ValidationFailed(DomainError):
             f"{e.field}: {e.message}" if e.field else e.message for e in errors[:5]
         )
         super().__init__(self.detail)
+
+    def renamed(self, names: Mapping[str, str]) -> ValidationFailed:
+        """The same errors with fields named as the caller knows them: the core names its own
+        parameters (``start``; ``""`` for a whole input) and a boundary gives their names there
+        (``start_date``, ``events``)."""
+        return ValidationFailed([FieldError(names.get(e.field, e.field), e.message) for e in self.errors])
 
 
 class ExperimentNotFound(DomainError):

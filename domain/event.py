@@ -72,9 +72,10 @@ def event_errors(
 
 
 def batch_size_error(count: int) -> FieldError | None:
-    """A batch is stored in one transaction, all or nothing: its size is bounded."""
+    """A batch is stored in one transaction, all or nothing: its size is bounded. The error is
+    about the whole batch (no field: the caller names it)."""
     if not 1 <= count <= MAX_BATCH:
-        return FieldError("events", f"must hold 1 to {MAX_BATCH} events, got {count}")
+        return FieldError("", f"must hold 1 to {MAX_BATCH} events, got {count}")
     return None
 
 

@@ -106,15 +106,16 @@ class ResultQuery:
     ) -> ResultQuery:
         """Apply the defaults of the contract and check the filters against the experiment.
 
-        A bare date means that whole UTC day: from its first to its last microsecond.
+        A bare date means that whole UTC day: from its first to its last microsecond. Errors
+        name the parameters as here (``start``, ``end``); a boundary renames them.
         """
         errors: list[FieldError] = []
-        start_at = _bound(start, "start_date", errors, at_end=False)
-        end_at = _bound(end, "end_date", errors, at_end=True)
+        start_at = _bound(start, "start", errors, at_end=False)
+        end_at = _bound(end, "end", errors, at_end=True)
         if end is None and experiment.stopped_at is not None:
             end_at = experiment.stopped_at  # a stopped experiment's results: its running window
         if start_at is not None and end_at is not None and start_at > end_at:
-            errors.append(FieldError("start_date", "must not be after end_date"))
+            errors.append(FieldError("start", "must not be after the end date"))
         if variant_id is not None and experiment.variant(variant_id) is None:
             errors.append(FieldError("variant_id", "is not a variant of this experiment"))
         for name, value in (("event_type", event_type), ("primary_event_type", primary_event_type)):

@@ -1273,6 +1273,18 @@ def test_results_date_out_of_range_in_utc_is_422_naming_it(client: TestClient, e
     assert "years 1 to 9999" in problem["errors"][0]["message"]
 
 
+def test_an_inverted_range_and_a_batch_out_of_bounds_are_named_as_sent(client: TestClient, experiment: dict) -> None:
+    # The core names its own parameters; the HTTP layer answers with the names the client sent.
+    inverted = client.get(
+        f"/experiments/{experiment['id']}/results", params={"start_date": "2026-11-29", "end_date": "2026-11-28"}
+    )
+    assert_problem(inverted, 422, {"start_date"})
+    assert_problem(client.post("/events", json={"events": []}), 422, {"events"})
+    too_many = {"events": [event(experiment["id"], f"u-{i}") for i in range(10_001)]}
+    problem = assert_problem(client.post("/events", json=too_many), 422, {"events"})
+    assert "got 10001" in problem["errors"][0]["message"]
+
+
 def test_basic_format_bare_date_means_the_whole_day(client: TestClient, experiment: dict) -> None:
     response = client.get(f"/experiments/{experiment['id']}/results", params={"end_date": "20261128"})
     assert response.status_code == 200, response.text  # ISO 8601's basic format is taken

@@ -167,7 +167,9 @@ async def test_batch_size_bounds(svc: Service, size: int) -> None:
     experiment = await svc.experiment()
     with pytest.raises(ValidationFailed) as exc:
         await svc.record(events(*[(experiment.id, "u", "buy")] * size))
-    assert [e.field for e in exc.value.errors] == ["events"]
+    # About the whole batch: the core names no wire field (the HTTP layer says "events").
+    assert [e.field for e in exc.value.errors] == [""]
+    assert "1 to 10000 events" in exc.value.errors[0].message
 
 
 async def test_events_count_from_the_assignment_on(svc: Service) -> None:

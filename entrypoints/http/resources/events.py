@@ -253,7 +253,7 @@ def _one_by_one(raw: msgspec.Raw) -> Batch | InvalidBatch:
     """The slow path, for a batch that broke a rule above: name every bad event."""
     items = decode(raw, list[msgspec.Raw], prefix="events")
     if (error := batch_size_error(len(items))) is not None:
-        raise ValidationFailed([error])
+        raise ValidationFailed([error]).renamed(BATCH)
     read: list[EventFieldsIn] = []
     errors: list[FieldError] = []
     experiment_ids: dict[int, str] = {}
@@ -326,6 +326,10 @@ def event_errors_of(event: EventFieldsIn, prefix: str = "") -> list[FieldError]:
     ]
 
 
+BATCH = {"": "events"}
+"""The core's errors about a whole batch concern the body's ``events``."""
+
+
 def _event_index(error: FieldError) -> int:
     head = error.field.partition("]")[0]
     return int(head[len("events[") :]) if head.startswith("events[") else -1
@@ -365,8 +369,8 @@ class EventsController(Controller):
         except EventsAhead as exc:
             metrics.count_rejected(len(body.events))
             raise body.ahead(exc) from None
-        except ValidationFailed:
+        except ValidationFailed as exc:
             metrics.count_rejected(len(body.events))
-            raise
+            raise exc.renamed(BATCH) from None
         metrics.count_events(outcome.accepted, outcome.duplicates)
         return EventsAcceptedOut(accepted=outcome.accepted, duplicates=outcome.duplicates)

@@ -212,17 +212,20 @@ class ResultsController(Controller):
         end = _moment(end_date, "end_date", errors)
         if errors:
             raise ValidationFailed(errors)
-        computed = await while_connected(
-            request.receive,
-            compute_results(
-                experiment_id,
-                start=start,
-                end=end,
-                event_type=event_type,
-                variant_id=variant_id,
-                primary_event_type=primary_event_type,
-            ),
-        )
+        try:
+            computed = await while_connected(
+                request.receive,
+                compute_results(
+                    experiment_id,
+                    start=start,
+                    end=end,
+                    event_type=event_type,
+                    variant_id=variant_id,
+                    primary_event_type=primary_event_type,
+                ),
+            )
+        except ValidationFailed as exc:
+            raise exc.renamed(RANGE) from None
         return ResultsOut.of(computed)
 
     @get(
@@ -242,6 +245,10 @@ class ResultsController(Controller):
         with `Retry-After`, as for experiment results."""
         computed = await while_connected(request.receive, layers.holdout_results(holdout_id, event_type))
         return HoldoutResultsOut.of(computed)
+
+RANGE = {"start": "start_date", "end": "end_date"}
+"""The core's names of the range, as the query names them."""
+
 
 def _moment(value: str | None, name: str, errors: list[FieldError]) -> date | datetime | None:
     """An ISO 8601 date (that whole UTC day) or datetime (without an offset: UTC)."""
