@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test migrate clean bench soak
+.PHONY: run test check migrate clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ run: $(RUN_STAMP)
 migrate: $(RUN_STAMP)
 	$(BIN)/python -m entrypoints migrate
 
+# The whole suite, its files spread over worker processes: most of its time is spent waiting
+# on the servers and databases the integration tests start, so a few more workers than cores.
+TEST_WORKERS ?= 3
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(TEST_ARGS)
+
+# The fast tier, for every change: unit and contract tests on the embedded adapters.
+check: $(TEST_STAMP)
+	$(BIN)/python -m pytest --no-cov -m "(unit or contract) and not postgres and not redis" $(TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .coverage .hypothesis *.egg-info

@@ -16,6 +16,32 @@ from tests.fakes import FakeClock, SequentialIds
 # Hypothesis keeps its example database out of the work tree.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/experiments-hypothesis")
 
+TIERS = ("unit", "contract", "e2e", "integration")
+"""Each test's tier is the folder it lives in, marked here so no test has to remember it.
+``make check`` runs unit and contract on the embedded adapters; ``make test`` runs all."""
+SLOWEST_FIRST = {"integration": 0, "e2e": 1, "contract": 2, "unit": 3}
+"""Under pytest-xdist the long integration files start first, so none is left running alone
+at the end while the other workers idle."""
+NEEDS = {
+    "postgres": ("postgres_url", "postgres_database", "postgres_databases"),
+    "redis": ("redis_url", "redis_admin"),
+}
+"""A test that takes one of these fixtures needs that server: marked by what it uses."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        tier = Path(item.path).relative_to(root).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of {TIERS}")
+        item.add_marker(getattr(pytest.mark, tier))
+        fixtures = getattr(item, "fixturenames", ())
+        for server, names in NEEDS.items():
+            if any(name in fixtures for name in names):
+                item.add_marker(getattr(pytest.mark, server))
+    items.sort(key=lambda item: SLOWEST_FIRST[Path(item.path).relative_to(root).parts[0]])
+
 
 @pytest.fixture
 def clock() -> FakeClock:
