@@ -6,7 +6,8 @@ that makes all of them durable (``synchronous=FULL``) before any caller hears ba
 that fails rolls back its own savepoint and fails its own caller alone.
 
 Writes of one kind that are many and small (new assignments) queue as items of a batch job
-instead: the group runs the job once over all its items, one statement for all of them.
+instead: the group runs the job once over all its items, one statement for all of them; if
+that fails, each item runs again alone, so that a bad item fails its own caller alone.
 
 The writes are plain synchronous functions of a Connection, run on the writer thread with the
 sqlite3 driver, so a write costs one hop to that thread, not one per statement.
@@ -83,20 +84,26 @@ class GroupCommit:
                 continue
             for future, outcome in zip(futures, outcomes, strict=True):
                 _settle(future, outcome)
-            for fs, (ok, values) in zip(batch_futures, batch_outcomes, strict=True):
-                for i, future in enumerate(fs):
-                    _settle(future, (True, values[i]) if ok else (False, values))
+            for fs, item_outcomes in zip(batch_futures, batch_outcomes, strict=True):
+                for future, outcome in zip(fs, item_outcomes, strict=True):
+                    _settle(future, outcome)
 
     def _commit(
         self, jobs: list[Job], batches: list[tuple[BatchJob, list[Any]]]
-    ) -> tuple[list[tuple[bool, Any]], list[tuple[bool, Any]]]:
+    ) -> tuple[list[tuple[bool, Any]], list[list[tuple[bool, Any]]]]:
         outcomes: list[tuple[bool, Any]] = []
-        batch_outcomes: list[tuple[bool, Any]] = []
+        batch_outcomes: list[list[tuple[bool, Any]]] = []
         with self._engine.begin() as conn:
             for job in jobs:
                 outcomes.append(_in_savepoint(conn, job))
             for batch_job, items in batches:
-                batch_outcomes.append(_in_savepoint(conn, lambda c: batch_job(c, items)))  # noqa: B023
+                ok, values = _in_savepoint(conn, lambda c: batch_job(c, items))  # noqa: B023
+                if ok:
+                    batch_outcomes.append([(True, value) for value in values])
+                else:  # one bad item: each alone in a savepoint of its own, to fail alone
+                    batch_outcomes.append(
+                        [_in_savepoint(conn, lambda c: batch_job(c, [item])[0]) for item in items]  # noqa: B023
+                    )
         return outcomes, batch_outcomes
 
     async def close(self) -> None:

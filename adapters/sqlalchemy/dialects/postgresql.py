@@ -8,6 +8,7 @@ and the folder's lease is another one, held by a session of its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -68,12 +69,22 @@ async def _autocommit(conn: AsyncConnection, sql: str, key: int) -> Any:
     return value
 
 
+MAX_ITEMS_PER_BATCH = 256
+"""Bounds one batched statement (and the wait of the items behind it) under a flood."""
+
+
 class OwnTransactions:
     """Each write in a transaction of its own, side by side with the others: the server
-    groups concurrent commits in its own WAL writer."""
+    groups concurrent commits in its own WAL writer.
+
+    Writes that are many and small (new assignments) are batched instead: the first item of a
+    job runs at once, and the items that arrive while it runs go together in the next run, one
+    statement and one commit for all of them. No timer: a lone item waits for nobody."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._waiting: dict[BatchJob, list[tuple[Any, asyncio.Future[Any]]]] = {}
+        self._runners: dict[BatchJob, asyncio.Task[None]] = {}
 
     async def run(self, job: Callable[[Connection], T], *, one_statement: bool = False) -> T:
         # Through SQLAlchemy's greenlet bridge on asyncpg. One statement needs no BEGIN and
@@ -86,13 +97,51 @@ class OwnTransactions:
             return await conn.run_sync(job)
 
     async def run_batched(self, job: BatchJob, item: Any) -> Any:
-        def one(conn: Connection) -> Any:
-            return job(conn, [item])[0]
+        """``job`` over ``item`` and the items of the same job waiting with it, as one statement
+        (the job's; a job that reads after its statement reads committed rows): its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(job, []).append((item, future))
+        runner = self._runners.get(job)
+        if runner is None or runner.done():
+            self._runners[job] = asyncio.create_task(self._run_waiting(job))
+        return await future
 
-        return await self.run(one, one_statement=True)
+    async def _run_waiting(self, job: BatchJob) -> None:
+        waiting = self._waiting[job]
+        while waiting:
+            group = [(item, f) for item, f in waiting[:MAX_ITEMS_PER_BATCH] if not f.cancelled()]
+            del waiting[:MAX_ITEMS_PER_BATCH]
+            if not group:
+                continue
+            items = [item for item, _ in group]
+            try:
+                results = await asyncio.shield(self.run(lambda conn: job(conn, items), one_statement=True))  # noqa: B023
+            except Exception:  # one bad item, or the database: each item alone, to fail alone
+                await asyncio.gather(*(self._run_alone(job, item, f) for item, f in group))
+                continue
+            except BaseException:  # this runner cancelled (the loop ends): nobody waits forever
+                for _, future in group:
+                    future.cancel()
+                raise
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _run_alone(self, job: BatchJob, item: Any, future: asyncio.Future[Any]) -> None:
+        try:
+            result = (await self.run(lambda conn: job(conn, [item]), one_statement=True))[0]
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
 
     async def close(self) -> None:
-        """Nothing of its own: the engine's pool is the database's to dispose of."""
+        """Let the batches already waiting run; the engine's pool is the database's to dispose
+        of."""
+        for runner in list(self._runners.values()):
+            await asyncio.shield(runner)
 
 
 class PostgresTimeLimit:
@@ -317,23 +366,29 @@ class PostgresDialect:
 
     _INSERT_EVENTS = _insert_events_from_arrays()
 
-    # One round trip for a new user and for a known one alike: the insert returns the new row,
-    # or the select finds the one stored before (the statement's snapshot cannot see a racing
-    # insert that commits while it waits on the conflict; then nothing comes back).
-    _GET_OR_INSERT_ASSIGNMENT = text(
-        "WITH inserted AS (INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
-        " VALUES (:x, :u, :v, :at) ON CONFLICT (experiment_id, user_id) DO NOTHING"
-        " RETURNING variant_id, assigned_at)"
-        " SELECT variant_id, assigned_at FROM inserted UNION ALL"
-        " SELECT variant_id, assigned_at FROM user_assignments WHERE experiment_id = :x AND user_id = :u"
+    # One round trip for all the new users of a moment, and for a known one alike: the insert
+    # returns the rows it made, the join finds those stored before (the statement's snapshot
+    # cannot see a racing insert that commits while it waits on the conflict; then nothing
+    # comes back for that user, and the caller reads the winner). A user twice in one batch is
+    # inserted once; both get that row.
+    _GET_OR_INSERT_ASSIGNMENTS = text(
+        "WITH wanted AS (SELECT * FROM unnest(CAST(:x AS varchar[]), CAST(:u AS varchar[]),"
+        " CAST(:v AS varchar[]), CAST(:at AS bigint[])) WITH ORDINALITY AS w(x, u, v, at, n)),"
+        " inserted AS (INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
+        " SELECT x, u, v, at FROM wanted ORDER BY n ON CONFLICT (experiment_id, user_id) DO NOTHING"
+        " RETURNING experiment_id, user_id, variant_id, assigned_at)"
+        " SELECT w.n, COALESCE(i.variant_id, s.variant_id), COALESCE(i.assigned_at, s.assigned_at)"
+        " FROM wanted w"
+        " LEFT JOIN inserted i ON i.experiment_id = w.x AND i.user_id = w.u"
+        " LEFT JOIN user_assignments s ON s.experiment_id = w.x AND s.user_id = w.u"
+        " ORDER BY w.n"
     )
 
     def insert_assignments(self, conn: Connection, rows: list[Row]) -> list[tuple[str, int] | None]:
-        out: list[tuple[str, int] | None] = []
-        for x, u, v, at in rows:
-            found = conn.execute(self._GET_OR_INSERT_ASSIGNMENT, {"x": x, "u": u, "v": v, "at": at}).first()
-            out.append(None if found is None else (found[0], found[1]))
-        return out
+        columns = {"x": [r[0] for r in rows], "u": [r[1] for r in rows],
+                   "v": [r[2] for r in rows], "at": [r[3] for r in rows]}
+        found = conn.execute(self._GET_OR_INSERT_ASSIGNMENTS, columns).all()
+        return [None if variant is None else (variant, at) for _, variant, at in found]
 
     def insert_events(self, conn: Connection, batch: EventBatch) -> int:
         columns = {
