@@ -8,12 +8,14 @@ import asyncio
 class OutageProxy:
     """While cut, open connections are dropped and new ones are closed at once. While silent,
     connections stay open but nothing crosses in either direction, as when a network path dies
-    without a reset. ``bytes_to_server`` counts what clients sent through it."""
+    without a reset. ``bytes_to_server`` counts what clients sent through it, ``connections``
+the connections they opened through it."""
 
     def __init__(self, host: str, port: int) -> None:
         self.up = True
         self.silent = False
         self.bytes_to_server = 0
+        self.connections = 0
         self._target = (host, port)
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
@@ -26,6 +28,7 @@ class OutageProxy:
         if not self.up:
             writer.close()
             return
+        self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         self._writers += [writer, up_writer]
 

@@ -54,6 +54,10 @@ def assignment_key(experiment_id: str, user_id: str) -> str:
     return f"assign:{len(experiment_id)}:{experiment_id}:{user_id}"
 
 
+MAX_WRITES_PER_PIPELINE = 256
+"""Bounds one pipeline (and the wait of the writes behind it)."""
+
+
 class RedisCache:
     """Keys ``assignment_key(experiment_id, user_id)``, each a msgpack value written with SETEX
     and the configured TTL. Experiments are not kept here: each process keeps its own, for a
@@ -79,6 +83,8 @@ class RedisCache:
         self._prefix = key_prefix
         self._timeout = timeout
         self._client = client_for(url, timeout)
+        self._unwritten: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._breaker = Breaker(
             url,
             what="Redis cache",
@@ -123,8 +129,35 @@ class RedisCache:
         return assignment
 
     async def set_assignment(self, assignment: Assignment) -> None:
+        """Stored with the others of the same moment: the first goes at once, those that come
+        while it is on its way go together in one pipeline, one round trip for all of them
+        (new users arrive many at a time). Returns once its own SETEX has been answered."""
         key = self._prefix + assignment_key(assignment.experiment_id, assignment.user_id)
-        await self._call("SETEX", key, self._ttl, encode_assignment(assignment))
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unwritten.append((key, encode_assignment(assignment), written))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_unwritten())
+        await written
+
+    async def _write_unwritten(self) -> None:
+        while self._unwritten:
+            group = self._unwritten[:MAX_WRITES_PER_PIPELINE]
+            del self._unwritten[:MAX_WRITES_PER_PIPELINE]
+            try:
+                await self._breaker.call(lambda: self._setex_all(group))  # noqa: B023
+            finally:  # written or not (Redis skipped or failing): the store holds it
+                for _, _, written in group:
+                    if not written.done():
+                        written.set_result(None)
+
+    async def _setex_all(self, group: list[tuple[str, bytes, asyncio.Future[None]]]) -> Any:
+        if len(group) == 1:
+            key, value, _ = group[0]
+            return await self._client.execute_command("SETEX", key, self._ttl, value)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, value, _ in group:
+                pipe.execute_command("SETEX", key, self._ttl, value)
+            return await pipe.execute()
 
     async def forget_experiment(self, experiment_id: str) -> None:
         """Delete the entry that versions of the service before the near cache kept of the
@@ -132,6 +165,8 @@ class RedisCache:
         await self._call("DEL", self._key("experiment", experiment_id))
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)  # the writes already asked for go first
         try:
             await self._client.aclose()
         except (RedisError, OSError):

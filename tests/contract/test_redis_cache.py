@@ -7,6 +7,7 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
@@ -155,3 +156,24 @@ async def test_the_composition_root_maps_cache_urls() -> None:
         with pytest.raises(ConfigurationError) as caught:
             build_cache(Settings(cache_url=url))
         assert "pw" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+async def test_the_new_users_of_a_moment_are_written_in_one_round_trip(redis_admin: Redis) -> None:
+    """Each caller returns once its own entry is stored; the writes that came while the first
+    was on its way went together (one pipeline on one connection, not a round trip each)."""
+    target = urlsplit(REDIS_URL)
+    proxy = OutageProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    port = await proxy.start()
+    cache = RedisCache(f"redis://127.0.0.1:{port}{target.path}", ttl_seconds=120)
+    exp = an_experiment()
+    assignments = [Assignment.decide(exp, f"u{n}", exp.created_at) for n in range(100)]
+    try:
+        await asyncio.gather(*(cache.set_assignment(a) for a in assignments))
+        # One connection for the first write, one for the pipeline after it: never one each.
+        assert proxy.connections <= 3, proxy.connections
+        for a in assignments:
+            assert await cache.get_assignment(exp.id, a.user_id) == a
+    finally:
+        await redis_admin.delete(*(f"assign:{len(exp.id)}:{exp.id}:u{n}" for n in range(100)))
+        await cache.close()
+        await proxy.stop()
