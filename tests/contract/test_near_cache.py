@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -23,6 +23,7 @@ from tests.proxy import OutageProxy
 pytestmark = pytest.mark.redis
 
 from tests.contract.conftest import REDIS_URL
+from tests.polling import eventually_async
 
 
 def an_experiment() -> Experiment:
@@ -34,19 +35,6 @@ def an_experiment() -> Experiment:
         new_id=SequentialIds(f"t{secrets.token_hex(6)}-").new_id,
         created_at=datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC),
     )
-
-
-async def eventually(condition: Callable[[], object], within: float) -> float:
-    """Seconds until ``condition()`` (sync or async) is true; fails after ``within`` seconds."""
-    start = time.monotonic()
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return time.monotonic() - start
-        assert time.monotonic() - start < within, f"not true within {within} s"
-        await asyncio.sleep(0.005)
 
 
 class Deployment:
@@ -101,7 +89,7 @@ async def deployment(redis_admin: Redis) -> AsyncIterator[Deployment]:
 async def holding(cache: NearCache, changes: ForgetChannel, experiment: Experiment) -> None:
     """Cache the experiment once the instance listens (subscribing drops what it held)."""
     await cache.set_experiment(experiment)
-    await eventually(lambda: changes.listening, within=2)
+    await eventually_async(lambda: changes.listening, within=2)
     await cache.set_experiment(experiment)
     assert await cache.get_experiment(experiment.id) == experiment
 
@@ -147,7 +135,7 @@ async def test_a_forget_on_one_instance_reaches_the_other_at_once(
     await a.forget_experiment(exp.id)
     assert await a.get_experiment(exp.id) is None
     # The TTL is a minute: only the message can make B miss this soon.
-    await eventually(lambda: missing(b, exp), within=0.5)
+    await eventually_async(lambda: missing(b, exp), within=0.5)
     assert await b.get_experiment(other.id) == other
     assert await b.get_assignment(exp.id, "u1") == assignment
 
@@ -162,12 +150,12 @@ async def test_while_changes_go_unheard_the_ttl_bounds_a_stale_copy(
     await holding(b, b_changes, exp)
     cached_at = time.monotonic()
     proxy.cut()
-    await eventually(lambda: not b_changes.listening, within=1)
+    await eventually_async(lambda: not b_changes.listening, within=1)
 
     await a.forget_experiment(exp.id)
     await asyncio.sleep(0.1)
     assert await b.get_experiment(exp.id) == exp  # the message was lost
-    await eventually(lambda: missing(b, exp), within=3)
+    await eventually_async(lambda: missing(b, exp), within=3)
     assert time.monotonic() - cached_at <= 2 + 0.25
 
 
@@ -179,9 +167,9 @@ async def test_a_listener_that_hears_nothing_gives_up_and_drops_what_it_may_have
     exp = an_experiment()
     await holding(b, b_changes, exp)
     proxy.silent = True  # open connections, no traffic: the ping goes unanswered
-    await eventually(lambda: not b_changes.listening, within=1)
+    await eventually_async(lambda: not b_changes.listening, within=1)
     proxy.restore()
-    await eventually(lambda: b_changes.listening, within=2)
+    await eventually_async(lambda: b_changes.listening, within=2)
     assert await b.get_experiment(exp.id) is None
 
 
@@ -194,12 +182,12 @@ async def test_a_resubscription_drops_experiments_cached_while_unheard(
     with caplog.at_level(logging.WARNING, logger="experiments.cache"):
         await holding(b, b_changes, exp)
         proxy.cut()
-        await eventually(lambda: not b_changes.listening, within=1)
+        await eventually_async(lambda: not b_changes.listening, within=1)
         await b.set_experiment(later)
         assert await b.get_experiment(later.id) == later
         await asyncio.sleep(0.2)  # several failed resubscriptions: one warning, not one each
         proxy.restore()
-        await eventually(lambda: b_changes.listening, within=2)
+        await eventually_async(lambda: b_changes.listening, within=2)
     assert await b.get_experiment(exp.id) is None
     assert await b.get_experiment(later.id) is None
     messages = [r.getMessage() for r in caplog.records if r.name == "experiments.cache"]

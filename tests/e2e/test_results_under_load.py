@@ -22,6 +22,7 @@ from entrypoints.config.container import Container
 from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN, build_container
 from tests.e2e.test_api import experiment_body
+from tests.polling import eventually_async
 
 WAIT = 5.0
 
@@ -91,12 +92,6 @@ async def open_client(make_app: Callable[..., Container]) -> AsyncIterator[Calla
         await client.aclose()
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail("the condition did not come true in time")
 
 
 async def new_experiment(client: httpx.AsyncClient, **extra: Any) -> str:
@@ -125,7 +120,7 @@ async def test_past_the_bound_results_are_503_with_retry_after_and_other_routes_
     # Two different results (the same one asked twice at once may share one read).
     running = [asyncio.create_task(client.get(f"/experiments/{x}/results", params=p))
                for p in ({}, {"event_type": "buy"})]
-    await until(lambda: store.reading == 2)
+    await eventually_async(lambda: store.reading == 2, WAIT)
 
     problem = assert_busy(await client.get(f"/experiments/{x}/results"))
     assert "results are busy" in problem["detail"]
@@ -154,7 +149,7 @@ async def test_a_request_past_the_bound_waits_up_to_the_queue_time_for_a_slot(
     client, _ = await open_client(results_max_concurrent=1, results_queue_seconds=WAIT)
     x = await new_experiment(client)
     first = asyncio.create_task(client.get(f"/experiments/{x}/results"))
-    await until(lambda: store.reading == 1)
+    await eventually_async(lambda: store.reading == 1, WAIT)
     second = asyncio.create_task(client.get(f"/experiments/{x}/results"))
     await asyncio.sleep(0.1)
     assert not second.done() and store.reading == 1  # queued for the slot, not at the store
@@ -213,7 +208,7 @@ async def test_a_client_that_disconnects_cancels_its_results_read(
         "server": ("testserver", 80),
     }
     request = asyncio.create_task(app(scope, receive, send))
-    await until(lambda: store.reading == 1)
+    await eventually_async(lambda: store.reading == 1, WAIT)
     gone.set()
     await asyncio.wait_for(request, WAIT)
     assert store.cancelled == 1 and store.reading == 0

@@ -21,6 +21,7 @@ from domain.event import Event, EventBatch
 from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
 from tests.integration.conftest import REPO_ROOT
+from tests.polling import eventually_async
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -42,13 +43,6 @@ async def pending(store: SqlStore) -> int:
         ))).scalar_one()
 
 
-async def wait_until(predicate, seconds: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("not within the time allowed")
 
 
 async def test_one_folder_holds_the_lease_and_another_takes_over(database_url: str) -> None:
@@ -57,19 +51,19 @@ async def test_one_folder_holds_the_lease_and_another_takes_over(database_url: s
     exp = experiment("lease")
     await first.add_experiment(exp)
     await first.start()
-    await wait_until(lambda: _true(first.folder.holds_lease))
+    await eventually_async(lambda: _true(first.folder.holds_lease), 15)
     await second.start()
     await asyncio.sleep(0.3)
     assert first.folder.holds_lease and not second.folder.holds_lease
 
     a = await first.add_assignment(Assignment.decide(exp, "u1", T0))
     await second.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(hours=1), 2.0)]))
-    await wait_until(lambda: _zero(pending(second)))  # folded by the holder, not the writer
+    await eventually_async(lambda: _zero(pending(second)), 15)  # folded by the holder, not the writer
 
     await first.close()  # the holder goes: the other takes the lease over and folds
-    await wait_until(lambda: _true(second.folder.holds_lease))
+    await eventually_async(lambda: _true(second.folder.holds_lease), 15)
     await second.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(hours=2), 3.0)]))
-    await wait_until(lambda: _zero(pending(second)))
+    await eventually_async(lambda: _zero(pending(second)), 15)
     agg = (await second.variant_aggregates(exp, ResultQuery(primary_event_type="buy")))[a.variant_id]
     assert (agg.primary.events, agg.primary.value_sum, agg.primary.value_sum_squares) == (2, 5.0, 25.0)
     await second.close()
@@ -118,11 +112,11 @@ async def test_the_lease_of_a_killed_holder_is_taken_over_within_seconds(databas
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         started = time.monotonic()
-        await wait_until(lambda: _true(store.folder.holds_lease), seconds=10)
+        await eventually_async(lambda: _true(store.folder.holds_lease), 10)
         assert time.monotonic() - started < 10
         await store.add_assignment(Assignment.decide(exp, "u1", T0))
         await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0, 1.0)]))
-        await wait_until(lambda: _zero(pending(store)))
+        await eventually_async(lambda: _zero(pending(store)), 15)
         await store.close()
     finally:
         if holder.poll() is None:

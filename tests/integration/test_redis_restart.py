@@ -23,6 +23,7 @@ from adapters.redis.near_cache import ForgetChannel, NearCache
 from domain.assignment import Assignment
 from domain.experiment import Experiment, VariantDraft
 from tests.fakes import SequentialIds
+from tests.polling import eventually_async
 
 REDIS_PORT = int(os.environ.get("TEST_RESTART_REDIS_PORT", "18201"))
 
@@ -236,24 +237,19 @@ async def test_a_forget_published_after_a_restart_reaches_the_other_process(
     try:
         await one.set_experiment(exp)
         await other.set_experiment(exp)  # the other process starts listening
-        await wait_for(lambda: others_channel.listening, 5)
+        await eventually_async(lambda: others_channel.listening, 5)
         await one.forget_experiment(exp.id)  # and the publisher's connection is pooled
-        await wait_for(lambda: other._experiments.get(exp.id) is None, 2)
+        await eventually_async(lambda: other._experiments.get(exp.id) is None, 2)
 
         own_redis.kill()
         own_redis.start()
-        await wait_for(lambda: not others_channel.listening, 5)  # its heartbeat found out
-        await wait_for(lambda: others_channel.listening, 5)  # and it subscribed again
+        await eventually_async(lambda: not others_channel.listening, 5)  # its heartbeat found out
+        await eventually_async(lambda: others_channel.listening, 5)  # and it subscribed again
         await other.set_experiment(exp)
         await one.forget_experiment(exp.id)  # once, over the publisher's stale connection
-        await wait_for(lambda: other._experiments.get(exp.id) is None, 2)
+        await eventually_async(lambda: other._experiments.get(exp.id) is None, 2)
     finally:
         await one.close()
         await other.close()
 
 
-async def wait_for(condition, within: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within} s"
-        await asyncio.sleep(0.02)

@@ -23,6 +23,7 @@ import pytest
 from adapters.sqlalchemy.dialects.postgresql import LEASE_LOCK_ID
 from tests.integration.conftest import ServerProcess, create_experiment
 from tests.integration.database import fold_state_lock, waiting_on_fold_state
+from tests.polling import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -59,13 +60,6 @@ def backend(url: str, pid: int) -> tuple[str, str | None] | None:
     return None if row is None else (row[0], row[1])
 
 
-def eventually(probe: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + SECONDS
-    while time.monotonic() < deadline:
-        if value := probe():
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"not within {SECONDS} s: {what}")
 
 
 def send_results_request(server: ServerProcess, experiment_id: str) -> socket.socket:
@@ -97,7 +91,7 @@ async def test_a_client_that_disconnects_leaves_no_query_running(
     client = send_results_request(server, x)
     try:
         ((pid, state, waiting_on),) = eventually(
-            lambda: waiting_on_fold_state(postgres_database), "the results read waits for the lock"
+            lambda: waiting_on_fold_state(postgres_database), SECONDS, "the results read waits for the lock"
         )
         assert (state, waiting_on) == ("active", "Lock")
 
@@ -116,6 +110,7 @@ async def test_a_client_that_disconnects_leaves_no_query_running(
     eventually(
         lambda: backend(postgres_database, pid) is None
         or backend(postgres_database, pid) != ("active", "Lock"),
+        SECONDS,
         f"the results read (pid {pid}) stops waiting once its client is gone",
     )
     assert waiting_on_fold_state(postgres_database) == []
@@ -126,7 +121,7 @@ async def test_a_client_that_disconnects_leaves_no_query_running(
         response = later.get(f"/experiments/{x}/results")
         assert response.status_code == 200, response.text
     # The request log writes in batches: the line comes within a second or so.
-    eventually(lambda: " 499 " in server.output(), "the request log records the disconnect as 499")
+    eventually(lambda: " 499 " in server.output(), SECONDS, "the request log records the disconnect as 499")
 
 
 async def test_a_results_read_past_its_time_is_stopped_and_answered_503(
