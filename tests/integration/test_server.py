@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from threading import Barrier
 import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.conftest import REPO_ROOT, free_port
+
 HEALTH_TIMEOUT = 20.0
 FAIL_FAST_TIMEOUT = 15.0
 # Settings the server reads; cleared so that the environment running the tests cannot leak in.
@@ -39,12 +39,6 @@ SERVER_VARIABLES = (
     "HEADER_READ_TIMEOUT_SECONDS",
     "BODY_READ_TIMEOUT_SECONDS",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_env(**settings: str) -> dict[str, str]:
