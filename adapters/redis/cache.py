@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError
 
+from adapters.coalescing import Coalescer
 from adapters.redis.breaker import Breaker, client_for
 from domain.assignment import Assignment
 
@@ -83,8 +84,7 @@ class RedisCache:
         self._prefix = key_prefix
         self._timeout = timeout
         self._client = client_for(url, timeout)
-        self._unwritten: list[tuple[str, bytes, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: Coalescer[tuple[str, bytes], None] = Coalescer(self._setex_all, MAX_WRITES_PER_PIPELINE)
         self._breaker = Breaker(
             url,
             what="Redis cache",
@@ -129,33 +129,22 @@ class RedisCache:
         return assignment
 
     async def set_assignment(self, assignment: Assignment) -> None:
-        """Stored with the others of the same moment: the first goes at once, those that come
-        while it is on its way go together in one pipeline, one round trip for all of them
-        (new users arrive many at a time). Returns once its own SETEX has been answered."""
+        """Coalesced with the others of the same moment (adapters/coalescing.py): one pipeline,
+        one round trip, for the new users that come while one write is on its way. Returns once
+        its own SETEX has been answered, or skipped while Redis is down: the store holds it."""
         key = self._prefix + assignment_key(assignment.experiment_id, assignment.user_id)
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._unwritten.append((key, encode_assignment(assignment), written))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_unwritten())
-        await written
+        await self._writes.submit((key, encode_assignment(assignment)))
 
-    async def _write_unwritten(self) -> None:
-        while self._unwritten:
-            group = self._unwritten[:MAX_WRITES_PER_PIPELINE]
-            del self._unwritten[:MAX_WRITES_PER_PIPELINE]
-            try:
-                await self._breaker.call(lambda: self._setex_all(group))  # noqa: B023
-            finally:  # written or not (Redis skipped or failing): the store holds it
-                for _, _, written in group:
-                    if not written.done():
-                        written.set_result(None)
+    async def _setex_all(self, group: list[tuple[str, bytes]]) -> list[None]:
+        await self._breaker.call(lambda: self._pipeline(group))
+        return [None] * len(group)
 
-    async def _setex_all(self, group: list[tuple[str, bytes, asyncio.Future[None]]]) -> Any:
-        if len(group) == 1:
-            key, value, _ = group[0]
+    async def _pipeline(self, group: list[tuple[str, bytes]]) -> Any:
+        if len(group) == 1:  # no pipeline's own work for the one write of a quiet moment
+            key, value = group[0]
             return await self._client.execute_command("SETEX", key, self._ttl, value)
         async with self._client.pipeline(transaction=False) as pipe:
-            for key, value, _ in group:
+            for key, value in group:
                 pipe.execute_command("SETEX", key, self._ttl, value)
             return await pipe.execute()
 
@@ -165,8 +154,7 @@ class RedisCache:
         await self._call("DEL", self._key("experiment", experiment_id))
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.shield(self._writer)  # the writes already asked for go first
+        await self._writes.close()  # the writes already asked for go first
         try:
             await self._client.aclose()
         except (RedisError, OSError):

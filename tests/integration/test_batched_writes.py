@@ -25,7 +25,7 @@ CALLERS = 100
 
 
 class Echo:
-    """A batch job that reads each item back through the database and records each run."""
+    """A batch job that asks the database one statement a run, and records each run."""
 
     def __init__(self) -> None:
         self.runs: list[list[object]] = []
@@ -34,8 +34,7 @@ class Echo:
         self.runs.append(list(items))
         if "bad" in items:
             raise ValueError("a bad item")
-        rows = conn.execute(text("SELECT CAST(:v AS varchar)"), [{"v": str(i)} for i in items[:1]])
-        assert rows is not None
+        conn.execute(text("SELECT 1"))
         return [f"echo {i}" for i in items]
 
 

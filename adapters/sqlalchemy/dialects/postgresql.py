@@ -8,7 +8,6 @@ and the folder's lease is another one, held by a session of its own.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from adapters.coalescing import Coalescer
 from adapters.sqlalchemy.dialects.common import (
     EVENT_COLUMNS,
     BatchJob,
@@ -77,14 +77,13 @@ class OwnTransactions:
     """Each write in a transaction of its own, side by side with the others: the server
     groups concurrent commits in its own WAL writer.
 
-    Writes that are many and small (new assignments) are batched instead: the first item of a
-    job runs at once, and the items that arrive while it runs go together in the next run, one
-    statement and one commit for all of them. No timer: a lone item waits for nobody."""
+    Writes that are many and small (new assignments) are coalesced instead (adapters/coalescing.py):
+    the items that arrive while one runs go together in the next run, one statement and one
+    commit for all of them."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._waiting: dict[BatchJob, list[tuple[Any, asyncio.Future[Any]]]] = {}
-        self._runners: dict[BatchJob, asyncio.Task[None]] = {}
+        self._batches: dict[BatchJob, Coalescer[Any, Any]] = {}
 
     async def run(self, job: Callable[[Connection], T], *, one_statement: bool = False) -> T:
         # Through SQLAlchemy's greenlet bridge on asyncpg. One statement needs no BEGIN and
@@ -99,49 +98,19 @@ class OwnTransactions:
     async def run_batched(self, job: BatchJob, item: Any) -> Any:
         """``job`` over ``item`` and the items of the same job waiting with it, as one statement
         (the job's; a job that reads after its statement reads committed rows): its result."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(job, []).append((item, future))
-        runner = self._runners.get(job)
-        if runner is None or runner.done():
-            self._runners[job] = asyncio.create_task(self._run_waiting(job))
-        return await future
-
-    async def _run_waiting(self, job: BatchJob) -> None:
-        waiting = self._waiting[job]
-        while waiting:
-            group = [(item, f) for item, f in waiting[:MAX_ITEMS_PER_BATCH] if not f.cancelled()]
-            del waiting[:MAX_ITEMS_PER_BATCH]
-            if not group:
-                continue
-            items = [item for item, _ in group]
-            try:
-                results = await asyncio.shield(self.run(lambda conn: job(conn, items), one_statement=True))  # noqa: B023
-            except Exception:  # one bad item, or the database: each item alone, to fail alone
-                await asyncio.gather(*(self._run_alone(job, item, f) for item, f in group))
-                continue
-            except BaseException:  # this runner cancelled (the loop ends): nobody waits forever
-                for _, future in group:
-                    future.cancel()
-                raise
-            for (_, future), result in zip(group, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    async def _run_alone(self, job: BatchJob, item: Any, future: asyncio.Future[Any]) -> None:
-        try:
-            result = (await self.run(lambda conn: job(conn, [item]), one_statement=True))[0]
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-        else:
-            if not future.done():
-                future.set_result(result)
+        coalescer = self._batches.get(job)
+        if coalescer is None:
+            coalescer = self._batches[job] = Coalescer(
+                lambda items: self.run(lambda conn: job(conn, items), one_statement=True),
+                MAX_ITEMS_PER_BATCH,
+            )
+        return await coalescer.submit(item)
 
     async def close(self) -> None:
         """Let the batches already waiting run; the engine's pool is the database's to dispose
         of."""
-        for runner in list(self._runners.values()):
-            await asyncio.shield(runner)
+        for coalescer in list(self._batches.values()):
+            await coalescer.close()
 
 
 class PostgresTimeLimit:
@@ -377,7 +346,7 @@ class PostgresDialect:
         " inserted AS (INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
         " SELECT x, u, v, at FROM wanted ORDER BY n ON CONFLICT (experiment_id, user_id) DO NOTHING"
         " RETURNING experiment_id, user_id, variant_id, assigned_at)"
-        " SELECT w.n, COALESCE(i.variant_id, s.variant_id), COALESCE(i.assigned_at, s.assigned_at)"
+        " SELECT COALESCE(i.variant_id, s.variant_id), COALESCE(i.assigned_at, s.assigned_at)"
         " FROM wanted w"
         " LEFT JOIN inserted i ON i.experiment_id = w.x AND i.user_id = w.u"
         " LEFT JOIN user_assignments s ON s.experiment_id = w.x AND s.user_id = w.u"
@@ -388,7 +357,7 @@ class PostgresDialect:
         columns = {"x": [r[0] for r in rows], "u": [r[1] for r in rows],
                    "v": [r[2] for r in rows], "at": [r[3] for r in rows]}
         found = conn.execute(self._GET_OR_INSERT_ASSIGNMENTS, columns).all()
-        return [None if variant is None else (variant, at) for _, variant, at in found]
+        return [None if variant is None else (variant, at) for variant, at in found]
 
     def insert_events(self, conn: Connection, batch: EventBatch) -> int:
         columns = {
