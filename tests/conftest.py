@@ -16,12 +16,11 @@ from tests.fakes import FakeClock, SequentialIds
 # Hypothesis keeps its example database out of the work tree.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/experiments-hypothesis")
 
-TIERS = ("unit", "contract", "e2e", "integration")
+TIERS = ("integration", "e2e", "contract", "unit")
 """Each test's tier is the folder it lives in, marked here so no test has to remember it.
-``make check`` runs unit and contract on the embedded adapters; ``make test`` runs all."""
-SLOWEST_FIRST = {"integration": 0, "e2e": 1, "contract": 2, "unit": 3}
-"""Under pytest-xdist the long integration files start first, so none is left running alone
-at the end while the other workers idle."""
+``make check`` runs unit and contract on the embedded adapters; ``make test`` runs all. Listed
+slowest first: under pytest-xdist the long integration files start first, so none is left
+running alone at the end while the other workers idle."""
 NEEDS = {
     "postgres": ("postgres_url", "postgres_database", "postgres_databases"),
     "redis": ("redis_url", "redis_admin"),
@@ -31,8 +30,9 @@ NEEDS = {
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
+    tier_of: dict[str, str] = {}
     for item in items:
-        tier = Path(item.path).relative_to(root).parts[0]
+        tier = tier_of[item.nodeid] = Path(item.path).relative_to(root).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for server, names in NEEDS.items():
             if any(name in fixtures for name in names):
                 item.add_marker(getattr(pytest.mark, server))
-    items.sort(key=lambda item: SLOWEST_FIRST[Path(item.path).relative_to(root).parts[0]])
+    items.sort(key=lambda item: TIERS.index(tier_of[item.nodeid]))
 
 
 @pytest.fixture
