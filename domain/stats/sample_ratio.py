@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import special
 
 from domain.stats._floats import clip, finite
 
@@ -43,7 +43,7 @@ def srm_check(
     chi_square = _pearson_chi_square(active)  # type: ignore[arg-type]
     p_value = None
     if chi_square is not None:
-        p_value = finite(clip(float(stats.chi2.sf(chi_square, len(active) - 1)), 0.0, 1.0))
+        p_value = finite(clip(float(special.chdtrc(len(active) - 1, chi_square)), 0.0, 1.0))
     alpha_f = finite(alpha)
     significant = p_value is not None and alpha_f is not None and p_value < alpha_f
     return SampleRatio(chi_square=chi_square, p_value=p_value, mismatch=significant or leaked)
