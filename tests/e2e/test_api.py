@@ -31,6 +31,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from tests.e2e.conftest import TOKEN
+from tests.factories import create_experiment, create_experiment_async, experiment_body
 from tests.fakes import FakeClock, SequentialIds
 
 PROBLEM_JSON = "application/problem+json"
@@ -65,27 +66,6 @@ def assert_problem(response: httpx.Response, status: int, fields: set[str] | Non
             assert isinstance(error["message"], str) and error["message"], error
         assert {e["field"] for e in body["errors"]} == fields, body["errors"]
     return body
-
-
-def experiment_body(
-    name: str, split: list[tuple[str, float]], primary: str | None = None, **extra: Any
-) -> dict:
-    body: dict[str, Any] = {
-        "name": name,
-        "variants": [{"name": n, "traffic_percentage": p} for n, p in split],
-        **extra,
-    }
-    if primary is not None:
-        body["primary_event_type"] = primary
-    return body
-
-
-def create_experiment(
-    client: TestClient, name: str, split: list[tuple[str, float]], primary: str | None = None
-) -> dict:
-    response = client.post("/experiments", json=experiment_body(name, split, primary))
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def documented_bucket(experiment_id: str, user_id: str) -> int:
@@ -489,8 +469,7 @@ def test_assignment_is_sticky(client: TestClient, fake_clock: FakeClock, make_cl
 
 
 async def test_concurrent_first_calls_give_one_answer(async_client: httpx.AsyncClient) -> None:
-    created = await async_client.post("/experiments", json=experiment_body("race", [("a", 50), ("b", 50)]))
-    experiment = created.json()
+    experiment = await create_experiment_async(async_client, "race", [("a", 50), ("b", 50)])
     url = f"/experiments/{experiment['id']}/assignment/racer"
     responses = await asyncio.gather(*(async_client.get(url) for _ in range(50)))
     assert {r.status_code for r in responses} == {200}
@@ -518,14 +497,8 @@ async def _assign_many(client: httpx.AsyncClient, experiment_id: str, users: lis
     return seen
 
 
-async def _create(client: httpx.AsyncClient, name: str, split: list[tuple[str, float]]) -> dict:
-    response = await client.post("/experiments", json=experiment_body(name, split))
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 async def test_zero_percent_variant_is_never_assigned(async_memory_client: httpx.AsyncClient) -> None:
-    experiment = await _create(async_memory_client, "zero", [("a", 50), ("off", 0), ("b", 50)])
+    experiment = await create_experiment_async(async_memory_client, "zero", [("a", 50), ("off", 0), ("b", 50)])
     off = experiment["variants"][1]["id"]
     seen = await _assign_many(async_memory_client, experiment["id"], [f"user-{i}" for i in range(2_000)])
     assert off not in seen
@@ -536,7 +509,7 @@ async def test_zero_percent_variant_is_never_assigned(async_memory_client: httpx
 
 
 async def test_split_is_fair_over_5000_users(async_memory_client: httpx.AsyncClient) -> None:
-    experiment = await _create(async_memory_client, "fair", [("a", 20), ("b", 30), ("c", 50)])
+    experiment = await create_experiment_async(async_memory_client, "fair", [("a", 20), ("b", 30), ("c", 50)])
     users = [f"visitor-{i}" for i in range(5_000)]
     seen = await _assign_many(async_memory_client, experiment["id"], users)
     observed = [seen[v["id"]] for v in experiment["variants"]]

@@ -9,15 +9,13 @@ import pytest
 from litestar.testing import TestClient
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from tests.e2e.test_api import assert_problem, event, experiment_body, parse_ts, results
+from tests.e2e.test_api import assert_problem, event, parse_ts, results
+from tests.factories import create_experiment, experiment_body, variants
 from tests.fakes import FakeClock
 
 
 def create(client: TestClient, name: str = "live", **extra) -> dict:  # noqa: ANN003
-    body = experiment_body(name, [("control", 50), ("green", 50)], primary="buy", **extra)
-    response = client.post("/experiments", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
+    return create_experiment(client, name, [("control", 50), ("green", 50)], primary="buy", **extra)
 
 
 def assign(client: TestClient, x: str, user: str, attributes: dict | None = None) -> dict:
@@ -130,10 +128,10 @@ def test_editing_fields_and_what_cannot_change_while_running(client: TestClient)
     assert_problem(client.patch(f"/experiments/{x}", json={"coverage": 101, "primary_event_type": ""}), 422,
                    {"coverage", "primary_event_type"})
     assert_problem(client.patch(f"/experiments/{x}", json={"name": ""}), 422, {"name"})
-    split = [{"name": "control", "traffic_percentage": 20}, {"name": "green", "traffic_percentage": 80}]
+    split = variants([("control", 20), ("green", 80)])
     problem = assert_problem(client.patch(f"/experiments/{x}", json={"variants": split}), 409)
     assert "would move users" in problem["detail"]
-    same = [{"name": "control", "traffic_percentage": 50}, {"name": "green", "traffic_percentage": 50}]
+    same = variants([("control", 50), ("green", 50)])
     assert client.patch(f"/experiments/{x}", json={"variants": same}).status_code == 200
     assert_problem(client.patch(f"/experiments/{x}", json={"winner_variant_id": experiment["variants"][0]["id"]}), 409)
     assert_problem(client.patch("/experiments/nope", json={"name": "x"}), 404)

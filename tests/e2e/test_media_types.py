@@ -7,27 +7,19 @@ import json
 import pytest
 from litestar.testing import TestClient
 
-EXPERIMENT = {
-    "name": "media",
-    "variants": [
-        {"name": "control", "traffic_percentage": 50, "is_control": True},
-        {"name": "b", "traffic_percentage": 50},
-    ],
-}
+from tests.factories import create_experiment, experiment_body
 
 
 def bodies(client: TestClient) -> dict[str, bytes]:
     """A valid JSON body for each endpoint that takes one (the POSTs; the rest below)."""
-    created = client.post("/experiments", json={**EXPERIMENT, "name": "target"})
-    assert created.status_code == 201
-    event = {"experiment_id": created.json()["id"], "user_id": "u", "event_type": "view"}
-    return {"/experiments": json.dumps(EXPERIMENT).encode(), "/events": json.dumps(event).encode()}
+    event = {"experiment_id": create_experiment(client, "target")["id"], "user_id": "u", "event_type": "view"}
+    return {"/experiments": json.dumps(experiment_body("media")).encode(), "/events": json.dumps(event).encode()}
 
 
 def test_every_body_route_refuses_a_form_the_same_way(client: TestClient) -> None:
     """One body mechanism for all: a form (what ``curl -d`` sends by default) is a 415 on every
     route that takes a body, and nothing is written."""
-    x = client.post("/experiments", json={**EXPERIMENT, "name": "target"}).json()
+    x = create_experiment(client, "target")
     variant = x["variants"][0]["id"]
     routes = [
         ("POST", "/keys", {"name": "k", "scopes": ["read"]}),

@@ -17,6 +17,7 @@ from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings
 from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN
+from tests.factories import create_experiment
 from tests.fakes import FakeTimer
 
 PROBLEM_JSON = "application/problem+json"
@@ -52,16 +53,6 @@ def limited(database_url: str, timer: FakeTimer) -> Iterator[TestClient]:
         yield client
 
 
-def create_experiment(client: TestClient) -> str:
-    body = {
-        "name": "limits",
-        "variants": [{"name": "a", "traffic_percentage": 50}, {"name": "b", "traffic_percentage": 50}],
-    }
-    response = client.post("/experiments", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
 def test_the_request_past_the_limit_is_a_429_problem_with_the_headers(
     limited: TestClient, timer: FakeTimer
 ) -> None:
@@ -94,7 +85,7 @@ def test_the_request_past_the_limit_is_a_429_problem_with_the_headers(
 
 
 def test_every_read_route_counts_against_the_read_class(limited: TestClient) -> None:
-    experiment_id = create_experiment(limited)  # admin: not a read
+    experiment_id = create_experiment(limited, "limits")["id"]  # admin: not a read
     assert limited.get(f"/experiments/{experiment_id}").status_code == 200
     assert limited.get(f"/experiments/{experiment_id}/results").status_code == 200
     assert limited.get("/experiments").status_code == 200
@@ -104,7 +95,7 @@ def test_every_read_route_counts_against_the_read_class(limited: TestClient) -> 
 
 
 def test_route_classes_have_buckets_of_their_own(limited: TestClient) -> None:
-    experiment_id = create_experiment(limited)
+    experiment_id = create_experiment(limited, "limits")["id"]
     event = {"experiment_id": experiment_id, "user_id": "u1", "event_type": "buy"}
     assert [limited.post("/events", json=event).status_code for _ in range(3)] == [202, 202, 429]
     assignment = limited.get(f"/experiments/{experiment_id}/assignment/u1")

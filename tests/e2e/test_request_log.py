@@ -21,6 +21,7 @@ from entrypoints.config.settings import Settings
 from entrypoints.http.app import create_app
 from entrypoints.telemetry.logs import JsonFormatter, TextFormatter
 from tests.e2e.conftest import AUTH, TOKEN
+from tests.factories import experiment_body
 
 ASSIGNMENT = "/experiments/{experiment_id}/assignment/{user_id}"
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -30,14 +31,7 @@ TEXT_LINE = re.compile(
     rf"(?P<route>\S+) (?P<status>\d{{3}}) (?P<ms>\d+\.\d{{3}})ms request_id=(?P<id>{ID})$"
 )
 GENERATED = re.compile(r"^[0-9a-f]{12}-[0-9a-f]+$")
-EXPERIMENT = {
-    "name": "checkout",
-    "primary_event_type": "buy",
-    "variants": [
-        {"name": "control", "traffic_percentage": 50, "is_control": True},
-        {"name": "green", "traffic_percentage": 50},
-    ],
-}
+EXPERIMENT = experiment_body("checkout", primary="buy")
 # A user id that, written raw, would start a line of its own; sent percent-encoded.
 FORGED = quote("u-1\n2026-11-29T00:00:00.000Z INFO experiments.request GET forged 200", safe="")
 

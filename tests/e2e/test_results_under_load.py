@@ -21,7 +21,7 @@ from domain.errors import ReadTimedOut
 from entrypoints.config.container import Container
 from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN, build_container
-from tests.e2e.test_api import experiment_body
+from tests.factories import create_experiment_async
 from tests.polling import eventually_async
 
 WAIT = 5.0
@@ -95,10 +95,7 @@ async def open_client(make_app: Callable[..., Container]) -> AsyncIterator[Calla
 
 
 async def new_experiment(client: httpx.AsyncClient, **extra: Any) -> str:
-    body = experiment_body(f"x-{id(extra)}-{len(extra)}", [("control", 50), ("b", 50)], primary="buy", **extra)
-    response = await client.post("/experiments", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return (await create_experiment_async(client, split=[("control", 50), ("b", 50)], primary="buy", **extra))["id"]
 
 
 def assert_busy(response: httpx.Response, retry_after: str = "1") -> dict:
