@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.factories import create_experiment_async
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -113,19 +114,9 @@ def redis_url() -> str:
 
 async def create_experiment(base_url: str, shares: tuple[float, float, float] = (34, 33, 33)) -> dict:
     """A new experiment over HTTP (control, b, c, primary event "buy"); its JSON body."""
-    body = {
-        "name": f"test-{secrets.token_hex(4)}",
-        "primary_event_type": "buy",
-        "variants": [
-            {"name": "control", "traffic_percentage": shares[0], "is_control": True},
-            {"name": "b", "traffic_percentage": shares[1]},
-            {"name": "c", "traffic_percentage": shares[2]},
-        ],
-    }
+    split = list(zip(("control", "b", "c"), shares, strict=True))
     async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": "Bearer t"}) as client:
-        response = await client.post("/experiments", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
+        return await create_experiment_async(client, split=split, primary="buy")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -14,6 +14,7 @@ import redis
 
 from adapters.redis.cache import assignment_key
 from domain.experiment import Experiment, Variant
+from tests.factories import experiment_body
 from tests.integration.conftest import ServerProcess, create_experiment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -131,9 +132,7 @@ async def test_a_change_on_one_instance_reaches_the_other_within_the_documented_
     bound = 5.0  # NEAR_CACHE_TTL_SECONDS's default, the documented bound (docs/deployment.md)
     one, other = start_servers(environment(postgres_database, redis_url), environment(postgres_database, redis_url))
     async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
-        created = await client.post(f"{one.base_url}/experiments", json={
-            "name": "propagation", "variants": [{"name": "a", "traffic_percentage": 50},
-                                                {"name": "b", "traffic_percentage": 50}]})
+        created = await client.post(f"{one.base_url}/experiments", json=experiment_body("propagation"))
         x = created.json()["id"]
         warm = await client.get(f"{other.base_url}/experiments/{x}/assignment/warm")
         assert warm.json()["reason"] == "assigned"  # the other instance holds the experiment now

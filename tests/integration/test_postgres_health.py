@@ -19,17 +19,14 @@ from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings
 from entrypoints.http.app import create_app
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.factories import experiment_body
 from tests.integration.conftest import REPO_ROOT, free_port
 from tests.proxy import OutageProxy
 
 pytestmark = pytest.mark.postgres
 
 AUTH = {"Authorization": "Bearer t"}
-EXPERIMENT = {
-    "name": "checkout",
-    "primary_event_type": "buy",
-    "variants": [{"name": "a", "traffic_percentage": 50}, {"name": "b", "traffic_percentage": 50}],
-}
+EXPERIMENT = experiment_body("checkout", primary="buy")
 
 
 @pytest.fixture

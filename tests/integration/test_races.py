@@ -15,6 +15,7 @@ from application.experiments import CreateExperiment
 from domain.errors import ConcurrentChange
 from domain.experiment import VariantDraft
 from domain.layers import Layer, LayerFull
+from tests.factories import experiment_body
 from tests.fakes import FakeClock, SequentialIds
 from tests.integration.conftest import ServerProcess
 
@@ -70,9 +71,7 @@ async def test_concurrent_patches_lose_no_update(
     servers: list[ServerProcess] = start_servers(env, env)
     auth = {"Authorization": "Bearer t"}
     async with httpx.AsyncClient(headers=auth, timeout=30) as client:
-        body = {"name": "raced", "variants": [{"name": "a", "traffic_percentage": 50},
-                                              {"name": "b", "traffic_percentage": 50}]}
-        created = await client.post(f"{servers[0].base_url}/experiments", json=body)
+        created = await client.post(f"{servers[0].base_url}/experiments", json=experiment_body("raced"))
         x = created.json()["id"]
         responses = await asyncio.gather(*(
             client.patch(f"{servers[i % 2].base_url}/experiments/{x}", json={"description": f"writer {i}"})

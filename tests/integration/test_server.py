@@ -21,6 +21,7 @@ from threading import Barrier
 import httpx
 import pytest
 
+from tests.factories import create_experiment
 from tests.integration.conftest import REPO_ROOT, free_port
 
 HEALTH_TIMEOUT = 20.0
@@ -130,26 +131,10 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
-def create_experiment(client: httpx.Client, name: str) -> dict:
-    response = client.post(
-        "/experiments",
-        json={
-            "name": name,
-            "primary_event_type": "purchase",
-            "variants": [
-                {"name": "control", "traffic_percentage": 50, "is_control": True},
-                {"name": "green", "traffic_percentage": 50},
-            ],
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def test_both_tokens_work_for_the_whole_flow(serve: Callable[..., Server], database_url: str) -> None:
     server = serve(DATABASE_URL=database_url, API_TOKENS="t1,t2")
     with server.client("t1") as one, server.client("t2") as two, server.client("t3") as wrong:
-        experiment = create_experiment(one, "flow")
+        experiment = create_experiment(one, "flow", primary="purchase")
         eid = experiment["id"]
         assert two.get(f"/experiments/{eid}").json() == experiment
         first = one.get(f"/experiments/{eid}/assignment/u-1")
@@ -185,7 +170,7 @@ def test_restart_keeps_assignments_experiments_and_results(serve: Callable[..., 
     server = serve(DATABASE_URL=database_url, API_TOKENS="t1", PORT=port)
     once = {"experiment_id": "", "user_id": "a", "event_type": "view", "event_id": "once"}
     with server.client("t1") as client:
-        experiment = create_experiment(client, "durable")
+        experiment = create_experiment(client, "durable", primary="purchase")
         eid = once["experiment_id"] = experiment["id"]
         assignments = {u: client.get(f"/experiments/{eid}/assignment/{u}").json() for u in ("a", "b", "c")}
         client.post(
