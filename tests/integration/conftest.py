@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.factories import create_experiment_async
+from tests.polling import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -26,41 +27,90 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ServerProcess:
-    """``python -m entrypoints serve`` in a process group of its own, with its output in a file."""
+# Settings the server reads; cleared so that the environment running the tests cannot leak in.
+SERVER_VARIABLES = (
+    "DATABASE_URL",
+    "CACHE_URL",
+    "API_TOKENS",
+    "HOST",
+    "PORT",
+    "WORKERS",
+    "CACHE_TTL_SECONDS",
+    "NEAR_CACHE_TTL_SECONDS",
+    "NEAR_CACHE_MAX_ENTRIES",
+    "HEADER_READ_TIMEOUT_SECONDS",
+    "BODY_READ_TIMEOUT_SECONDS",
+)
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+
+def server_env(**settings: str) -> dict[str, str]:
+    """This process's environment without the server's settings, on 127.0.0.1, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES}
+    env["HOST"] = "127.0.0.1"
+    env.update(settings)
+    return env
+
+
+class ServerProcess:
+    """``python -m entrypoints serve`` in a process group of its own, its stdout and stderr each
+    in a file: the token it generates goes to stdout, its logs to stderr."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        directory: Path,
+        name: str = "server",
+        python: str | Path = sys.executable,
+        cwd: Path = REPO_ROOT,
+    ) -> None:
+        """``env``: the whole environment (``server_env``'s), with a ``PORT``; ``python``, ``cwd``:
+        another interpreter and working directory, as for an installed image."""
         self.port = int(env["PORT"])
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints", "serve"],
-            cwd=REPO_ROOT,
-            env={**os.environ, "HOST": "127.0.0.1", **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # Its own group: stopping it also stops the worker processes uvicorn forks.
-            start_new_session=True,
-        )
+        self.stdout_path = directory / f"{name}.stdout"
+        self.stderr_path = directory / f"{name}.stderr"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [str(python), "-m", "entrypoints", "serve"],
+                cwd=cwd,
+                env=dict(env),
+                stdout=out,
+                stderr=err,
+                # Its own group: stopping it also stops the worker processes uvicorn forks.
+                start_new_session=True,
+            )
 
-    def wait_until_healthy(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited {self.process.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server on port {self.port} not healthy in time:\n{self.output()}")
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
     def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
+        """The ends of both, for the message of a failure."""
+        return f"stdout:\n{self.stdout()[-2000:]}\nstderr:\n{self.stderr()[-4000:]}"
 
-    def stop(self) -> None:
+    def wait_until_healthy(self, deadline: float) -> None:
+        """Until ``GET /health`` answers ``{"status": "ok"}``; fails, with the output, if the
+        server exits first or the ``time.monotonic()`` deadline passes."""
+
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited {self.process.returncode}")
+            try:
+                response = httpx.get(f"{self.base_url}/health", timeout=1)
+            except httpx.HTTPError:
+                return False
+            return response.status_code == 200 and response.json() == {"status": "ok"}
+
+        try:
+            eventually(healthy, deadline - time.monotonic(), f"a healthy server on port {self.port}")
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{self.output()}") from None
+
+    def stop(self) -> int:
+        """SIGTERM to its group, as a process manager stops it; SIGKILL only if it has not
+        exited within 10 s. Its exit status."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -68,7 +118,15 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self._log.close()
+        return self.process.returncode
+
+    def stopped_gracefully(self) -> bool:
+        """Stop it; whether its shutdown ran to its end. Uvicorn ends a SIGTERM'd server by
+        re-raising the signal once it has shut down, so the exit status is -SIGTERM (or 0)."""
+        return self.stop() in (0, -signal.SIGTERM) and "Application shutdown complete" in self.stderr()
+
+    def client(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
 @pytest.fixture
@@ -78,10 +136,11 @@ def start_servers(tmp_path: Path) -> Iterator[Callable[..., list[ServerProcess]]
     started: list[ServerProcess] = []
 
     def start(*envs: Mapping[str, str], timeout: float = 30) -> list[ServerProcess]:
+        """``envs``: each server's settings, on top of ``server_env``."""
         batch = []
         for env in envs:
-            full = {"PORT": str(free_port()), **env}
-            server = ServerProcess(full, tmp_path / f"server-{len(started)}.log")
+            full = server_env(**{"PORT": str(free_port()), **env})
+            server = ServerProcess(full, tmp_path, f"server-{len(started)}")
             started.append(server)
             batch.append(server)
         deadline = time.monotonic() + timeout

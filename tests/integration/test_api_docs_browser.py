@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.conftest import ServerProcess, free_port
+from tests.integration.conftest import ServerProcess, free_port, server_env
 
 ASSIGNMENT_PATH = "/experiments/{experiment_id}/assignment/{user_id}"
 PAGE_TIMEOUT = 60.0  # Swagger UI renders in about a second; the shared CI box can be slow.
@@ -113,8 +113,7 @@ def foreign(urls: list[str], server: ServerProcess) -> list[str]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``python -m entrypoints serve`` as deployed, on the memory store; one for the module."""
     env = {"PORT": str(free_port()), "DATABASE_URL": "memory://", "CACHE_URL": "memory://"}
-    log = tmp_path_factory.mktemp("docs-server") / "server.log"
-    started = ServerProcess({**env, "API_TOKENS": "t"}, log)
+    started = ServerProcess(server_env(**env, API_TOKENS="t"), tmp_path_factory.mktemp("docs-server"))
     try:
         started.wait_until_healthy(time.monotonic() + 30)
         yield started

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from entrypoints.http.app import MAX_BODY_BYTES
-from tests.integration.test_server import REPO_ROOT, Server, free_port, server_env
+from tests.integration.conftest import REPO_ROOT, ServerProcess, free_port, server_env
 from tests.unit.test_configuration_table import readme_table
 
 INSTALL_TIMEOUT = 300.0  # seconds; about 20 s of CPU, minutes of waiting on a busy machine
@@ -201,27 +201,12 @@ def _nginx() -> str | None:
     return os.environ.get("NGINX_BINARY") or shutil.which("nginx")
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(**settings: str) -> Server:
-        settings.setdefault("PORT", str(free_port()))
-        server = Server(server_env(**settings), tmp_path, f"server-{len(started)}")
-        started.append(server)
-        server.wait_healthy(timeout=60)  # two servers and nginx on a busy machine
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 @pytest.mark.skipif(_nginx() is None, reason="no nginx here (set NGINX_BINARY to one)")
 def test_the_balancer_config_round_robins_between_two_real_instances(
-    tmp_path: Path, serve: Callable[..., Server]
+    tmp_path: Path, start_servers: Callable[..., list[ServerProcess]]
 ) -> None:
-    first, second = (serve(DATABASE_URL="memory://", API_TOKENS="t1") for _ in range(2))
+    settings = {"DATABASE_URL": "memory://", "API_TOKENS": "t1"}
+    first, second = start_servers(settings, settings, timeout=60)  # and nginx, on a busy machine
     port = free_port()
     config = nginx_config().replace("listen 8000;", f"listen 127.0.0.1:{port};")
     config = config.replace("server app1:8000", f"server 127.0.0.1:{first.port}")
@@ -252,7 +237,7 @@ def test_the_balancer_config_round_robins_between_two_real_instances(
                 assert time.monotonic() < deadline, "nginx does not answer"
                 time.sleep(0.05)
 
-        def health_count(server: Server) -> float:
+        def health_count(server: ServerProcess) -> float:
             metrics = httpx.get(
                 f"{server.base_url}/metrics", headers={"Authorization": "Bearer t1"}
             ).text
@@ -375,23 +360,16 @@ def test_the_health_check_passes_on_a_running_server_and_fails_without_one(
 ) -> None:
     port = str(free_port())
     env = image_env(DATABASE_URL="memory://", API_TOKENS="t1", PORT=port)
-    with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
-        server = subprocess.Popen(
-            [str(installed / "bin" / "python"), "-m", "entrypoints", "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=err,
-        )
+    python = installed / "bin" / "python"
+    server = ServerProcess(env, tmp_path, python=python, cwd=tmp_path)
     command = healthcheck_command()
-    command[0] = str(installed / "bin" / "python")
+    command[0] = str(python)
     try:
         deadline = time.monotonic() + 30
         while subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0:
-            assert server.poll() is None, (tmp_path / "stderr").read_text()
+            assert server.process.poll() is None, server.output()
             assert time.monotonic() < deadline, "the health check never passed"
             time.sleep(0.2)
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
     assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ServerProcess, free_port
+from tests.integration.conftest import ServerProcess, free_port, server_env
 
 AUTH = b"Authorization: Bearer t\r\n"
 
@@ -67,7 +67,7 @@ def ask(server: ServerProcess, request: bytes) -> Answer:
 
 def started(directory: Path, **settings: str) -> Iterator[ServerProcess]:
     env = {"PORT": str(free_port()), "DATABASE_URL": "memory://", "CACHE_URL": "memory://", "API_TOKENS": "t"}
-    server = ServerProcess({**env, **settings}, directory / "server.log")
+    server = ServerProcess(server_env(**{**env, **settings}), directory)
     try:
         server.wait_until_healthy(time.monotonic() + 30)
         yield server

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.integration.conftest import ServerProcess, free_port
+from tests.integration.conftest import ServerProcess
 
 TOKEN = "fuzz-token"
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))  # per operation and mode
@@ -68,30 +68,28 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 """
 
 
-def test_the_live_server_keeps_to_its_openapi_document(tmp_path: Path) -> None:
-    env = {
-        "PORT": str(free_port()),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'fuzz.db'}",
-        "CACHE_URL": "memory://",
-        "API_TOKENS": TOKEN,
-        "WORKERS": "1",
-    }
-    server = ServerProcess(env, tmp_path / "server.log")
-    try:
-        server.wait_until_healthy(time.monotonic() + 30)
-        config = tmp_path / "schemathesis.toml"
-        config.write_text(CONFIG)
-        run = subprocess.run(
-            [
-                sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
-                "run", f"{server.base_url}/schema/openapi.json", "--workers", "1",
-            ],
-            cwd=tmp_path,  # schemathesis keeps a cache of its cases in the working folder
-            capture_output=True,
-            text=True,
-            timeout=MAX_SECONDS,
-            env={k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")},
-        )
-        assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nserver log:\n{server.output()}"
-    finally:
-        server.stop()
+def test_the_live_server_keeps_to_its_openapi_document(
+    start_servers: Callable[..., list[ServerProcess]], tmp_path: Path
+) -> None:
+    (server,) = start_servers(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'fuzz.db'}",
+            "CACHE_URL": "memory://",
+            "API_TOKENS": TOKEN,
+            "WORKERS": "1",
+        }
+    )
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
+            "run", f"{server.base_url}/schema/openapi.json", "--workers", "1",
+        ],
+        cwd=tmp_path,  # schemathesis keeps a cache of its cases in the working folder
+        capture_output=True,
+        text=True,
+        timeout=MAX_SECONDS,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")},
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nserver output:\n{server.output()}"

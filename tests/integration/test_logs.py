@@ -34,7 +34,7 @@ FORGED = quote("u-1\n2026-11-29T00:00:00.000Z INFO experiments.request GET forge
 def output_of(server: ServerProcess) -> list[str]:
     """Every line the server wrote (stdout and stderr), once it has stopped."""
     server.stop()
-    return server.log_path.read_text().splitlines()
+    return server.stdout().splitlines() + server.stderr().splitlines()
 
 
 def sqlite(tmp_path: Path) -> str:

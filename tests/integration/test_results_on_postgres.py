@@ -121,7 +121,7 @@ async def test_a_client_that_disconnects_leaves_no_query_running(
         response = later.get(f"/experiments/{x}/results")
         assert response.status_code == 200, response.text
     # The request log writes in batches: the line comes within a second or so.
-    eventually(lambda: " 499 " in server.output(), SECONDS, "the request log records the disconnect as 499")
+    eventually(lambda: " 499 " in server.stderr(), SECONDS, "the request log records the disconnect as 499")
 
 
 async def test_a_results_read_past_its_time_is_stopped_and_answered_503(

@@ -1,19 +1,15 @@
 """The real server, started as `make run` starts it (``python -m entrypoints serve``), over HTTP.
-
-The fixtures live here rather than in conftest.py: these tests need the server's stdout and
-stderr apart (the generated token goes to stdout, errors and logs to stderr).
+Its stdout and stderr are apart: the generated token goes to stdout, errors and logs to stderr.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Barrier
@@ -22,90 +18,14 @@ import httpx
 import pytest
 
 from tests.factories import create_experiment
-from tests.integration.conftest import REPO_ROOT, free_port
+from tests.integration.conftest import REPO_ROOT, ServerProcess, free_port, server_env
 
 HEALTH_TIMEOUT = 20.0
 FAIL_FAST_TIMEOUT = 15.0
-# Settings the server reads; cleared so that the environment running the tests cannot leak in.
-SERVER_VARIABLES = (
-    "DATABASE_URL",
-    "CACHE_URL",
-    "API_TOKENS",
-    "HOST",
-    "PORT",
-    "WORKERS",
-    "CACHE_TTL_SECONDS",
-    "NEAR_CACHE_TTL_SECONDS",
-    "NEAR_CACHE_MAX_ENTRIES",
-    "HEADER_READ_TIMEOUT_SECONDS",
-    "BODY_READ_TIMEOUT_SECONDS",
-)
-
-
-def server_env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES}
-    env["HOST"] = "127.0.0.1"
-    env.update(settings)
-    return env
 
 
 def entrypoint(command: str) -> list[str]:
     return [sys.executable, "-m", "entrypoints", command]
-
-
-class Server:
-    """One ``python -m entrypoints serve`` process, its stdout and stderr each in a file."""
-
-    def __init__(self, env: Mapping[str, str], directory: Path, name: str) -> None:
-        self.port = int(env["PORT"])
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = directory / f"{name}.stdout"
-        self.stderr_path = directory / f"{name}.stderr"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                entrypoint("serve"), cwd=REPO_ROOT, env=dict(env), stdout=out, stderr=err
-            )
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"server exited {self.process.returncode}\nstdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
-                )
-            try:
-                response = httpx.get(f"{self.base_url}/health", timeout=1)
-                if response.status_code == 200 and response.json() == {"status": "ok"}:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"no healthy server on port {self.port} in {timeout}s:\n{self.stderr()}")
-
-    def stop(self) -> int:
-        """SIGTERM, as a process manager stops it; SIGKILL only if it does not exit in 10 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def stopped_gracefully(self) -> bool:
-        """Uvicorn ends a SIGTERM'd server by re-raising the signal once it has shut down, so the
-        exit status is -SIGTERM (or 0): what counts is that the shutdown ran to its end."""
-        return self.stop() in (0, -signal.SIGTERM) and "Application shutdown complete" in self.stderr()
-
-    def client(self, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
 @pytest.fixture
@@ -114,24 +34,17 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start a server (healthy before it returns); every one is stopped when the test ends."""
-    started: list[Server] = []
+def serve(start_servers: Callable[..., list[ServerProcess]]) -> Callable[..., ServerProcess]:
+    """Start one server on ``settings`` (healthy before it returns); stopped when the test ends."""
 
-    def start(wait: bool = True, **settings: str) -> Server:
-        settings.setdefault("PORT", str(free_port()))
-        server = Server(server_env(**settings), tmp_path, f"server-{len(started)}")
-        started.append(server)
-        if wait:
-            server.wait_healthy()
+    def start(**settings: str) -> ServerProcess:
+        (server,) = start_servers(settings, timeout=HEALTH_TIMEOUT)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    return start
 
 
-def test_both_tokens_work_for_the_whole_flow(serve: Callable[..., Server], database_url: str) -> None:
+def test_both_tokens_work_for_the_whole_flow(serve: Callable[..., ServerProcess], database_url: str) -> None:
     server = serve(DATABASE_URL=database_url, API_TOKENS="t1,t2")
     with server.client("t1") as one, server.client("t2") as two, server.client("t3") as wrong:
         experiment = create_experiment(one, "flow", primary="purchase")
@@ -165,7 +78,7 @@ def test_both_tokens_work_for_the_whole_flow(serve: Callable[..., Server], datab
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
 
 
-def test_restart_keeps_assignments_experiments_and_results(serve: Callable[..., Server], database_url: str) -> None:
+def test_restart_keeps_assignments_experiments_and_results(serve: Callable[..., ServerProcess], database_url: str) -> None:
     port = str(free_port())
     server = serve(DATABASE_URL=database_url, API_TOKENS="t1", PORT=port)
     once = {"experiment_id": "", "user_id": "a", "event_type": "view", "event_id": "once"}
@@ -195,7 +108,7 @@ def test_restart_keeps_assignments_experiments_and_results(serve: Callable[..., 
         assert client.post("/events", json=once).json() == {"accepted": 0, "duplicates": 1}
 
 
-def test_concurrent_first_calls_store_one_assignment(serve: Callable[..., Server], database_url: str) -> None:
+def test_concurrent_first_calls_store_one_assignment(serve: Callable[..., ServerProcess], database_url: str) -> None:
     server = serve(DATABASE_URL=database_url, API_TOKENS="t1")
     with server.client("t1") as client:
         eid = create_experiment(client, "race")["id"]
@@ -220,7 +133,7 @@ def test_concurrent_first_calls_store_one_assignment(serve: Callable[..., Server
         assert sum(row["users"] for row in report["variants"]) == 1
 
 
-def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., Server], database_url: str) -> None:
+def test_generated_token_is_printed_once_and_never_logged(serve: Callable[..., ServerProcess], database_url: str) -> None:
     server = serve(DATABASE_URL=database_url)
     lines = [line for line in server.stdout().splitlines() if line.strip()]
     assert len(lines) == 1, lines
@@ -295,26 +208,18 @@ def test_bad_configuration_fails_fast_with_one_error_line(tmp_path: Path, settin
 
 def test_port_out_of_range_fails_fast(tmp_path: Path) -> None:
     env = server_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", API_TOKENS="t1", PORT="70000")
-    stderr_path = tmp_path / "stderr"
-    with stderr_path.open("wb") as err:
-        process = subprocess.Popen(entrypoint("serve"), cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    server = ServerProcess(env, tmp_path)
     try:
         deadline = time.monotonic() + FAIL_FAST_TIMEOUT
-        while process.poll() is None and time.monotonic() < deadline:
-            if "Uvicorn running" in stderr_path.read_text(errors="replace"):
+        while server.process.poll() is None and time.monotonic() < deadline:
+            if "Uvicorn running" in server.stderr():
                 break  # it is serving: it did not fail fast; no need to wait out the timeout
             time.sleep(0.05)
-        assert process.poll() is not None and process.returncode != 0, "the server started"
-        lines = stderr_path.read_text().splitlines()
+        assert server.process.poll() is not None and server.process.returncode != 0, "the server started"
+        lines = server.stderr().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), lines
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        server.stop()
 
 
 def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
@@ -333,7 +238,7 @@ def test_migrate_creates_the_tables_on_a_fresh_path(tmp_path: Path) -> None:
     assert len(version) == 1 and re.fullmatch(r"\w+", version[0][0])
 
 
-def test_serve_migrates_a_fresh_database_itself(serve: Callable[..., Server], tmp_path: Path) -> None:
+def test_serve_migrates_a_fresh_database_itself(serve: Callable[..., ServerProcess], tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     server = serve(DATABASE_URL=f"sqlite:///{path}", API_TOKENS="t1")
     with server.client("t1") as client:

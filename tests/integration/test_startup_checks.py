@@ -11,13 +11,8 @@ from pathlib import Path
 import pytest
 
 from entrypoints.config.startup import listen_problem
-from tests.integration.test_server import (
-    FAIL_FAST_TIMEOUT,
-    REPO_ROOT,
-    entrypoint,
-    free_port,
-    server_env,
-)
+from tests.integration.conftest import REPO_ROOT, free_port, server_env
+from tests.integration.test_server import FAIL_FAST_TIMEOUT, entrypoint
 
 UNRESOLVABLE = "no-such-host.invalid"  # .invalid never resolves (RFC 2606)
 NOT_OURS = "192.0.2.1"  # TEST-NET-1 (RFC 5737): no machine has it
