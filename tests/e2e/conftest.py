@@ -17,6 +17,7 @@ from adapters.sqlalchemy.migrate import upgrade
 from entrypoints.config.container import Container, create_container
 from entrypoints.config.settings import Settings
 from entrypoints.http.app import create_app
+from tests.factories import create_experiment
 from tests.fakes import FakeClock, SequentialIds
 
 TOKEN = "test-token"
@@ -109,3 +110,9 @@ async def async_memory_client() -> AsyncIterator[httpx.AsyncClient]:
     on every run: a chi-square test at p > 0.001 would otherwise fail one run in a thousand."""
     async for c in _async_client(build_container("memory://", FakeClock(), SequentialIds("exp"))):
         yield c
+
+
+@pytest.fixture
+def experiment(client: TestClient) -> dict:
+    """An experiment of two halves, control and treatment, on the ``client``'s app."""
+    return create_experiment(client, "events", [("control", 50), ("treatment", 50)])

@@ -23,7 +23,7 @@ from entrypoints.config.settings import ConfigurationError, Settings
 from entrypoints.http.app import create_app
 from entrypoints.http.security.jwt_bearer import JwtVerifier
 from tests.e2e.conftest import TOKEN
-from tests.e2e.test_api import assert_problem
+from tests.e2e.helpers import assert_problem
 from tests.factories import experiment_body
 
 ISSUER, AUDIENCE = "https://id.example.com/", "experiments"

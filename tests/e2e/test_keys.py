@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 
 from tests.e2e.conftest import TOKEN
-from tests.e2e.test_api import T0, assert_problem, event, iso
+from tests.e2e.helpers import T0, assert_problem, event, iso
 from tests.factories import create_experiment, experiment_body
 from tests.fakes import FakeClock
 

@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import TestClient
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from tests.e2e.test_api import assert_problem, event, parse_ts, results
+from tests.e2e.helpers import assert_problem, event, parse_ts, results
 from tests.factories import create_experiment, experiment_body, variants
 from tests.fakes import FakeClock
 

@@ -12,7 +12,7 @@ from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings
 from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN
-from tests.e2e.test_api import assign, event
+from tests.e2e.helpers import assign, event
 from tests.factories import create_experiment
 
 ASSIGNMENT_ROUTE = "/experiments/{experiment_id}/assignment/{user_id}"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from litestar.testing import TestClient
 
-from tests.e2e.test_api import assert_problem, event, total_events
+from tests.e2e.helpers import assert_problem, event, total_events
 from tests.factories import create_experiment, experiment_body
 from tests.fakes import FakeClock
 
