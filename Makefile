@@ -29,7 +29,7 @@ migrate: $(RUN_STAMP)
 # on the servers and databases the integration tests start, so a few more workers than cores.
 TEST_WORKERS ?= 3
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(TEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(TEST_ARGS)
 
 # The fast tier, for every change: unit and contract tests on the embedded adapters.
 check: $(TEST_STAMP)

@@ -19,8 +19,9 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/experiments-hypothes
 TIERS = ("integration", "e2e", "contract", "unit")
 """Each test's tier is the folder it lives in, marked here so no test has to remember it.
 ``make check`` runs unit and contract on the embedded adapters; ``make test`` runs all. Listed
-slowest first: under pytest-xdist the long integration files start first, so none is left
-running alone at the end while the other workers idle."""
+slowest first: under pytest-xdist (``--no-loadscope-reorder``, so that this order holds) the
+long integration files start first and the many short unit files fill the workers' ends, so
+none is left running alone at the end while the other workers idle."""
 NEEDS = {
     "postgres": ("postgres_url", "postgres_database", "postgres_databases"),
     "redis": ("redis_url", "redis_admin"),
