@@ -53,7 +53,6 @@ MICROS_PER_HOUR = 3_600_000_000
 MICROS_PER_DAY = 86_400_000_000
 MAX_EVENTS_PER_FOLD = 500_000
 """SQLite: bounds one fold's transaction (and the writes waiting behind it) after a backlog."""
-FOLD_INTERVAL_SECONDS = 0.5
 STATISTICS_INTERVAL_SECONDS = 5.0
 """How often the folder asks whether the planner's statistics of the pair tables are behind."""
 
@@ -289,10 +288,11 @@ class Folder:
     """Folds in the background while this process holds the database's lease; any process may
     also fold on demand (``fold``), serialized with the others."""
 
-    def __init__(self, database: Database, *, interval: float = FOLD_INTERVAL_SECONDS) -> None:
+    def __init__(self, database: Database, *, interval: float | None = None) -> None:
+        """``interval``: seconds of rest between folds; None: the database's own default."""
         self._db = database
         self._d = database.dialect
-        self._interval = interval
+        self.interval = self._d.fold_interval if interval is None else interval
         self._fold = fold_statements(self._d)
         self._rebuild = rebuild_statements(self._d)
         self._lease = self._d.lease(database.engine)
@@ -368,7 +368,7 @@ class Folder:
             if more:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
+                await asyncio.wait_for(self._stop.wait(), self.interval)
 
     async def close(self) -> None:
         """Stop the loop after the fold under way; fold what is left if this is the holder."""

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sqlalchemy.access import AuditTrail, Keys
 from adapters.sqlalchemy.database import Database, unavailable_on_connection_loss
-from adapters.sqlalchemy.folding import FOLD_INTERVAL_SECONDS, Folder
+from adapters.sqlalchemy.folding import Folder
 from adapters.sqlalchemy.views import ResultsView
 from adapters.sqlalchemy.writes import Assignments, Events, Experiments, Layers
 from domain.assignment import Assignment
@@ -28,11 +28,13 @@ class SqlStore:
         self,
         engine: AsyncEngine,
         *,
-        fold_interval: float = FOLD_INTERVAL_SECONDS,
+        fold_interval: float | None = None,
         results_timeout: float | None = None,
     ) -> None:
-        """``results_timeout``: seconds a results read (an experiment's, a holdout's) may run
-        before the database stops it and ReadTimedOut is raised; None: no limit."""
+        """``fold_interval``: the folder's rest between folds, seconds; None: the database's
+        default (its dialect's ``fold_interval``). ``results_timeout``: seconds a results read
+        (an experiment's, a holdout's) may run before the database stops it and ReadTimedOut is
+        raised; None: no limit."""
         self.database = Database(engine)
         self._experiments = Experiments(self.database)
         self._layers = Layers(self.database, results_timeout)

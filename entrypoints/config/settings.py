@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import overload
 
 from domain.rate_limit import Rate
 
@@ -49,7 +50,7 @@ class Settings:
     results_max_concurrent: int = 4
     results_queue_seconds: float = 0.5
     results_timeout_seconds: float = 5.0
-    fold_interval_seconds: float = 0.5
+    fold_interval_seconds: float | None = None  # None: the database's own default
     # Route class -> its rate, or None when that class is not limited (``off``).
     rate_limits: Mapping[str, Rate | None] = field(
         default_factory=lambda: {c: rate for c, (_, rate) in RATE_LIMIT_DEFAULTS.items()}
@@ -93,7 +94,7 @@ class Settings:
             results_max_concurrent=_int(env, "RESULTS_MAX_CONCURRENT", 4),
             results_queue_seconds=_seconds(env, "RESULTS_QUEUE_SECONDS", 0.5, allow_zero=True),
             results_timeout_seconds=_seconds(env, "RESULTS_TIMEOUT_SECONDS", 5.0),
-            fold_interval_seconds=_seconds(env, "FOLD_INTERVAL_SECONDS", 0.5),
+            fold_interval_seconds=_seconds(env, "FOLD_INTERVAL_SECONDS", None),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )
@@ -122,7 +123,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
+@overload
+def _seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float: ...
+@overload
+def _seconds(env: Mapping[str, str], name: str, default: None, *, allow_zero: bool = False) -> float | None: ...
+def _seconds(
+    env: Mapping[str, str], name: str, default: float | None, *, allow_zero: bool = False
+) -> float | None:
     raw = env.get(name)
     if not raw:
         return default

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from entrypoints.config.settings import ConfigurationError, Settings
@@ -26,7 +28,7 @@ def test_a_bad_read_timeout_is_one_clear_line(name: str, raw: str) -> None:
 def test_results_bounds_and_the_fold_interval_default_and_accept_fractions() -> None:
     settings = Settings.from_env({})
     assert (settings.results_max_concurrent, settings.results_queue_seconds) == (4, 0.5)
-    assert (settings.results_timeout_seconds, settings.fold_interval_seconds) == (5.0, 0.5)
+    assert (settings.results_timeout_seconds, settings.fold_interval_seconds) == (5.0, None)
     settings = Settings.from_env({"RESULTS_QUEUE_SECONDS": "0", "FOLD_INTERVAL_SECONDS": "2.5"})
     assert (settings.results_queue_seconds, settings.fold_interval_seconds) == (0, 2.5)
 
@@ -48,4 +50,14 @@ def test_the_store_folds_at_the_configured_interval(tmp_path) -> None:  # noqa: 
 
     settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FOLD_INTERVAL_SECONDS": "2.5"})
     store = build_store(settings)
-    assert store.folder._interval == 2.5  # type: ignore[attr-defined]
+    assert store.folder.interval == 2.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("url", "interval"), [("sqlite:///{}/x.db", 0.5), ("postgresql://u@127.0.0.1:1/db", 0.2)])
+def test_unset_the_store_folds_at_its_database_s_default(tmp_path: Path, url: str, interval: float) -> None:
+    """PostgreSQL's writers never wait for a fold, so it folds more often (a shorter tail for
+    every results read); SQLite's fold holds the one writer, so it folds less often."""
+    from entrypoints.config.container import build_store
+
+    store = build_store(Settings.from_env({"DATABASE_URL": url.format(tmp_path)}))
+    assert store.folder.interval == interval  # type: ignore[attr-defined]

@@ -80,6 +80,8 @@ class Dialect(Protocol):
     snapshot: dict[str, Any]
     """Execution options of a read whose statements all see one state of the data."""
     time_limit: TimeLimit
+    fold_interval: float
+    """The folder's rest between folds, seconds, when FOLD_INTERVAL_SECONDS does not set it."""
 
     # Connecting: DATABASE_URL in the database's own terms, mapped to the drivers shipped.
     def url(self, url: URL, *, asynchronous: bool) -> URL: ...
