@@ -1,14 +1,19 @@
-"""Valid request bodies, built in one place: a test names what matters to it (a name, a split,
-a primary event type) and takes the rest as given. A test about the shape of a body itself (a
-malformed variant, every field and its value) writes that body out instead."""
+"""Valid request bodies and domain experiments, built in one place: a test names what matters to
+it (a name, a split, a primary event type) and takes the rest as given. A test about the shape of
+a body or an experiment itself (a malformed variant, every field and its value, the rules of
+``Experiment.create``) writes it out instead."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from domain.experiment import Experiment, VariantDraft
+from tests.fakes import SequentialIds
 
 Split = Sequence[tuple[str, float]]
 """The variants of an experiment, in order: ``(name, traffic_percentage)`` each."""
@@ -56,3 +61,39 @@ async def create_experiment_async(
     response = await client.post("/experiments", json=experiment_body(name, split, primary, **extra))
     assert response.status_code == 201, response.text
     return response.json()
+
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+"""When ``an_experiment`` is created unless told otherwise."""
+
+
+def variant_drafts(shares: Sequence[float], control: int | None = None) -> list[VariantDraft]:
+    """Variants ``v0``, ``v1``, ... with these traffic shares; the one at index ``control``
+    marked the control, else none (so the first one is)."""
+    return [VariantDraft(f"v{i}", s, True if i == control else None) for i, s in enumerate(shares)]
+
+
+def an_experiment(
+    name: str = "exp",
+    shares: Sequence[float] = (50, 50),
+    *,
+    primary: str | None = "buy",
+    description: str | None = None,
+    control: int | None = None,
+    ids: str | Callable[[], str] | None = None,
+    created_at: datetime = T0,
+    **fields: Any,
+) -> Experiment:
+    """A valid domain experiment, as ``Experiment.create`` builds it, with ``variant_drafts(shares,
+    control)``, primary event type ``buy`` unless told (None: none). ``ids``: the prefix of its
+    sequential ids (its ``name`` when None) or a function giving them; ``fields``: more of
+    ``Experiment.create``'s arguments (status, coverage, audience)."""
+    return Experiment.create(
+        name=name,
+        description=description,
+        primary_event_type=primary,
+        variants=variant_drafts(shares, control),
+        new_id=ids if callable(ids) else SequentialIds(name if ids is None else ids).new_id,
+        created_at=created_at,
+        **fields,
+    )

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from adapters.memory.cache import MemoryCache
 from application.ports import Cache
 from domain.assignment import Assignment
-from domain.experiment import Experiment, VariantDraft
+from domain.experiment import Experiment
+from tests import factories
 from tests.contract.conftest import REDIS_URL, reachable_redis
-from tests.fakes import SequentialIds
 
 CACHE_KINDS = ["memory", "near"]  # RedisCache is the near cache's shared part, not a Cache
 
@@ -57,14 +57,9 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
 
 
 def an_experiment() -> Experiment:
-    return Experiment.create(
-        name="exp",
-        description=None,
-        primary_event_type=None,
-        variants=[VariantDraft("a", 33.33), VariantDraft("b", 66.67, True)],
-        new_id=SequentialIds().new_id,
-        created_at=datetime(2026, 11, 28, 1, 2, 3, 456789, tzinfo=UTC),
-    )
+    """What a round trip could lose: microseconds, uneven shares, a control that is not first."""
+    at = datetime(2026, 11, 28, 1, 2, 3, 456789, tzinfo=UTC)
+    return factories.an_experiment(shares=(33.33, 66.67), primary=None, control=1, created_at=at)
 
 
 async def test_a_miss_is_none(cache: Cache) -> None:

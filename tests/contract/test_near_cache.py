@@ -8,7 +8,6 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
@@ -16,8 +15,8 @@ from redis.asyncio import Redis
 from adapters.redis.cache import RedisCache
 from adapters.redis.near_cache import ForgetChannel, NearCache
 from domain.assignment import Assignment
-from domain.experiment import Experiment, VariantDraft
-from tests.fakes import SequentialIds
+from domain.experiment import Experiment
+from tests import factories
 from tests.proxy import OutageProxy
 
 pytestmark = pytest.mark.redis
@@ -27,14 +26,7 @@ from tests.polling import eventually_async
 
 
 def an_experiment() -> Experiment:
-    return Experiment.create(
-        name="exp",
-        description=None,
-        primary_event_type=None,
-        variants=[VariantDraft("a", 50, True), VariantDraft("b", 50)],
-        new_id=SequentialIds(f"t{secrets.token_hex(6)}-").new_id,
-        created_at=datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC),
-    )
+    return factories.an_experiment(primary=None, ids=f"t{secrets.token_hex(6)}-")
 
 
 class Deployment:

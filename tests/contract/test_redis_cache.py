@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from adapters.redis.cache import RedisCache
 from domain.assignment import Assignment
-from domain.experiment import Experiment, VariantDraft
-from tests.fakes import SequentialIds
+from domain.experiment import Experiment
+from tests import factories
 from tests.proxy import OutageProxy, SilentServer
 
 pytestmark = pytest.mark.redis
@@ -26,14 +26,8 @@ from tests.contract.conftest import REDIS_URL
 
 def an_experiment() -> Experiment:
     # Random ids: the keys below carry no test prefix, so they must not meet another run's.
-    return Experiment.create(
-        name="exp",
-        description="d",
-        primary_event_type="buy",
-        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
-        new_id=SequentialIds(f"t{secrets.token_hex(6)}-").new_id,
-        created_at=datetime(2026, 11, 28, 1, 2, 3, 999999, tzinfo=UTC),
-    )
+    at = datetime(2026, 11, 28, 1, 2, 3, 999999, tzinfo=UTC)
+    return factories.an_experiment(description="d", ids=f"t{secrets.token_hex(6)}-", created_at=at)
 
 
 async def test_keys_ttls_and_values_are_as_documented(redis_admin: Redis) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -25,20 +25,15 @@ from domain.layers import Holdout, HoldoutRef, Layer, LayerSlot, Slice, SliceTak
 from domain.results import ResultQuery
 from tests.conftest import STORE_KINDS, open_store, sqlite_url
 from tests.every_field import HOLDOUT, LAYER, an_experiment_with_every_field, differences
+from tests.factories import an_experiment
 from tests.fakes import SequentialIds
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def experiment(name: str = "exp", shares=(50, 50), created_at: datetime = T0, ids=None) -> Experiment:
-    return Experiment.create(
-        name=name,
-        description="about it",
-        primary_event_type="buy",
-        variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
-        new_id=(ids or SequentialIds(name)).new_id,
-        created_at=created_at,
-    )
+def experiment(name: str = "exp", shares: Sequence[float] = (50, 50), **fields: Any) -> Experiment:
+    """With a description, so that each round trip carries one."""
+    return an_experiment(name, shares, description="about it", **fields)
 
 
 async def test_experiments_round_trip_exactly(store: Store) -> None:
@@ -85,7 +80,7 @@ async def test_a_change_round_trips_and_applies_only_to_the_version_it_was_made_
     assert await store.get_experiment(exp.id) == changed
     with pytest.raises(ConcurrentChange):  # a second change made from the same old version
         await store.update_experiment(exp.changed(now, ids.new_id, name="late")[0], expected_version=exp.version)
-    await store.add_experiment(experiment("taken", ids=SequentialIds("t")))
+    await store.add_experiment(experiment("taken", ids="t"))
     with pytest.raises(DuplicateExperimentName):
         await store.update_experiment(changed.changed(now, ids.new_id, name="taken")[0], expected_version=changed.version)
     assert (await store.get_experiment(exp.id)).name == "renamed"
@@ -117,7 +112,7 @@ async def test_layers_refuse_overlapping_slices_and_free_archived_ones(store: St
     first = replace(base, layer=LayerSlot("L1", "seed-1", Slice(0, 3000)))
     await store.add_experiment(first)
     assert await store.get_experiment(first.id) == first
-    clash = replace(experiment("clash", ids=SequentialIds("clash")), layer=LayerSlot("L1", "seed-1", Slice(2999, 5000)))
+    clash = replace(experiment("clash"), layer=LayerSlot("L1", "seed-1", Slice(2999, 5000)))
     with pytest.raises(SliceTaken):
         await store.add_experiment(clash)
     assert await store.get_experiment(clash.id) is None
@@ -134,9 +129,8 @@ async def test_holdout_outcomes_count_from_first_sight_or_first_assignment(store
     holdout = Holdout("H", "global", "seed", 500, T0)
     await store.add_holdout(holdout)
     assert await store.get_holdout("H") == holdout and await store.list_holdouts() == [holdout]
-    ids = SequentialIds("hx")
-    opted = replace(experiment("opted", ids=ids), holdout=HoldoutRef("H", "seed", 500))
-    other = experiment("other", ids=SequentialIds("o"))
+    opted = replace(experiment("opted", ids="hx"), holdout=HoldoutRef("H", "seed", 500))
+    other = experiment("other", ids="o")
     for exp in (opted, other):
         await store.add_experiment(exp)
     assert await store.get_experiment(opted.id) == opted
@@ -161,7 +155,7 @@ async def test_holdout_outcomes_count_from_first_sight_or_first_assignment(store
 async def test_names_are_unique(store: Store) -> None:
     await store.add_experiment(experiment("a"))
     with pytest.raises(DuplicateExperimentName):
-        await store.add_experiment(experiment("a", ids=SequentialIds("other")))
+        await store.add_experiment(experiment("a", ids="other"))
 
 
 async def test_listing_is_newest_first_and_paged(store: Store) -> None:
@@ -516,11 +510,11 @@ async def test_an_experiment_is_stored_with_its_audit_entry_or_neither_is(store:
     created = AuditEntry("a1", T0, "ci", EXPERIMENT_CREATED, "experiment", exp.id, {"name": "a", "n": [1, 2.5]})
     await audited(created, store.add_experiment(exp))
     with pytest.raises(DuplicateExperimentName):
-        taken = experiment("a", ids=SequentialIds("other"))
+        taken = experiment("a", ids="other")
         await audited(AuditEntry("a2", T0, "ci", EXPERIMENT_CREATED, "experiment", taken.id), store.add_experiment(taken))
     assert (await store.list_audit(10, 0)) == ([created], 1)
     # Outside a unit of work a write stores no entry.
-    await store.add_experiment(experiment("b", ids=SequentialIds("b")))
+    await store.add_experiment(experiment("b"))
     assert (await store.list_audit(10, 0))[1] == 1
 
 

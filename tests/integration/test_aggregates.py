@@ -19,8 +19,9 @@ from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.store import SqlStore
 from domain.assignment import Assignment
 from domain.event import Event, EventBatch
-from domain.experiment import Experiment, VariantDraft
+from domain.experiment import Experiment
 from domain.results import ResultQuery
+from tests.factories import an_experiment
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 USERS = [f"u{i}" for i in range(8)]
@@ -83,11 +84,7 @@ def fields(agg) -> tuple:  # type: ignore[no-untyped-def]
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_totals_equal_a_raw_scan_and_the_reference(stores: Stores, ops, filters) -> None:  # type: ignore[no-untyped-def]
     name = f"exp{next(_names)}"
-    experiment = Experiment.create(
-        name=name, description=None, primary_event_type=None,
-        variants=[VariantDraft("a", 50), VariantDraft("b", 30), VariantDraft("c", 20)],
-        new_id=iter(f"{name}-{i}" for i in range(10)).__next__, created_at=T0,
-    )
+    experiment = an_experiment(name, (50, 30, 20), primary=None)
     memory = MemoryStore()
 
     async def write() -> None:
@@ -140,11 +137,7 @@ def assert_same(got, ref, experiment, q) -> None:  # type: ignore[no-untyped-def
 
 
 def test_rebuild_reproduces_the_totals(stores: Stores) -> None:
-    experiment = Experiment.create(
-        name="rebuild", description=None, primary_event_type="buy",
-        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
-        new_id=iter(f"rebuild-{i}" for i in range(10)).__next__, created_at=T0,
-    )
+    experiment = an_experiment("rebuild")
 
     memory = MemoryStore()
 
@@ -192,11 +185,7 @@ def test_the_rebuild_command(tmp_path: Path) -> None:
 
 def test_concurrent_writes_fold_exactly_once(stores: Stores) -> None:
     """Writes racing each other (on SQLite, sharing group commits) count each event once."""
-    experiment = Experiment.create(
-        name=f"concurrent-{next(_names)}", description=None, primary_event_type="buy",
-        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
-        new_id=iter(f"concurrent-{next(_names)}-{i}" for i in range(10)).__next__, created_at=T0,
-    )
+    experiment = an_experiment(f"concurrent-{next(_names)}")
     memory = MemoryStore()
     users = [f"c{i}" for i in range(30)]
     batches = [
@@ -256,12 +245,7 @@ def test_whole_days_split_at_utc_midnight_before_and_after_1970(stores: Stores) 
     zero): events a microsecond either side of midnight, before and after the epoch, land in
     the day a scan puts them in."""
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    experiment = Experiment.create(
-        name=f"midnight-{next(_names)}", description=None, primary_event_type="buy",
-        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
-        new_id=iter(f"midnight-{next(_names)}-{i}" for i in range(10)).__next__,
-        created_at=epoch - timedelta(days=4000),
-    )
+    experiment = an_experiment(f"midnight-{next(_names)}", created_at=epoch - timedelta(days=4000))
     micro = timedelta(microseconds=1)
     moments = [epoch - micro, epoch, epoch + timedelta(days=1) - micro, epoch + timedelta(days=1),
                datetime(1960, 3, 1, tzinfo=UTC) - micro, datetime(1960, 3, 1, tzinfo=UTC)]

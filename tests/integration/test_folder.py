@@ -18,20 +18,12 @@ from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.store import SqlStore
 from domain.assignment import Assignment
 from domain.event import Event, EventBatch
-from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
+from tests.factories import an_experiment
 from tests.integration.conftest import REPO_ROOT
 from tests.polling import eventually_async
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-def experiment(name: str) -> Experiment:
-    return Experiment.create(
-        name=name, description=None, primary_event_type="buy",
-        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
-        new_id=iter(f"{name}-{i}" for i in range(10)).__next__, created_at=T0,
-    )
 
 
 async def pending(store: SqlStore) -> int:
@@ -48,7 +40,7 @@ async def pending(store: SqlStore) -> int:
 async def test_one_folder_holds_the_lease_and_another_takes_over(database_url: str) -> None:
     first = SqlStore(create_engine_for(database_url), fold_interval=0.05)
     second = SqlStore(create_engine_for(database_url), fold_interval=0.05)
-    exp = experiment("lease")
+    exp = an_experiment("lease")
     await first.add_experiment(exp)
     await first.start()
     await eventually_async(lambda: _true(first.folder.holds_lease), 15)
@@ -109,7 +101,7 @@ async def test_the_lease_of_a_killed_holder_is_taken_over_within_seconds(databas
         assert holder.stdout is not None
         assert (await asyncio.to_thread(holder.stdout.readline)).strip() == b"holding"
         store = SqlStore(create_engine_for(database_url), fold_interval=0.05)
-        exp = experiment("killed")
+        exp = an_experiment("killed")
         await store.add_experiment(exp)
         await store.start()
         await asyncio.sleep(0.3)
@@ -132,7 +124,7 @@ async def test_the_lease_of_a_killed_holder_is_taken_over_within_seconds(databas
 async def test_results_read_their_writes_while_nothing_is_folded(database_url: str) -> None:
     """With the folder stopped, every write still shows in results at once: the tail."""
     store = SqlStore(create_engine_for(database_url), fold_interval=3600)
-    exp = experiment("tail")
+    exp = an_experiment("tail")
     await store.add_experiment(exp)
     await store.fold()
     a = await store.add_assignment(Assignment.decide(exp, "u1", T0))
@@ -158,7 +150,7 @@ async def test_a_fold_while_an_older_transaction_is_open_skips_nothing(postgres_
     upgrade(postgres_database)
     store = SqlStore(create_engine_for(postgres_database), fold_interval=3600)
     try:
-        exp = experiment("out-of-order")
+        exp = an_experiment("out-of-order")
         await store.add_experiment(exp)
         a = await store.add_assignment(Assignment.decide(exp, "u1", T0))
         await store.fold()

@@ -21,11 +21,11 @@ from application.unit_of_work import UnitOfWork
 from domain.assignment import Assignment
 from domain.audit import AuditEntry
 from domain.event import Event, EventBatch
-from domain.experiment import Experiment, VariantDraft
+from domain.experiment import Experiment
 from domain.keys import ApiKey, digest_of
 from domain.results import ResultQuery
 from tests.contract.test_store_contract import reference
-from tests.fakes import SequentialIds
+from tests.factories import an_experiment
 from tests.integration.database import micros, raw_engine
 
 # Indexes on PostgreSQL alone (``ddl_if``): SQLite folds by rowid and needs none.
@@ -145,13 +145,8 @@ def landed_data() -> list[Landed]:
         ("landed-2026", T0, (40, 35, 25), "buy"),
         ("landed-1970", T1970 - DAY, (50, 50), None),
     ):
-        exp = Experiment.create(
-            name=name,
-            description="written by schema 0004",
-            primary_event_type=primary,
-            variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
-            new_id=SequentialIds(name).new_id,
-            created_at=start,
+        exp = an_experiment(
+            name, shares, primary=primary, description="written by schema 0004", created_at=start
         )
         assignments = {}
         for i in range(24):

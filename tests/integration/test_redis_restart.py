@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,7 @@ import pytest
 from adapters.redis.cache import RedisCache
 from adapters.redis.near_cache import ForgetChannel, NearCache
 from domain.assignment import Assignment
-from domain.experiment import Experiment, VariantDraft
-from tests.fakes import SequentialIds
+from tests.factories import an_experiment
 from tests.polling import eventually_async
 
 REDIS_PORT = int(os.environ.get("TEST_RESTART_REDIS_PORT", "18201"))
@@ -134,17 +132,6 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server.kill()
 
 
-def an_experiment() -> Experiment:
-    return Experiment.create(
-        name="restart",
-        description=None,
-        primary_event_type=None,
-        variants=[VariantDraft("a", 50, True), VariantDraft("b", 50)],
-        new_id=SequentialIds(f"r{secrets.token_hex(4)}-").new_id,
-        created_at=datetime(2026, 11, 28, tzinfo=UTC),
-    )
-
-
 class Breaker:
     """The breaker's changes, timed."""
 
@@ -161,13 +148,14 @@ class Breaker:
 async def traffic(cache: RedisCache, until: float, workers: int = 16) -> None:
     """Requests from ``workers`` concurrent callers, as a busy server makes them: each one a
     connection of the pool."""
-    exp = an_experiment()
+    exp = an_experiment("restart", primary=None, ids=f"r{secrets.token_hex(4)}-")
 
     async def caller(n: int) -> None:
         while time.monotonic() < until:
             user = f"u{n}-{secrets.token_hex(2)}"
             await cache.get_assignment(exp.id, user)
-            await cache.set_assignment(Assignment(exp.id, user, exp.variants[0].id, "a", exp.created_at))
+            first = exp.variants[0]
+            await cache.set_assignment(Assignment(exp.id, user, first.id, first.name, exp.created_at))
             await asyncio.sleep(0.01)
 
     await asyncio.gather(*(caller(n) for n in range(workers)))
@@ -233,7 +221,7 @@ async def test_a_forget_published_after_a_restart_reaches_the_other_process(
         return near, changes
 
     (one, _), (other, others_channel) = process(), process()
-    exp = an_experiment()
+    exp = an_experiment("restart", primary=None, ids=f"r{secrets.token_hex(4)}-")
     try:
         await one.set_experiment(exp)
         await other.set_experiment(exp)  # the other process starts listening

@@ -17,22 +17,14 @@ from adapters.sqlalchemy.store import SqlStore
 from adapters.sqlalchemy.views import ResultsView
 from domain.assignment import Assignment
 from domain.event import Event, EventBatch
-from domain.experiment import Experiment, VariantDraft
 from domain.results import ResultQuery
+from tests.factories import an_experiment
 
 pytestmark = pytest.mark.postgres
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 USERS, EVENTS_PER_USER = 1_000, 20  # 20,000 folded events
 TAIL_USERS, TAIL_EVENTS = 5, 40
-
-
-def experiment(name: str) -> Experiment:
-    return Experiment.create(
-        name=name, description=None, primary_event_type="buy",
-        variants=[VariantDraft("a", 50), VariantDraft("b", 50)],
-        new_id=iter(f"{name}-{i}" for i in range(10)).__next__, created_at=T0,
-    )
 
 
 def rows_read(plan: dict[str, Any], relation: str) -> int:
@@ -60,7 +52,7 @@ async def test_the_tail_query_reads_only_the_tail(postgres_database: str) -> Non
     upgrade(postgres_database)
     store = SqlStore(create_engine_for(postgres_database), fold_interval=3600)  # folds on demand only
     try:
-        exp, other = experiment("tail-plan"), experiment("other")
+        exp, other = an_experiment("tail-plan"), an_experiment("other")
         await store.add_experiment(exp)
         await store.add_experiment(other)
         for u in range(USERS):

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from domain.eligibility import Gate, Holdout, Reason, Slice, covered, free_slice, layer_bucket
-from domain.experiment import BUCKETS, Experiment, VariantDraft, bucket_of
+from domain.experiment import BUCKETS, Experiment, bucket_of
 from domain.lifecycle import MOVES, IllegalMove, Status, move
 from domain.targeting import parse_audience
-from tests.fakes import SequentialIds
+from tests.factories import an_experiment
 
 CASES = Path(__file__).resolve().parents[2] / "docs" / "assignment-cases.json"
 
@@ -28,13 +28,8 @@ def reference_bucket(text: str) -> int:
 
 
 def experiment(shares=(50, 50)) -> Experiment:  # noqa: ANN001
-    from datetime import UTC, datetime
-
-    return Experiment.create(
-        name="e", description=None, primary_event_type=None,
-        variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
-        new_id=SequentialIds("x").new_id, created_at=datetime(2026, 11, 1, tzinfo=UTC),
-    )
+    """Its ids fixed (``x000001``, ...): the shares counted below come from their hashes."""
+    return an_experiment("e", shares, primary=None, ids="x")
 
 
 user_ids = st.text(min_size=1, max_size=40)

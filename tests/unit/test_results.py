@@ -12,20 +12,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
 from domain.errors import ValidationFailed
-from domain.experiment import Experiment, VariantDraft
 from domain.results import EventTotals, ResultCalculator, ResultQuery, VariantAggregate
-from tests.fakes import SequentialIds
-
-
-def experiment(shares=(50, 50), primary: str | None = "buy") -> Experiment:
-    return Experiment.create(
-        name="exp",
-        description=None,
-        primary_event_type=primary,
-        variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
-        new_id=SequentialIds().new_id,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+from tests.factories import an_experiment
 
 
 def agg(variant_id: str, users: int, converters: int, value_sum: float = 0.0, sq: float = 0.0):
@@ -37,7 +25,7 @@ def agg(variant_id: str, users: int, converters: int, value_sum: float = 0.0, sq
 
 
 def test_rates_lifts_and_the_z_test() -> None:
-    exp = experiment()
+    exp = an_experiment()
     c, t = exp.variants
     results = ResultCalculator().compute(
         exp, ResultQuery(primary_event_type="buy"), {c.id: agg(c.id, 10_000, 800), t.id: agg(t.id, 10_000, 920)}
@@ -58,7 +46,7 @@ def test_rates_lifts_and_the_z_test() -> None:
 
 
 def test_narrowing_to_a_variant_keeps_srm_and_holm_over_the_whole_experiment() -> None:
-    exp = experiment(shares=(40, 30, 30))
+    exp = an_experiment(shares=(40, 30, 30))
     c, a, b = exp.variants
     aggregates = {c.id: agg(c.id, 4000, 400), a.id: agg(a.id, 3000, 360), b.id: agg(b.id, 3100, 300)}
     whole = ResultCalculator().compute(exp, ResultQuery(primary_event_type="buy"), aggregates)
@@ -73,14 +61,14 @@ def test_narrowing_to_a_variant_keeps_srm_and_holm_over_the_whole_experiment() -
 
 
 def test_the_control_alone_has_no_comparison() -> None:
-    exp = experiment()
+    exp = an_experiment()
     c, t = exp.variants
     results = ResultCalculator().compute(exp, ResultQuery(variant_id=c.id), {c.id: agg(c.id, 10, 1)})
     assert results.comparisons == []
 
 
 def test_empty_arms_give_nulls_never_nan() -> None:
-    exp = experiment()
+    exp = an_experiment()
     results = ResultCalculator().compute(exp, ResultQuery(), {})
     (comparison,) = results.comparisons
     assert results.variants[0].primary_conversion_rate is None
@@ -94,7 +82,7 @@ def test_empty_arms_give_nulls_never_nan() -> None:
 
 
 def test_all_converted_in_both_arms_has_no_z_but_an_interval() -> None:
-    exp = experiment()
+    exp = an_experiment()
     c, t = exp.variants
     results = ResultCalculator().compute(exp, ResultQuery(), {c.id: agg(c.id, 50, 50), t.id: agg(t.id, 60, 60)})
     conversion = results.comparisons[0].conversion
@@ -104,7 +92,7 @@ def test_all_converted_in_both_arms_has_no_z_but_an_interval() -> None:
 
 
 def test_zero_control_rate_has_no_relative_lift() -> None:
-    exp = experiment()
+    exp = an_experiment()
     c, t = exp.variants
     results = ResultCalculator().compute(exp, ResultQuery(), {c.id: agg(c.id, 100, 0), t.id: agg(t.id, 100, 5)})
     assert results.comparisons[0].conversion.relative_lift is None
@@ -112,7 +100,7 @@ def test_zero_control_rate_has_no_relative_lift() -> None:
 
 
 def test_users_in_a_zero_percent_variant_are_a_mismatch() -> None:
-    exp = experiment(shares=(50, 50, 0))
+    exp = an_experiment(shares=(50, 50, 0))
     c, t, off = exp.variants
     results = ResultCalculator().compute(
         exp, ResultQuery(), {c.id: agg(c.id, 500, 5), t.id: agg(t.id, 500, 5), off.id: agg(off.id, 1, 0)}
@@ -121,7 +109,7 @@ def test_users_in_a_zero_percent_variant_are_a_mismatch() -> None:
 
 
 def test_a_bare_date_covers_its_whole_utc_day() -> None:
-    exp = experiment()
+    exp = an_experiment()
     q = ResultQuery.resolve(exp, start=date(2026, 3, 1), end=date(2026, 3, 2))
     assert q.start == datetime(2026, 3, 1, tzinfo=UTC)
     assert q.end == datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC)
@@ -130,7 +118,7 @@ def test_a_bare_date_covers_its_whole_utc_day() -> None:
 def test_datetimes_without_offset_are_utc_and_offsets_convert() -> None:
     from datetime import timedelta, timezone
 
-    exp = experiment()
+    exp = an_experiment()
     q = ResultQuery.resolve(
         exp,
         start=datetime(2026, 3, 1, 10, 0),
@@ -145,7 +133,7 @@ def test_datetimes_without_offset_are_utc_and_offsets_convert() -> None:
     [("p", "e", "f", "p"), (None, "e", "f", "e"), (None, None, "f", "f"), (None, None, None, None)],
 )
 def test_primary_event_type_defaults(primary_param, experiment_primary, event_type, expected) -> None:
-    exp = experiment(primary=experiment_primary)
+    exp = an_experiment(primary=experiment_primary)
     q = ResultQuery.resolve(exp, primary_event_type=primary_param, event_type=event_type)
     assert q.primary_event_type == expected
 
@@ -160,11 +148,11 @@ def test_primary_event_type_defaults(primary_param, experiment_primary, event_ty
 )
 def test_bad_filters_are_refused(kwargs) -> None:
     with pytest.raises(ValidationFailed):
-        ResultQuery.resolve(experiment(), **kwargs)
+        ResultQuery.resolve(an_experiment(), **kwargs)
 
 
 def test_value_per_user_is_compared_by_welch_counting_users_without_a_purchase_as_zero() -> None:
-    exp = experiment()
+    exp = an_experiment()
     c, t = exp.variants
     control = [0.0] * 6 + [10.0, 25.5, 3.0, 12.0]
     variant = [0.0] * 3 + [40.0, 8.0, 19.99, 7.5, 30.0]

@@ -27,6 +27,7 @@ from domain.errors import (
 from domain.event import NewEvents, to_micros
 from domain.experiment import VariantDraft
 from domain.results import ResultCalculator
+from tests.factories import variant_drafts
 from tests.fakes import FakeClock, SequentialIds
 
 
@@ -49,7 +50,7 @@ class Service:
             name=name,
             actor="tester",
             primary_event_type=primary,
-            variants=[VariantDraft(f"v{i}", s) for i, s in enumerate(shares)],
+            variants=variant_drafts(shares),
         )
 
 
