@@ -29,7 +29,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import TOKEN, FoldLag, Postgres, Service, new_experiment, start_service  # noqa: E402
+from bench.servers import TOKEN, FoldLag, Postgres, Service, new_experiment, start_service  # noqa: E402
 
 TIMEOUT_S = 10.0
 KINDS = ("assign", "events", "results", "read")

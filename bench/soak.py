@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import AUTH, Postgres, Service, new_experiment, start_service  # noqa: E402
+from bench.servers import AUTH, Postgres, Service, new_experiment, start_service  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:

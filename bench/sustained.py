@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench.mixed  # noqa: E402
 from bench.mixed import Connection  # noqa: E402
-from bench.run import TOKEN, FoldLag, Postgres, Service, new_experiment, start_service  # noqa: E402
+from bench.servers import TOKEN, FoldLag, Postgres, Service, new_experiment, start_service  # noqa: E402
 
 BATCH = 1000
 CONNECTIONS = 4
