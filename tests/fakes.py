@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+"""Where a FakeClock starts unless told otherwise."""
+
 
 class FakeClock:
-    def __init__(self, start: datetime = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)) -> None:
+    def __init__(self, start: datetime = START) -> None:
         self.current = start
 
     def now(self) -> datetime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 # scipy.special, not scipy.stats: the same functions (stats' t, norm and chi2 call these), without
@@ -155,9 +154,7 @@ def _valid_alpha(alpha: float) -> bool:
     return finite(alpha) is not None and 0.0 < alpha < 1.0
 
 
-@lru_cache(maxsize=16)
 def _z(alpha: float) -> float | None:
-    # Cached: the same few levels are asked for again and again.
     if not _valid_alpha(alpha):
         return None
     z = finite(float(special.ndtri(1.0 - alpha / 2.0)))

@@ -11,12 +11,10 @@ from urllib.parse import quote
 import httpx
 from litestar.testing import TestClient
 
+from tests.fakes import START
+
 PROBLEM_JSON = "application/problem+json"
-T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # FakeClock's start
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
+T0 = START  # the e2e tests' clock starts here
 
 
 def iso(moment: datetime) -> str:

@@ -10,12 +10,11 @@ from adapters.coalescing import Coalescer
 
 
 class Recorder:
-    """A group runner that records each group and holds it until released."""
+    """A group runner that records each group and holds it until ``release`` is set."""
 
     def __init__(self) -> None:
         self.groups: list[list[str]] = []
         self.release = asyncio.Event()
-        self.release.set()
 
     async def __call__(self, items: list[str]) -> list[str]:
         self.groups.append(list(items))
@@ -25,10 +24,14 @@ class Recorder:
         return [item.upper() for item in items]
 
 
-async def test_the_first_runs_alone_and_those_that_wait_meanwhile_run_together() -> None:
+def held(max_group: int = 10) -> tuple[Recorder, Coalescer[str, str]]:
+    """A coalescer over a runner that holds every group until the test releases it."""
     runner = Recorder()
-    runner.release.clear()
-    coalescer = Coalescer(runner, max_group=10)
+    return runner, Coalescer(runner, max_group=max_group)
+
+
+async def test_the_first_runs_alone_and_those_that_wait_meanwhile_run_together() -> None:
+    runner, coalescer = held()
     first = asyncio.create_task(coalescer.submit("a"))
     await asyncio.sleep(0)
     others = [asyncio.create_task(coalescer.submit(item)) for item in "bcd"]
@@ -40,9 +43,7 @@ async def test_the_first_runs_alone_and_those_that_wait_meanwhile_run_together()
 
 
 async def test_no_group_is_larger_than_the_bound() -> None:
-    runner = Recorder()
-    runner.release.clear()
-    coalescer = Coalescer(runner, max_group=3)
+    runner, coalescer = held(max_group=3)
     tasks = [asyncio.create_task(coalescer.submit(str(i))) for i in range(8)]
     await asyncio.sleep(0)
     runner.release.set()
@@ -51,9 +52,7 @@ async def test_no_group_is_larger_than_the_bound() -> None:
 
 
 async def test_a_bad_item_fails_its_own_caller_alone() -> None:
-    runner = Recorder()
-    runner.release.clear()
-    coalescer = Coalescer(runner, max_group=10)
+    runner, coalescer = held()
     tasks = [asyncio.create_task(coalescer.submit(item)) for item in ("a", "bad", "c")]
     await asyncio.sleep(0)
     runner.release.set()
@@ -65,9 +64,7 @@ async def test_a_bad_item_fails_its_own_caller_alone() -> None:
 
 
 async def test_a_caller_that_left_is_not_run() -> None:
-    runner = Recorder()
-    runner.release.clear()
-    coalescer = Coalescer(runner, max_group=10)
+    runner, coalescer = held()
     first = asyncio.create_task(coalescer.submit("a"))
     await asyncio.sleep(0)
     gone = asyncio.create_task(coalescer.submit("gone"))
@@ -82,9 +79,7 @@ async def test_a_caller_that_left_is_not_run() -> None:
 
 
 async def test_close_lets_the_waiting_run() -> None:
-    runner = Recorder()
-    runner.release.clear()
-    coalescer = Coalescer(runner, max_group=10)
+    runner, coalescer = held()
     tasks = [asyncio.create_task(coalescer.submit(item)) for item in "ab"]
     await asyncio.sleep(0)
     closing = asyncio.create_task(coalescer.close())

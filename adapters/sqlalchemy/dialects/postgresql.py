@@ -195,8 +195,8 @@ class PostgresDialect:
     snapshot: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
     time_limit = PostgresTimeLimit()
     # Writers never wait for a fold here (each is its own transaction), so folding more often
-    # costs them nothing and keeps the tail every results read adds up small: under the mixed
-    # load, results p99 334-367 ms at 0.5 s, 239-288 ms at 0.1-0.2 s (bench/RESULTS.md).
+    # costs them nothing and keeps the tail every results read adds up small (bench/RESULTS.md,
+    # the fold interval on PostgreSQL).
     fold_interval = 0.2
 
     def url(self, url: URL, *, asynchronous: bool) -> URL:
