@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection
 from adapters.sqlalchemy.counting import counted
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
+from adapters.sqlalchemy.dialects.common import FoldScript
 from adapters.sqlalchemy.tables import ANY_TYPE
 
 log = logging.getLogger("experiments.folder")
@@ -53,6 +54,9 @@ MICROS_PER_HOUR = 3_600_000_000
 MICROS_PER_DAY = 86_400_000_000
 MAX_EVENTS_PER_FOLD = 500_000
 """SQLite: bounds one fold's transaction (and the writes waiting behind it) after a backlog."""
+IDLE_REST_SECONDS = 1.0
+"""The longest rest after folds that found nothing: an idle database is asked once a second,
+not twenty times (the rest doubles from the interval after each empty fold)."""
 STATISTICS_INTERVAL_SECONDS = 5.0
 """How often the folder asks whether the planner's statistics of the pair tables are behind."""
 
@@ -293,24 +297,19 @@ class Folder:
         self._db = database
         self._d = database.dialect
         self.interval = self._d.fold_interval if interval is None else interval
-        self._fold = fold_statements(self._d)
-        self._rebuild = rebuild_statements(self._d)
+        self._fold = self._d.script(fold_statements(self._d))
+        self._rebuild = self._d.script(rebuild_statements(self._d))
         self._lease = self._d.lease(database.engine)
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in the loop that runs the task
         self._failing = False
 
-    def _job(self, statements: tuple[Any, ...], limit: int) -> Any:
+    def _job(self, script: FoldScript, limit: int) -> Any:
         def run(conn: Connection) -> int:
-            et, at = self._d.fold_window(conn, limit)  # first: on PostgreSQL, the snapshot's xmin
-            eh, ah = conn.exec_driver_sql(
-                "SELECT events_horizon, assignments_horizon FROM fold_state"
-            ).one()
-            if statements is self._fold and (et, at) == (eh, ah):
+            eh, ah, et, at = self._d.fold_window(conn, limit)  # first: on PostgreSQL, the snapshot
+            if script is self._fold and (et, at) == (eh, ah):
                 return 0
-            params = {"eh": eh, "ah": ah, "et": et, "at": at, "now": _now_micros()}
-            for statement in statements:
-                conn.execute(statement, params)
+            script(conn, {"eh": eh, "ah": ah, "et": et, "at": at, "now": _now_micros()})
             return max(et - eh, 0)
 
         return run
@@ -346,11 +345,15 @@ class Folder:
     async def _run(self) -> None:
         assert self._stop is not None
         checked = 0.0
+        rest = self.interval
         while not self._stop.is_set():
             more = False
             try:
                 if await self._lease.acquire():
-                    more = await self.fold() >= MAX_EVENTS_PER_FOLD
+                    folded = await self.fold()
+                    more = folded >= MAX_EVENTS_PER_FOLD
+                    idle = max(self.interval, IDLE_REST_SECONDS)
+                    rest = self.interval if folded else min(rest * 2, idle)
                     if time.monotonic() - checked >= STATISTICS_INTERVAL_SECONDS:
                         checked = time.monotonic()
                         if analyzed := await self.refresh_statistics():
@@ -368,7 +371,7 @@ class Folder:
             if more:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval)
+                await asyncio.wait_for(self._stop.wait(), rest)
 
     async def close(self) -> None:
         """Stop the loop after the fold under way; fold what is left if this is the holder."""

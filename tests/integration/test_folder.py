@@ -179,3 +179,66 @@ async def test_a_fold_while_an_older_transaction_is_open_skips_nothing(postgres_
         assert (agg.primary.events, agg.primary.value_sum) == (2, 3.0)  # and from the totals
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_fold_on_postgresql_is_a_few_round_trips_whatever_its_statements(postgres_database: str) -> None:
+    """Under load every round trip waits for a turn of the server's event loop, so a fold's
+    dozen statements go to PostgreSQL as one script: the lease's lock, the window read, the
+    script, the unlock. Counted at SQLAlchemy's cursor (the script goes past it, as one call to
+    the driver), with the fold's result checked so that a script that did nothing fails."""
+    from sqlalchemy import event
+
+    upgrade(postgres_database)
+    store = SqlStore(create_engine_for(postgres_database), fold_interval=3600)
+    try:
+        exp = an_experiment("one-trip")
+        await store.add_experiment(exp)
+        a = await store.add_assignment(Assignment.decide(exp, "u1", T0))
+        await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(minutes=m), 2.0) for m in range(3)]))
+        sent: list[str] = []
+
+        def count(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+            sent.append(statement)
+
+        event.listen(store.database.engine.sync_engine, "before_cursor_execute", count)
+        await store.fold()
+        event.remove(store.database.engine.sync_engine, "before_cursor_execute", count)
+        assert len(sent) <= 3, sent  # lock, window, unlock; one statement each was 19
+        assert await pending(store) == 0
+        async with store.database.engine.connect() as conn:
+            folded = (await conn.execute(
+                text("SELECT events, value_sum FROM variant_event_totals WHERE experiment_id = :x AND event_type = 'buy'"),
+                {"x": exp.id},
+            )).one()
+        assert tuple(folded) == (3, 6.0)
+        agg = (await store.variant_aggregates(exp, ResultQuery(primary_event_type="buy")))[a.variant_id]
+        assert (agg.primary.events, agg.primary.value_sum) == (3, 6.0)
+    finally:
+        await store.close()
+
+
+async def test_an_idle_database_is_not_written_by_folds(database_url: str) -> None:
+    """Once everything is folded, a fold finds nothing and writes nothing, on both databases:
+    on PostgreSQL the previous fold's own transaction must not count as something to fold, or
+    an idle database would be written at every fold, and the folder could never rest longer."""
+    store = SqlStore(create_engine_for(database_url), fold_interval=3600)
+    try:
+        exp = an_experiment("idle")
+        await store.add_experiment(exp)
+        await store.add_assignment(Assignment.decide(exp, "u1", T0))
+        await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(minutes=1), 1.0)]))
+        assert await store.fold() > 0
+
+        async def state() -> tuple[int, int, int]:
+            async with store.database.engine.connect() as conn:
+                row = (await conn.execute(text("SELECT events_horizon, assignments_horizon, folded_at FROM fold_state"))).one()
+            return tuple(row)
+
+        before = await state()
+        assert [await store.fold() for _ in range(3)] == [0, 0, 0]
+        assert await state() == before
+        await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0 + timedelta(minutes=2), 1.0)]))
+        assert await store.fold() > 0 and await pending(store) == 0
+    finally:
+        await store.close()

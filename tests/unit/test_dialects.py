@@ -70,3 +70,24 @@ def test_each_url_gets_the_drivers_this_project_ships() -> None:
     migrated = parse_url("postgresql+psycopg2://u@h/db", asynchronous=False)
     assert (served.drivername, migrated.drivername) == ("postgresql+asyncpg", "postgresql+psycopg")
     assert served.query["connect_timeout"] == migrated.query["connect_timeout"] == "5"
+
+
+def test_a_fold_script_on_postgresql_writes_integers_in_and_nothing_else() -> None:
+    """A fold goes to PostgreSQL as one simple query with its parameters written into the text:
+    each placeholder gets its own value (``$1`` is not the start of ``$11``), and a value that
+    is not an integer is refused before any text is made."""
+    from sqlalchemy import text
+
+    from adapters.sqlalchemy.dialects.postgresql import OneRoundTrip
+
+    names = [f"p{n}" for n in range(12)]
+    script = OneRoundTrip([text("SELECT " + ", ".join(f":{n}" for n in names) + ", 'a:b', 1::bigint"), text("SELECT :p1")])
+    values = {n: 1000 + i for i, n in enumerate(names)}
+    lines = script.text(values).split(";\n")
+    assert lines[1:] == [
+        "SELECT " + ", ".join(str(1000 + i) for i in range(12)) + ", 'a:b', 1::bigint",
+        "SELECT 1001",
+    ]
+    for bad in ("1; DROP TABLE events", 1.5, True, None):
+        with pytest.raises(TypeError):
+            script.text({**values, "p3": bad})

@@ -53,7 +53,7 @@ def test_the_store_folds_at_the_configured_interval(tmp_path) -> None:  # noqa: 
     assert store.folder.interval == 2.5  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("url", "interval"), [("sqlite:///{}/x.db", 0.5), ("postgresql://u@127.0.0.1:1/db", 0.2)])
+@pytest.mark.parametrize(("url", "interval"), [("sqlite:///{}/x.db", 0.5), ("postgresql://u@127.0.0.1:1/db", 0.05)])
 def test_unset_the_store_folds_at_its_database_s_default(tmp_path: Path, url: str, interval: float) -> None:
     """PostgreSQL's writers never wait for a fold, so it folds more often (a shorter tail for
     every results read); SQLite's fold holds the one writer, so it folds less often."""

@@ -3,13 +3,14 @@ strategy of this shape instead of branching on the database's name."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import TextClause
 
 from domain.event import EventBatch
 
@@ -18,6 +19,7 @@ Row = tuple[str, str, str, int]  # an assignment: experiment_id, user_id, varian
 EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value", "properties", "event_id")
 BatchJob = Callable[[Connection, Sequence[Any]], Sequence[Any]]
 """Takes the items of a group, returns one result per item, in their order."""
+FoldScript = Callable[[Connection, Mapping[str, int]], None]
 
 
 class FoldsOn(Protocol):
@@ -119,7 +121,13 @@ class Dialect(Protocol):
 
     def assignment_of(self, events: str, alias: str) -> str: ...
 
-    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]: ...
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
+        """The first statement of a fold: the stored horizons (events, assignments) and the new
+        ones it folds up to."""
+
+    def script(self, statements: Sequence[TextClause]) -> FoldScript:
+        """A fold's (or a rebuild's) statements, prepared once, to run in order in a
+        connection's open transaction with the fold's parameters."""
 
     def totals_of(self, deltas: str, alias: str) -> str: ...
 

@@ -9,20 +9,25 @@ and the folder's lease is another one, held by a session of its own.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, create_engine, func, select, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.util.concurrency import await_
 
 from adapters.coalescing import Coalescer
 from adapters.sqlalchemy.dialects.common import (
     EVENT_COLUMNS,
     BatchJob,
+    FoldScript,
     FoldsOn,
     Row,
     UnsupportedDatabase,
@@ -188,6 +193,42 @@ def _insert_events_from_arrays() -> Any:
     return select(func.count()).select_from(inserted)
 
 
+class OneRoundTrip:
+    """A fold's statements sent in one round trip: compiled once; at each run its parameters
+    (integers: horizons and a time) written into the text, and the whole sent as one simple
+    query, which PostgreSQL runs statement after statement in the open transaction. Sent one by
+    one, each statement waited for a turn of the server's busy event loop: under the mixed load
+    a fold took 0.3 s instead of 0.23, the folder fell further behind, and the tail every
+    results read adds up grew with it (bench/RESULTS.md)."""
+
+    _PLACEHOLDER = re.compile(r"\$(\d+)")
+
+    def __init__(self, statements: Sequence[TextClause]) -> None:
+        dialect = PGDialect_asyncpg()
+        compiled = [statement.compile(dialect=dialect) for statement in statements]
+        # A fold groups a second of writes: sorted in memory, where the default 4 MB spills to
+        # files.
+        self._parts = [("SET LOCAL work_mem = '64MB'", ())] + [
+            (c.string, tuple(c.positiontup or ())) for c in compiled
+        ]
+
+    def text(self, params: Mapping[str, int]) -> str:
+        """The script with ``params`` written in: integers only, so it holds digits alone."""
+        if not all(type(v) is int for v in params.values()):
+            raise TypeError("a fold's parameters are integers")
+        return ";\n".join(
+            self._PLACEHOLDER.sub(lambda m, names=names: str(params[names[int(m[1]) - 1]]), sql)
+            for sql, names in self._parts
+        )
+
+    def __call__(self, conn: Connection, params: Mapping[str, int]) -> None:
+        script = self.text(params)
+        # Through the driver: SQLAlchemy's asyncpg adapter prepares each statement it sends, and
+        # a prepared statement is one statement. The adapter has begun the transaction (the
+        # window was read in it), and the script runs inside it.
+        await_(conn.connection.dbapi_connection.driver_connection.execute(script))
+
+
 class PostgresDialect:
     name = "postgresql"
     url_example = "postgresql://user@host/database"
@@ -195,9 +236,10 @@ class PostgresDialect:
     snapshot: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
     time_limit = PostgresTimeLimit()
     # Writers never wait for a fold here (each is its own transaction), so folding more often
-    # costs them nothing and keeps the tail every results read adds up small (bench/RESULTS.md,
-    # the fold interval on PostgreSQL).
-    fold_interval = 0.2
+    # costs them nothing and keeps the tail every results read adds up small: with each fold one
+    # round trip (OneRoundTrip), 0.05 s of rest took results p99 under the mixed load from about
+    # 300 ms to under 200 (bench/RESULTS.md, the fold interval on PostgreSQL).
+    fold_interval = 0.05
 
     def url(self, url: URL, *, asynchronous: bool) -> URL:
         # asyncpg serves requests: 20-25% faster than psycopg 3 under concurrent requests and on
@@ -292,16 +334,26 @@ class PostgresDialect:
             f" WHERE l.experiment_id = {events}.experiment_id AND l.user_id = {events}.user_id LIMIT 1) {alias}"
         )
 
-    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
-        """The xmin of this transaction's snapshot: every transaction below it has ended, so its
-        rows are all visible now and none can appear later. It must be the first statement of a
-        REPEATABLE READ transaction, so that the fold runs in this very snapshot. No limit: a
-        window is a range of transactions, not of rows."""
-        horizon = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
-        # A fold groups a second of writes: sorted in memory, where the default 4 MB spills to
-        # files.
-        conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        return horizon, horizon
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
+        """The stored horizons, and the xmin of this transaction's snapshot as the new ones:
+        every transaction below it has ended, so its rows are all visible now and none can
+        appear later. It must be the first statement of a REPEATABLE READ transaction, so that
+        the fold runs in this very snapshot. No limit: a window is a range of transactions, not
+        of rows. A window without a row stays where it is: the previous fold's own transaction
+        moves xmin on, and moving the horizon past it would write (and take a transaction id)
+        every time, so an idle database would never see an empty fold."""
+        eh, ah, horizon, rows = conn.execute(self._WINDOW).one()
+        return (eh, ah, horizon, horizon) if rows else (eh, ah, eh, ah)
+
+    _WINDOW = text(
+        "SELECT f.events_horizon, f.assignments_horizon, w.x,"
+        " EXISTS (SELECT 1 FROM events WHERE txid >= f.events_horizon AND txid < w.x)"
+        " OR EXISTS (SELECT 1 FROM user_assignments WHERE txid >= f.assignments_horizon AND txid < w.x)"
+        " FROM fold_state f, (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS x) w"
+    )
+
+    def script(self, statements: Sequence[TextClause]) -> FoldScript:
+        return OneRoundTrip(statements)
 
     def unmatchable(self, *keys: str) -> bool:
         """PostgreSQL's text cannot hold NUL, so no stored row has such a key: a lookup by one is

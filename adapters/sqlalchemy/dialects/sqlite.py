@@ -11,7 +11,7 @@ import asyncio
 import fcntl
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import TextClause
 
-from adapters.sqlalchemy.dialects.common import EVENT_COLUMNS, FoldsOn, Row
+from adapters.sqlalchemy.dialects.common import EVENT_COLUMNS, FoldScript, FoldsOn, Row
 from adapters.sqlalchemy.group_commit import GroupCommit
 from domain.event import EventBatch
 
@@ -231,14 +232,26 @@ class SqliteDialect:
             f" ON {alias}.experiment_id = {events}.experiment_id AND {alias}.user_id = {events}.user_id"
         )
 
-    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int]:
-        """The horizons a fold may advance to: the newest rows (the write lock is held, so
-        nothing else can commit meanwhile), at most ``limit`` events past the stored horizon."""
-        return conn.exec_driver_sql(
-            "SELECT MIN((SELECT COALESCE(MAX(id), 0) FROM events), events_horizon + ?),"
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
+        """The stored horizons, and those a fold may advance to: the newest rows (the write lock
+        is held, so nothing else can commit meanwhile), at most ``limit`` events past the stored
+        horizon."""
+        eh, ah, et, at = conn.exec_driver_sql(
+            "SELECT events_horizon, assignments_horizon,"
+            " MIN((SELECT COALESCE(MAX(id), 0) FROM events), events_horizon + ?),"
             " (SELECT COALESCE(MAX(rowid), 0) FROM user_assignments) FROM fold_state",
             (limit,),
         ).one()
+        return eh, ah, et, at
+
+    def script(self, statements: Sequence[TextClause]) -> FoldScript:
+        """One by one: each is a call into the embedded library, no round trip to save."""
+
+        def run(conn: Connection, params: Mapping[str, int]) -> None:
+            for statement in statements:
+                conn.execute(statement, params)
+
+        return run
 
     def unmatchable(self, *keys: str) -> bool:
         return False
