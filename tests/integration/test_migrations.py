@@ -347,7 +347,7 @@ async def test_a_database_written_by_schema_0004_upgrades_with_its_results_intac
 
 
 # ---- Down and up again ---------------------------------------------------------------------
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
 IRREVERSIBLE = {"0005"}  # it reshapes the totals; its downgrade says to restore a backup
 
 
@@ -430,3 +430,29 @@ async def test_data_written_at_head_survives_going_down_and_up_again(
         await asyncio.to_thread(downgrade, url, revision)
         await asyncio.to_thread(upgrade, url)
         await results_are_intact(keys_too=revision == "0006")
+
+
+@pytest.mark.postgres
+def test_the_totals_the_folder_updates_keep_room_on_their_pages(postgres_database: str) -> None:
+    """0008: on PostgreSQL the per-user and per-variant totals leave a fifth of each page free,
+    so a fold's update of a row stays on its page and leaves the primary key's index alone;
+    its downgrade gives the tables their default back."""
+
+    def fill_factors() -> dict[str, list[str] | None]:
+        engine = raw_engine(postgres_database)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names) AND relkind = 'r'"
+                ), {"names": ["user_event_totals", "user_day_totals", "user_hour_totals", "variant_event_totals",
+                              "variant_users", "events"]}).all()
+        finally:
+            engine.dispose()
+        return dict(rows)
+
+    upgrade(postgres_database)
+    found = fill_factors()
+    assert found.pop("events") is None  # appended to, never updated: full pages
+    assert found == dict.fromkeys(found, ["fillfactor=80"]) and len(found) == 5
+    downgrade(postgres_database, "0007")
+    assert set(fill_factors().values()) == {None}
