@@ -197,9 +197,9 @@ class OneRoundTrip:
     """A fold's statements sent in one round trip: compiled once; at each run its parameters
     (integers: horizons and a time) written into the text, and the whole sent as one simple
     query, which PostgreSQL runs statement after statement in the open transaction. Sent one by
-    one, each statement waited for a turn of the server's busy event loop: under the mixed load
-    a fold took 0.3 s instead of 0.23, the folder fell further behind, and the tail every
-    results read adds up grew with it (bench/RESULTS.md)."""
+    one, each statement waited for a turn of the server's event loop, which under load made a
+    fold several times longer, and the unfolded tail every results read adds up grew with it
+    (bench/RESULTS.md has the figures)."""
 
     _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -235,10 +235,9 @@ class PostgresDialect:
     # Snapshot reads: the several statements of one results query see one state of the data.
     snapshot: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
     time_limit = PostgresTimeLimit()
-    # Writers never wait for a fold here (each is its own transaction), so folding more often
-    # costs them nothing and keeps the tail every results read adds up small: with each fold one
-    # round trip (OneRoundTrip), 0.05 s of rest took results p99 under the mixed load from about
-    # 300 ms to under 200 (bench/RESULTS.md, the fold interval on PostgreSQL).
+    # Writers never wait for a fold here (each is its own transaction), and a fold is one round
+    # trip (OneRoundTrip), so folding often costs them little and keeps small the tail every
+    # results read adds up (bench/RESULTS.md, a fold in one round trip).
     fold_interval = 0.05
 
     def url(self, url: URL, *, asynchronous: bool) -> URL:
