@@ -21,6 +21,7 @@ from entrypoints.http import openapi
 from entrypoints.http.docs_assets import docs_assets_router, docs_render_plugins
 from entrypoints.http.problems import EXCEPTION_HANDLERS
 from entrypoints.http.resources import RESOURCES
+from entrypoints.http.resources.assignments import AssignmentLane
 from entrypoints.http.security.bearer import PUBLIC, BearerAuth, actor, check_scopes
 from entrypoints.http.security.jwt_bearer import JwtVerifier
 from entrypoints.http.security.rate_limits import RequestLimits
@@ -41,6 +42,7 @@ class ServicePlugin(InitPluginProtocol):
         self._resources = tuple(resources)
         settings = container.settings()
         self.requests = metrics.RequestMetrics(None, RequestLog(settings.log_format, settings.log_level))
+        self.auth: BearerAuth  # made with the app (on_app_init); the assignment lane shares it
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         container, settings = self._container, self._container.settings()
@@ -49,7 +51,7 @@ class ServicePlugin(InitPluginProtocol):
         # API_TOKENS only with RATE_LIMIT_API_TOKENS.
         limiter = container.rate_limiter() if settings.rates() else None
         limits = RequestLimits(limiter) if limiter is not None else None
-        auth = BearerAuth(
+        auth = self.auth = BearerAuth(
             settings.api_tokens,
             container.key_ring(),
             JwtVerifier.from_settings(settings),
@@ -187,6 +189,6 @@ def create_app(container: Container, resources: Iterable[type[Controller]] = RES
     )
     check_scopes(app)
     _options_for_any_scope(app)
-    plugin.requests.wrap(PathCheck(app.asgi_handler))
+    plugin.requests.wrap(PathCheck(AssignmentLane(app.asgi_handler, plugin.auth, container.assign_user())))
     app.asgi_handler = plugin.requests
     return app

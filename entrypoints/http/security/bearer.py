@@ -100,6 +100,18 @@ class BearerAuth:
         found = self._keys.cached(offered)
         return offered if found is False else found
 
+    def settled(self, header: bytes | None, needed: str) -> Principal | None:
+        """The principal, when the Authorization header alone settles a request to a route that
+        needs the ``needed`` scope: a credential known to this process, with that scope, that no
+        rate limit counts. None: ``before_request`` decides (a refusal, a key to look up in the
+        store, a request to count)."""
+        principal = self.resolve(header)
+        if not isinstance(principal, Principal) or not principal.allows(needed):
+            return None
+        if self._limits is not None and (principal.identity or self._limit_api_tokens):
+            return None
+        return principal
+
     async def before_request(self, request: Request) -> None:
         """A router's before-request hook rather than a guard or a middleware: a guard costs
         Litestar a copy of the route handler and a parsed header map per request (a third of
