@@ -22,7 +22,7 @@ taskset -c 0 "$PY" -m uvicorn bench.trivial_app:create --factory --port "$BASE" 
   --http httptools --no-access-log --log-level warning >/dev/null 2>&1 &
 PIDS+=($!)
 (cd "$D/old" && API_TOKENS=t DATABASE_URL="sqlite:///$D/old.db" CACHE_URL=memory:// PORT=$((BASE + 1)) \
-  PYTHONPATH="$D/old" taskset -c 0 "$PY" -m entrypoints serve >/dev/null 2>"$D/old.err") &
+  PYTHONPATH="$D/old" exec taskset -c 0 "$PY" -m entrypoints serve >/dev/null 2>"$D/old.err") &
 PIDS+=($!)
 API_TOKENS=t DATABASE_URL="sqlite:///$D/main.db" CACHE_URL=memory:// PORT=$((BASE + 2)) \
   taskset -c 0 "$PY" -m entrypoints serve >/dev/null 2>"$D/main.err" &
