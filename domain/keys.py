@@ -6,9 +6,10 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from domain.errors import FieldError, ValidationFailed
+from domain.event import TimestampOutOfRange, as_utc
 
 ADMIN, ASSIGN, INGEST, READ = "admin", "assign", "ingest", "read"
 SCOPES = frozenset({ADMIN, ASSIGN, INGEST, READ})
@@ -105,11 +106,6 @@ class ApiKey:
         return Principal(self.name, frozenset(self.scopes), f"key:{self.id}")
 
 
-def as_utc(moment: datetime) -> datetime:
-    """A time without an offset is UTC, as everywhere in the API."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def key_errors(
     name: str, scopes: list[str], expires_at: datetime | None, now: datetime
 ) -> list[FieldError]:
@@ -129,7 +125,7 @@ def key_errors(
         try:
             if as_utc(expires_at) <= now:
                 errors.append(FieldError("expires_at", "must be in the future"))
-        except OverflowError:  # 9999-12-31T23:00:00-02:00 is past what a datetime holds in UTC
+        except TimestampOutOfRange:  # 9999-12-31T23:00:00-02:00 is past what a datetime holds in UTC
             errors.append(FieldError("expires_at", "must be within the years 1 to 9999 in UTC"))
     return errors
 
