@@ -340,9 +340,14 @@ class PostgresDialect:
         the fold runs in this very snapshot. No limit: a window is a range of transactions, not
         of rows. A window without a row stays where it is: the previous fold's own transaction
         moves xmin on, and moving the horizon past it would write (and take a transaction id)
-        every time, so an idle database would never see an empty fold."""
+        every time, so an idle database would never see an empty fold. Past ``EMPTY_WINDOW``
+        transactions it moves anyway, so that the index entries of rolled-back writes in it are
+        not looked at again by every fold until autovacuum removes them."""
         eh, ah, horizon, rows = conn.execute(self._WINDOW).one()
-        return (eh, ah, horizon, horizon) if rows else (eh, ah, eh, ah)
+        moves = rows or horizon - min(eh, ah) > self.EMPTY_WINDOW
+        return (eh, ah, horizon, horizon) if moves else (eh, ah, eh, ah)
+
+    EMPTY_WINDOW = 10_000
 
     _WINDOW = text(
         "SELECT f.events_horizon, f.assignments_horizon, w.x,"
