@@ -345,14 +345,13 @@ class Folder:
     async def _run(self) -> None:
         assert self._stop is not None
         checked = 0.0
-        rest = self.interval
+        rest, idle = self.interval, max(self.interval, IDLE_REST_SECONDS)
         while not self._stop.is_set():
             more = False
             try:
                 if await self._lease.acquire():
                     folded = await self.fold()
                     more = folded >= MAX_EVENTS_PER_FOLD
-                    idle = max(self.interval, IDLE_REST_SECONDS)
                     rest = self.interval if folded else min(rest * 2, idle)
                     if time.monotonic() - checked >= STATISTICS_INTERVAL_SECONDS:
                         checked = time.monotonic()

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes import START
 
@@ -81,3 +82,25 @@ def total_events(client: TestClient, experiment_id: str) -> int:
     return results(client, experiment_id)["summary"]["total_events"]
 
 
+# ---- /metrics
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: TestClient) -> tuple[str, Samples]:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return response.text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def requests(samples: Samples, route: str, status: int, method: str = "GET") -> float:
+    labels = {"method": method, "route": route, "status": str(status)}
+    return value(samples, "experiments_http_requests_total", **labels)

@@ -17,9 +17,8 @@ from application.assignment import AssignUser
 from domain.assignment import Answer
 from entrypoints.config.settings import RATE_LIMIT_DEFAULTS
 from entrypoints.http.app import create_app
-from tests.e2e.helpers import assert_problem
+from tests.e2e.helpers import assert_problem, requests, scrape
 from tests.e2e.conftest import AUTH, build_container
-from tests.e2e.test_metrics import requests, scrape
 from tests.factories import create_experiment
 from tests.fakes import FakeClock
 

@@ -6,40 +6,16 @@ from collections.abc import Callable
 
 import pytest
 from litestar.testing import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from entrypoints.config.container import create_container
 from entrypoints.config.settings import Settings
 from entrypoints.http.app import create_app
 from tests.e2e.conftest import AUTH, TOKEN
-from tests.e2e.helpers import assign, event
+from tests.e2e.helpers import assign, event, requests, scrape, value
 from tests.factories import create_experiment
 
 ASSIGNMENT_ROUTE = "/experiments/{experiment_id}/assignment/{user_id}"
 EXPERIMENT_ROUTE = "/experiments/{experiment_id}"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(client: TestClient) -> tuple[str, Samples]:
-    response = client.get("/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[sample.name, frozenset(sample.labels.items())] = sample.value
-    return response.text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def requests(samples: Samples, route: str, status: int, method: str = "GET") -> float:
-    labels = {"method": method, "route": route, "status": str(status)}
-    return value(samples, "experiments_http_requests_total", **labels)
-
 
 def test_metrics_names_and_counters_move_with_requests(client: TestClient) -> None:
     text, before = scrape(client)

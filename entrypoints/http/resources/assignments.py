@@ -19,7 +19,7 @@ from domain.errors import FieldError, ValidationFailed
 from domain.keys import ADMIN, ASSIGN
 from entrypoints.http import openapi
 from entrypoints.http.decoding import StrictDTO
-from entrypoints.http.security.bearer import BearerAuth
+from entrypoints.http.security.bearer import BearerAuth, authorization
 from entrypoints.http.wire import Id, doc
 
 MAX_ATTRIBUTE_NAME = 100
@@ -207,8 +207,9 @@ class AssignmentLane:
     look up, refuse or count) goes on untouched."""
 
     FAILED = "assignment_failed"
-    ROUTE = "/experiments/{experiment_id}/assignment/{user_id}"  # Litestar's path_template
-    _PATH = re.compile(r"/experiments/([^/]+)/assignment/([^/]+)")
+    # The route's path as Litestar's path_template spells it, and a pattern for its parameters.
+    ROUTE = re.sub(r":\w+\}", "}", AssignmentsController.path)
+    _PATH = re.compile(re.sub(r"\{\w+\}", "([^/]+)", ROUTE))
     _HEADERS = [(b"content-type", b"application/json")]
 
     def __init__(self, app: Any, auth: BearerAuth, assign_user: AssignUser) -> None:
@@ -224,8 +225,7 @@ class AssignmentLane:
         ):
             await self._app(scope, receive, send)
             return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if self._auth.settled(header, ASSIGN) is None:
+        if self._auth.settled(authorization(scope["headers"]), ASSIGN) is None:
             await self._app(scope, receive, send)
             return
         scope["path_template"] = self.ROUTE  # for the request metrics and log, as Litestar sets it

@@ -51,6 +51,11 @@ def check_scopes(app: Litestar) -> None:
                 )
 
 
+def authorization(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The raw Authorization value of an ASGI header list, without building a header map."""
+    return next((v for k, v in headers if k == b"authorization"), None)
+
+
 class BearerAuth:
     """API_TOKENS are compared as digests of equal length with hmac.compare_digest, against
     every token, so neither a token's content nor its length nor its position in the list shows
@@ -119,7 +124,7 @@ class BearerAuth:
         raw ASGI header list, once. An API_TOKENS token or a cached key costs a digest, the
         comparisons and a dict lookup, with no await."""
         scope = request.scope
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        header = authorization(scope["headers"])
         principal = self.resolve(header)
         if isinstance(principal, bytes):
             principal = await self._keys.look_up(principal)
