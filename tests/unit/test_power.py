@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 import warnings
 
 import pytest
@@ -295,11 +294,3 @@ def test_days_left(needed: float, so_far: int, per_day: float, expected: float |
     else:
         assert result == pytest.approx(expected, rel=1e-15)
         assert type(result) is float
-
-
-def test_a_sample_size_takes_well_under_a_millisecond() -> None:
-    start = time.perf_counter()
-    for i in range(2_000):
-        users_per_arm_proportions(0.05 + i * 1e-6, 0.1, alpha=0.01, power=0.9, ratio=2.0)
-        power_means(25.0, 400.0, 0.05, 5_000.0 + i)
-    assert (time.perf_counter() - start) / 2_000 < 1e-3
