@@ -55,6 +55,7 @@ class CreateExperiment:
         status: str | None = None,
         coverage: float | None = None,
         audience: Any = None,
+        analysis: Any = None,
         layer_id: str | None = None,
         layer_percentage: float | None = None,
         holdout_id: str | None = None,
@@ -70,6 +71,7 @@ class CreateExperiment:
             status=status,
             coverage=coverage,
             audience=audience,
+            analysis=analysis,
         )
         errors: list[FieldError] = []
         layer = size = None

@@ -12,9 +12,7 @@ from application.experiments import GetExperiment
 from application.ports import (
     Totals,
 )
-from domain.errors import (
-    ResultsBusy,
-)
+from domain.errors import FieldError, ResultsBusy, ValidationFailed
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
 T = TypeVar("T")
@@ -147,18 +145,36 @@ class ComputeResults:
         event_type: str | None = None,
         variant_id: str | None = None,
         primary_event_type: str | None = None,
+        method: str | None = None,
+        sequential_tuning_users: int | None = None,
+        prior_mean: float | None = None,
+        prior_sd: float | None = None,
     ) -> ExperimentResults:
+        """The experiment's results; ``method`` and the settings after it read them otherwise
+        than the experiment's default analysis does, for this request alone."""
         experiment = await self._experiments(experiment_id)
-        query = ResultQuery.resolve(
-            experiment,
-            start=start,
-            end=end,
-            event_type=event_type,
-            variant_id=variant_id,
-            primary_event_type=primary_event_type,
-        )
+        errors: list[FieldError] = []
+        try:
+            query = ResultQuery.resolve(
+                experiment,
+                start=start,
+                end=end,
+                event_type=event_type,
+                variant_id=variant_id,
+                primary_event_type=primary_event_type,
+            )
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+        try:
+            analysis = experiment.analysis.with_settings(
+                method=method, tuning_users=sequential_tuning_users, prior_mean=prior_mean, prior_sd=prior_sd
+            )
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise ValidationFailed(errors)
         # The same results asked for at once are read once (the variants are part of the key:
         # the aggregates are keyed by them).
         key = ("experiment", experiment.id, tuple(v.id for v in experiment.variants), query)
         aggregates = await self._slots.shared(key, lambda: self._store.variant_aggregates(experiment, query))
-        return self._calculator.compute(experiment, query, aggregates)
+        return self._calculator.compute(experiment, query, aggregates, analysis)

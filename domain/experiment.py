@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.analysis import Analysis
 from domain.errors import DomainError, FieldError, ValidationFailed
 from domain.hashing import BUCKETS, bucket
 from domain.layers import HoldoutRef, LayerSlot
@@ -93,6 +94,7 @@ class Experiment:
     layer: LayerSlot | None = None  # its slice of a layer: no user is in two of a layer's experiments
     holdout: HoldoutRef | None = None  # the holdout it opts into: those users never enter
     version: int = 1  # of the stored row: a change applies to the version it was made from
+    analysis: Analysis = Analysis()  # how its results are read by default (domain/analysis.py)
     _forced: dict[str, Override] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -116,10 +118,12 @@ class Experiment:
         status: str | None = None,
         coverage: float | None = None,
         audience: Any = None,
+        analysis: Any = None,
     ) -> Experiment:
         """Validate a client's request as a whole (every broken rule is reported) and build it.
         ``status``: draft or running (the default); ``coverage``: the percentage of eligible
-        traffic that enters (default 100); ``audience``: a rule (domain/targeting.py), as JSON."""
+        traffic that enters (default 100); ``audience``: a rule (domain/targeting.py), as JSON;
+        ``analysis``: how results are read by default (domain/analysis.py), as JSON."""
         errors = _text_errors(name, description, primary_event_type)
         errors.extend(_split_errors(variants))
         state = Status.RUNNING
@@ -137,6 +141,11 @@ class Experiment:
                 rule = parse_audience(audience)
             except ValidationFailed as exc:
                 errors.extend(exc.errors)
+        read = Analysis()
+        try:
+            read = Analysis.parse(analysis)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
         if errors:
             raise ValidationFailed(errors)
         return cls(
@@ -150,11 +159,12 @@ class Experiment:
             coverage_basis_points=coverage_bp,
             audience=rule,
             started_at=created_at if state is Status.RUNNING else None,
+            analysis=read,
         )
 
     def changed(self, now: datetime, new_id: Callable[[], str], **changes: Any) -> tuple[Experiment, dict[str, Any]]:
         """This experiment with ``changes`` applied (any of name, description,
-        primary_event_type, coverage, status, winner_variant_id, variants, audience), and what
+        primary_event_type, coverage, status, winner_variant_id, variants, audience, analysis), and what
         changed from what. Every invalid value is named at once (ValidationFailed); a change the
         experiment's state forbids is a ChangeRefused or an IllegalMove, naming the state."""
         unknown = set(changes) - CHANGEABLE
@@ -198,6 +208,11 @@ class Experiment:
                 )
             try:
                 new["audience"] = None if changes["audience"] is None else parse_audience(changes["audience"])
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
+        if "analysis" in changes:  # at any time: it changes how results are read, not who sees what
+            try:
+                new["analysis"] = Analysis.parse(changes["analysis"])
             except ValidationFailed as exc:
                 errors.extend(exc.errors)
         status = self.status
@@ -300,6 +315,7 @@ class Experiment:
             if self.layer is None
             else {"id": self.layer.layer_id, "start": self.layer.slice.start, "end": self.layer.slice.end},
             "holdout_id": None if self.holdout is None else self.holdout.holdout_id,
+            "analysis": self.analysis.document(),
         }
 
     def override_for(self, user_id: str) -> Override | None:
@@ -312,7 +328,10 @@ class Experiment:
 
 
 CHANGEABLE = frozenset(
-    {"name", "description", "primary_event_type", "coverage", "status", "winner_variant_id", "variants", "audience"}
+    {
+        "name", "description", "primary_event_type", "coverage", "status", "winner_variant_id", "variants",
+        "audience", "analysis",
+    }
 )
 MAX_OVERRIDES = 1000
 
@@ -334,6 +353,8 @@ def _shown(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Audience):
         return value.source
+    if isinstance(value, Analysis):
+        return value.document()
     if isinstance(value, tuple):  # variants
         return [{"name": v.name, "traffic_percentage": v.traffic_percentage, "is_control": v.is_control} for v in value]
     return value

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
+from domain.analysis import Analysis, Method
 from domain.errors import FieldError, ValidationFailed
 from domain.event import TimestampOutOfRange, as_utc, text_error
 from domain.experiment import Experiment, Variant
@@ -20,6 +21,9 @@ from domain.stats import (
     two_proportion_test,
     welch_test,
 )
+from domain.stats.bayesian import BayesianResult, bayesian_means, bayesian_proportions
+from domain.stats.sequential import SequentialResult, sequential_means, sequential_proportions
+from domain.stats.sequential_srm import SequentialSampleRatio, sequential_srm_check
 
 
 def counts(event_at: datetime, since: datetime) -> bool:
@@ -163,18 +167,36 @@ class VariantResult:
     primary_conversion_rate: float | None
     value_sum: float | None
     value_per_user: float | None
+    value_variance: float | None = None  # per user (n − 1); not shown, but what power starts from
+
+
+@dataclass(frozen=True, slots=True)
+class Sequential:
+    """The always-valid read-out of a comparison: conversion and value per user."""
+
+    conversion: SequentialResult
+    p_value_adjusted: float | None  # the conversion's, Holm over every comparison
+    value: SequentialResult
+
+
+@dataclass(frozen=True, slots=True)
+class Bayesian:
+    conversion: BayesianResult
+    value: BayesianResult
 
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
     """A variant against the control: its conversion (two-proportion z-test) and its value per
-    user (Welch's t-test)."""
+    user (Welch's t-test), and the read-out of the method asked for, if any."""
 
     variant_id: str
     baseline_variant_id: str
     conversion: TestResult
     p_value_adjusted: float | None  # the conversion's, Holm over every comparison of the experiment
     value: TestResult
+    sequential: Sequential | None = None
+    bayesian: Bayesian | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +208,8 @@ class ExperimentResults:
     srm: SampleRatio
     variants: list[VariantResult]
     comparisons: list[Comparison]
+    analysis: Analysis = Analysis()
+    srm_sequential: SequentialSampleRatio | None = None
 
 
 class ResultCalculator:
@@ -196,7 +220,10 @@ class ResultCalculator:
         experiment: Experiment,
         query: ResultQuery,
         aggregates: Mapping[str, VariantAggregate],
+        analysis: Analysis | None = None,
     ) -> ExperimentResults:
+        """``analysis``: how to read them; None: the experiment's own default."""
+        analysis = experiment.analysis if analysis is None else analysis
         by_variant = {v.id: aggregates.get(v.id) or VariantAggregate(v.id) for v in experiment.variants}
         control = experiment.control
         baseline = by_variant[control.id]
@@ -216,10 +243,19 @@ class ResultCalculator:
         comparisons = [
             replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
         ]
-        srm = srm_check(
-            [by_variant[v.id].users for v in experiment.variants],
-            [v.traffic_basis_points for v in experiment.variants],
-        )
+        if analysis.method is Method.SEQUENTIAL:
+            comparisons = self._sequential(comparisons, by_variant, baseline, analysis)
+        elif analysis.method is Method.BAYESIAN:
+            comparisons = [
+                replace(c, bayesian=Bayesian(
+                    bayesian_proportions(baseline.conversion, by_variant[c.variant_id].conversion, analysis.prior),
+                    bayesian_means(baseline.value, by_variant[c.variant_id].value, analysis.prior),
+                ))
+                for c in comparisons
+            ]
+        users = [by_variant[v.id].users for v in experiment.variants]
+        shares = [v.traffic_basis_points for v in experiment.variants]
+        srm = srm_check(users, shares)
         shown = [v for v in experiment.variants if query.variant_id in (None, v.id)]
         variant_rows = [self._variant(v, by_variant[v.id]) for v in shown]
         shown_ids = {v.id for v in shown}
@@ -231,7 +267,31 @@ class ResultCalculator:
             srm=srm,
             variants=variant_rows,
             comparisons=[c for c in comparisons if c.variant_id in shown_ids],
+            analysis=analysis,
+            srm_sequential=sequential_srm_check(users, shares),
         )
+
+    @staticmethod
+    def _sequential(
+        comparisons: list[Comparison],
+        by_variant: Mapping[str, VariantAggregate],
+        baseline: VariantAggregate,
+        analysis: Analysis,
+    ) -> list[Comparison]:
+        tuning = analysis.sequential_tuning_users
+        pairs = [
+            (
+                sequential_proportions(baseline.conversion, by_variant[c.variant_id].conversion, tuning_users=tuning),
+                sequential_means(baseline.value, by_variant[c.variant_id].value, tuning_users=tuning),
+            )
+            for c in comparisons
+        ]
+        # Holm over always-valid p-values keeps the family's error at alpha at every look.
+        adjusted = holm_adjust([conversion.p_value for conversion, _ in pairs])
+        return [
+            replace(c, sequential=Sequential(conversion, p_adj, value))
+            for c, (conversion, value), p_adj in zip(comparisons, pairs, adjusted, strict=True)
+        ]
 
     @staticmethod
     def _variant(variant: Variant, agg: VariantAggregate) -> VariantResult:
@@ -246,4 +306,5 @@ class ResultCalculator:
             primary_conversion_rate=agg.conversion.rate,
             value_sum=finite(agg.primary.value_sum),  # a sum can overflow to infinity
             value_per_user=agg.value.mean,
+            value_variance=agg.value.variance,
         )

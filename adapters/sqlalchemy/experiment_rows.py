@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from domain.analysis import Analysis
 from domain.event import from_micros, to_micros
 from domain.experiment import Experiment, Override, Variant
 from domain.layers import HoldoutRef, LayerSlot, Slice
@@ -46,6 +47,8 @@ def experiment_to_rows(experiment: Experiment) -> ExperimentRows:
             "slice_start": None if e.layer is None else e.layer.slice.start,
             "slice_end": None if e.layer is None else e.layer.slice.end,
             "holdout_id": None if e.holdout is None else e.holdout.holdout_id,
+            # Always written out: a later default must not change how a running test is read.
+            "analysis": msgspec.json.encode(e.analysis.document()).decode(),
         },
         variants=[
             {
@@ -96,4 +99,5 @@ def experiment_from_rows(
         ),
         holdout=None if r["holdout_id"] is None else holdouts[r["holdout_id"]],
         version=r["version"],
+        analysis=Analysis() if r["analysis"] is None else Analysis.parse(msgspec.json.decode(r["analysis"])),
     )

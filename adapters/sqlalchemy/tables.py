@@ -45,6 +45,9 @@ experiments = Table(
     Column("slice_start", Integer),
     Column("slice_end", Integer),
     Column("holdout_id", String(32), ForeignKey("holdouts.id")),
+    # Migration 0009: how results are read by default (domain/analysis.py), as JSON; NULL: the
+    # defaults, for experiments made before it.
+    Column("analysis", Text),
     Index("ix_experiments_created_at", "created_at"),
     Index("ix_experiments_layer", "layer_id"),
 )

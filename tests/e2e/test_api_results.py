@@ -464,7 +464,9 @@ def test_empty_experiment_has_nulls_and_no_nan(client: TestClient) -> None:
     assert report["summary"] == {
         "total_users": 0,
         "total_events": 0,
-        "srm": {"chi_square": None, "p_value": None, "mismatch": False},
+        # No users: nothing to test, and no evidence against the split (a Bayes factor of 1).
+        "srm": {"chi_square": None, "p_value": None, "mismatch": False,
+                "sequential": {"log_bayes_factor": 0.0, "p_value": 1.0, "mismatch": False}},
     }
     for row in report["variants"]:
         assert row["users"] == row["events"] == row["primary_unique_users"] == 0

@@ -12,6 +12,7 @@ import msgspec
 from adapters.memory.cache import MemoryCache
 from adapters.memory.store import MemoryStore
 from application.experiments import CreateExperiment
+from domain.analysis import Analysis
 from domain.experiment import VariantDraft
 from entrypoints.http.resources.experiments import ExperimentOut
 from tests.every_field import an_experiment_with_every_field, fields
@@ -43,6 +44,7 @@ READ_BACK: dict[str, Any] = {
     "layer": lambda d, e: (d["layer"]["id"], d["layer"]["start"], d["layer"]["end"])
     == (e.layer.layer_id, e.layer.slice.start, e.layer.slice.end),
     "holdout": lambda d, e: d["holdout_id"] == e.holdout.holdout_id,
+    "analysis": lambda d, e: Analysis.parse(d["analysis"]) == e.analysis,
 }
 LEFT_OUT = {"version": "the store's optimistic lock, not part of the experiment as people see it"}
 

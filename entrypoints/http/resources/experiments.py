@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from litestar import Controller, Response, get, patch, post
@@ -56,6 +56,7 @@ class ExperimentIn(msgspec.Struct):
     audience: dict[str, Any] | None = None
     layer: LayerPlaceIn | None = None
     holdout_id: str | None = None
+    analysis: dict[str, Any] | None = None
 
 
 class ExperimentPatchIn(msgspec.Struct):
@@ -69,6 +70,7 @@ class ExperimentPatchIn(msgspec.Struct):
     winner_variant_id: Annotated[str, doc("With status stopped: the variant served to everyone.", "0b7e6a52c1d94f40")] | msgspec.UnsetType = msgspec.UNSET
     variants: list[VariantIn] | msgspec.UnsetType = msgspec.UNSET
     audience: Annotated[dict[str, Any], doc("In draft only: a new audience rule.", {"attribute": "country", "op": "eq", "value": "DE"})] | None | msgspec.UnsetType = msgspec.UNSET
+    analysis: Annotated[dict[str, Any], doc("At any time: how results are read by default (replaced whole; null: the defaults).", {"method": "sequential"})] | None | msgspec.UnsetType = msgspec.UNSET
 
     def changes(self) -> dict[str, Any]:
         return {
@@ -179,6 +181,44 @@ class NewExperiment(msgspec.Struct):
         msgspec.Meta(description="The layer to sit in and the share of it to own.", examples=[{"id": "0b7e6a52c1d94f3e", "percentage": 30}]),
     ] = None
     holdout_id: Annotated[str | None, msgspec.Meta(description="The holdout this experiment opts into.")] = None
+    analysis: Annotated[
+        AnalysisIn | None,
+        msgspec.Meta(description="How results are read by default (docs/statistics.md); every key optional."),
+    ] = None
+
+
+class PriorOut(msgspec.Struct):
+    """A normal prior on the relative effect (0.1 is +10%)."""
+
+    mean: Annotated[float, doc("The prior's mean relative effect.", 0.0)]
+    sd: Annotated[float, doc("Its standard deviation, above 0.", 0.3)]
+
+
+class AnalysisOut(msgspec.Struct):
+    """How the experiment's results are read unless a request asks otherwise."""
+
+    method: Annotated[
+        Literal["fixed", "sequential", "bayesian"],
+        doc("fixed: the fixed-horizon tests alone; sequential: confidence sequences valid at every look; "
+            "bayesian: chance to beat the control and expected loss.", "sequential"),
+    ]
+    sequential_tuning_users: Annotated[
+        int, doc("Users (both arms) at which the confidence sequence is tightest.", 10000)
+    ]
+    prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")]
+
+
+class AnalysisIn(msgspec.Struct):
+    """How results are read by default; a key left out takes its default. Documentation of
+    the body only: domain/analysis.py checks it, naming each invalid field."""
+
+    method: Annotated[
+        Literal["fixed", "sequential", "bayesian"], doc("Default fixed.", "sequential")
+    ] = "fixed"
+    sequential_tuning_users: Annotated[
+        int, msgspec.Meta(ge=100, le=1_000_000_000, description="Default 10,000: docs/statistics.md.")
+    ] = 10_000
+    prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")] = None
 
 
 class VariantOut(msgspec.Struct):
@@ -220,6 +260,7 @@ class ExperimentOut(msgspec.Struct):
     overrides: list[OverrideOut]
     layer: LayerSliceOut | None
     holdout_id: str | None
+    analysis: AnalysisOut
 
     @classmethod
     def of(cls, experiment: Experiment) -> ExperimentOut:
@@ -284,6 +325,7 @@ class ExperimentsController(Controller):
             status=data.status,
             coverage=data.coverage,
             audience=data.audience,
+            analysis=data.analysis,
             layer_id=None if data.layer is None else data.layer.id,
             layer_percentage=None if data.layer is None else data.layer.percentage,
             holdout_id=data.holdout_id,

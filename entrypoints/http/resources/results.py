@@ -12,13 +12,16 @@ from litestar.params import FromPath, FromQuery
 
 from application.layers import HoldoutResults, LayersAndHoldouts
 from application.results import ComputeResults
+from domain.analysis import Analysis
 from domain.errors import FieldError, ValidationFailed
 from domain.keys import READ
 from domain.results import Comparison, ExperimentResults, VariantResult
-from domain.stats import Proportion, TestResult
+from domain.stats import Interval, Proportion
+from domain.stats.bayesian import BayesianResult
+from domain.stats.sequential import SequentialResult
 from entrypoints.http import openapi
 from entrypoints.http.disconnects import while_connected
-from entrypoints.http.resources.experiments import ExperimentOut
+from entrypoints.http.resources.experiments import AnalysisOut, ExperimentOut
 from entrypoints.http.resources.holdouts import HoldoutOut
 from entrypoints.http.wire import Id, IntervalOut, Lift, PValue, doc
 
@@ -33,12 +36,22 @@ class FiltersOut(msgspec.Struct):
     primary_event_type: str | None
 
 
+class SequentialSrmOut(msgspec.Struct):
+    """The split checked in a way that stays valid however often it is looked at: the
+    Dirichlet-multinomial Bayes factor of Lindon & Malek (2022), docs/statistics.md."""
+
+    log_bayes_factor: Annotated[float | None, doc("Natural log; null when undefined.", -2.3)]
+    p_value: Annotated[float | None, doc("Anytime-valid: min(1, 1 / Bayes factor).", 1.0)]
+    mismatch: Annotated[bool, doc("p_value < 0.001, or any user in a 0% variant.", False)]
+
+
 class SrmOut(msgspec.Struct):
     """Sample-ratio mismatch: users per variant against the configured split."""
 
     chi_square: Annotated[float | None, doc("Pearson chi-square; null when undefined.", 3.92)]
     p_value: PValue
     mismatch: Annotated[bool, doc("p_value < 0.001, or any user in a 0% variant.", False)]
+    sequential: SequentialSrmOut
 
 
 class SummaryOut(msgspec.Struct):
@@ -81,20 +94,93 @@ class VariantResultOut(msgspec.Struct):
         )
 
 
-class ValueComparisonOut(msgspec.Struct):
+class BoundsOut(msgspec.Struct):
+    level: Annotated[float, doc("The confidence or credibility level.", 0.95)]
+    lower: Lift
+    upper: Lift
+
+    @classmethod
+    def of(cls, level: float, interval: Interval | None) -> BoundsOut:
+        return cls(level, None, None) if interval is None else cls(level, interval.lower, interval.upper)
+
+
+class SequentialOut(msgspec.Struct, omit_defaults=True):
+    """Always valid: a confidence sequence of the absolute lift and its p-value, which hold at
+    every look however often results are read (docs/statistics.md)."""
+
+    absolute_lift: Lift
+    confidence_interval: Annotated[BoundsOut, doc("Of the absolute lift; bounds null when undefined.")]
+    p_value: Annotated[float | None, doc("Always valid; null when undefined.", 0.012)]
+    significant: Annotated[bool, doc("p_value < 0.05: the sequence excludes 0.", True)]
+    tuning_users: Annotated[int, doc("Users of both arms at which the sequence is tightest.", 10000)]
+    p_value_adjusted: Annotated[
+        float | None, doc("Conversion only: Holm over the comparisons' always-valid p-values.")
+    ] = None
+
+    @classmethod
+    def of(cls, r: SequentialResult, adjusted: float | None = None) -> SequentialOut:
+        return cls(
+            r.absolute_lift, BoundsOut.of(r.level, r.interval), r.p_value, r.significant, int(r.tuning_users), adjusted
+        )
+
+
+class LossOut(msgspec.Struct):
+    """Expected loss (risk): what a wrong choice costs on average, in the lift's units."""
+
+    if_shipped: Annotated[float | None, doc("Expected shortfall of the variant below the control if shipped.", 0.0004)]
+    if_kept: Annotated[float | None, doc("Expected shortfall of the control below the variant if kept.", 0.0031)]
+
+
+class PosteriorOut(msgspec.Struct):
+    mean: Lift
+    credible_interval: Annotated[BoundsOut, doc("Equal-tailed; bounds null when undefined.")]
+
+
+class BayesianOut(msgspec.Struct):
+    """The posterior of the lift: chance to beat the control and expected loss, on the absolute
+    and the relative lift (docs/statistics.md)."""
+
+    chance_to_beat_control: Annotated[float | None, doc("P(variant > control); null when undefined.", 0.97)]
+    expected_loss: Annotated[dict[str, LossOut], doc("`absolute` and `relative`.")]
+    absolute_lift: PosteriorOut
+    relative_lift: PosteriorOut
+    prior: Annotated[str, doc("The prior used.", "flat")]
+
+    @classmethod
+    def of(cls, r: BayesianResult) -> BayesianOut:
+        return cls(
+            chance_to_beat_control=r.chance_to_beat_control,
+            expected_loss={
+                "absolute": LossOut(r.expected_loss_absolute.shipped, r.expected_loss_absolute.kept),
+                "relative": LossOut(r.expected_loss_relative.shipped, r.expected_loss_relative.kept),
+            },
+            absolute_lift=PosteriorOut(r.absolute.mean, BoundsOut.of(1.0 - r.alpha, r.absolute.interval)),
+            relative_lift=PosteriorOut(r.relative.mean, BoundsOut.of(1.0 - r.alpha, r.relative.interval)),
+            prior=r.prior,
+        )
+
+
+class ValueComparisonOut(msgspec.Struct, omit_defaults=True):
     absolute_lift: float | None
     relative_lift: float | None
     t_statistic: float | None
     p_value: float | None
     significant: bool
     confidence_interval: IntervalOut
+    sequential: Annotated[SequentialOut | None, doc("With method=sequential.")] = None
+    bayesian: Annotated[BayesianOut | None, doc("With method=bayesian.")] = None
 
     @classmethod
-    def of(cls, t: TestResult) -> ValueComparisonOut:
-        return cls(t.absolute_lift, t.relative_lift, t.statistic, t.p_value, t.significant, IntervalOut.of(t))
+    def of(cls, c: Comparison) -> ValueComparisonOut:
+        t = c.value
+        return cls(
+            t.absolute_lift, t.relative_lift, t.statistic, t.p_value, t.significant, IntervalOut.of(t),
+            None if c.sequential is None else SequentialOut.of(c.sequential.value),
+            None if c.bayesian is None else BayesianOut.of(c.bayesian.value),
+        )
 
 
-class ComparisonOut(msgspec.Struct):
+class ComparisonOut(msgspec.Struct, omit_defaults=True):
     """A variant against the control: the two-proportion z-test and the value's Welch t-test."""
 
     variant_id: Id
@@ -107,6 +193,8 @@ class ComparisonOut(msgspec.Struct):
     significant: Annotated[bool, doc("p_value < 0.05; false when it is null.", True)]
     confidence_interval: IntervalOut
     value: ValueComparisonOut
+    sequential: Annotated[SequentialOut | None, doc("With method=sequential: the conversion's.")] = None
+    bayesian: Annotated[BayesianOut | None, doc("With method=bayesian: the conversion's.")] = None
 
     @classmethod
     def of(cls, c: Comparison) -> ComparisonOut:
@@ -121,7 +209,11 @@ class ComparisonOut(msgspec.Struct):
             p_value_adjusted=c.p_value_adjusted,
             significant=z.significant,
             confidence_interval=IntervalOut.of(z),
-            value=ValueComparisonOut.of(c.value),
+            value=ValueComparisonOut.of(c),
+            sequential=None if c.sequential is None else SequentialOut.of(
+                c.sequential.conversion, c.sequential.p_value_adjusted
+            ),
+            bayesian=None if c.bayesian is None else BayesianOut.of(c.bayesian.conversion),
         )
 
 
@@ -131,20 +223,26 @@ class ResultsOut(msgspec.Struct):
     summary: SummaryOut
     variants: list[VariantResultOut]
     comparisons: list[ComparisonOut]
+    analysis: Annotated[AnalysisOut, doc("How these results were read: the request's or the experiment's.")]
 
     @classmethod
     def of(cls, r: ExperimentResults) -> ResultsOut:
         q = r.query
+        seq = r.srm_sequential
         return cls(
             experiment=ExperimentOut.of(r.experiment),
             filters=FiltersOut(q.start, q.end, q.event_type, q.variant_id, q.primary_event_type),
             summary=SummaryOut(
                 r.total_users,
                 r.total_events,
-                SrmOut(r.srm.chi_square, r.srm.p_value, r.srm.mismatch),
+                SrmOut(
+                    r.srm.chi_square, r.srm.p_value, r.srm.mismatch,
+                    SequentialSrmOut(seq.log_bayes_factor, seq.p_value, seq.mismatch),
+                ),
             ),
             variants=[VariantResultOut.of(v) for v in r.variants],
             comparisons=[ComparisonOut.of(c) for c in r.comparisons],
+            analysis=msgspec.convert(r.analysis.document(), AnalysisOut),
         )
 
 
@@ -198,19 +296,31 @@ class ResultsController(Controller):
         event_type: FromQuery[str | None] = None,
         variant_id: FromQuery[str | None] = None,
         primary_event_type: FromQuery[str | None] = None,
+        method: FromQuery[str | None] = None,
+        sequential_tuning_users: FromQuery[int | None] = None,
+        prior_mean: FromQuery[float | None] = None,
+        prior_sd: FromQuery[float | None] = None,
     ) -> ResultsOut:
         """`start_date` and `end_date` are ISO 8601 dates or datetimes, inclusive (a bare date
         is that whole UTC day; anything else is a 422). Each non-control variant is compared
         with the control: two-proportion z-test, Newcombe interval, Holm-adjusted p-values, and
-        a Welch t-test of the value per user. Undefined numbers are null (README.md, The
-        statistics). Results never pile up on the database: past `RESULTS_MAX_CONCURRENT` being
+        a Welch t-test of the value per user. `method` (`fixed`, `sequential` or `bayesian`;
+        default: the experiment's `analysis`) adds that read-out beside them, with
+        `sequential_tuning_users`, `prior_mean` and `prior_sd` for this request alone
+        (docs/statistics.md). Undefined numbers are null (README.md, The statistics). Results never pile up on the database: past `RESULTS_MAX_CONCURRENT` being
         computed on this server (after a wait of up to `RESULTS_QUEUE_SECONDS`), or when the
         read runs past `RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a
         client that disconnects cancels its read."""
         errors: list[FieldError] = []
         start = _moment(start_date, "start_date", errors)
         end = _moment(end_date, "end_date", errors)
-        if errors:
+        if errors:  # the settings' own faults too, so that one answer names them all
+            try:
+                Analysis().with_settings(
+                    method=method, tuning_users=sequential_tuning_users, prior_mean=prior_mean, prior_sd=prior_sd
+                )
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
             raise ValidationFailed(errors)
         try:
             computed = await while_connected(
@@ -222,6 +332,10 @@ class ResultsController(Controller):
                     event_type=event_type,
                     variant_id=variant_id,
                     primary_event_type=primary_event_type,
+                    method=method,
+                    sequential_tuning_users=sequential_tuning_users,
+                    prior_mean=prior_mean,
+                    prior_sd=prior_sd,
                 ),
             )
         except ValidationFailed as exc:

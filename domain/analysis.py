@@ -1,0 +1,123 @@
+"""How an experiment's results are read: the method of inference and its settings.
+
+An experiment carries a default (``analysis`` at creation or in a change); a results request may
+ask for another method or settings for itself (docs/statistics.md). The fixed-horizon figures of
+the base contract are always there; a method adds its own read-out beside them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from domain.errors import FieldError, ValidationFailed
+from domain.stats.bayesian import NormalPrior
+from domain.stats.sequential import DEFAULT_TUNING_USERS
+
+MIN_TUNING_USERS, MAX_TUNING_USERS = 100, 1_000_000_000
+MAX_PRIOR_SD = 100.0  # a relative effect's sd of 100 (10,000%) is already flat for any data
+
+
+class Method(StrEnum):
+    FIXED = "fixed"  # a test at one planned horizon: valid only when read once
+    SEQUENTIAL = "sequential"  # confidence sequences: valid at every look
+    BAYESIAN = "bayesian"  # chance to beat the control and expected loss
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    method: Method = Method.FIXED
+    sequential_tuning_users: int = DEFAULT_TUNING_USERS
+    prior: NormalPrior | None = None  # on the relative effect; None: flat
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "method": self.method.value,
+            "sequential_tuning_users": self.sequential_tuning_users,
+            "prior": None if self.prior is None else {"mean": self.prior.mean, "sd": self.prior.sd},
+        }
+
+    @classmethod
+    def parse(cls, value: Any, where: str = "analysis") -> Analysis:
+        """An analysis from its JSON form (every key optional); each invalid value is named."""
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise ValidationFailed([FieldError(where, "must be an object")])
+        unknown = set(value) - {"method", "sequential_tuning_users", "prior"}
+        errors = [FieldError(f"{where}.{k}", "is not a setting of the analysis") for k in sorted(unknown)]
+        prior = value.get("prior")
+        prior_mean = prior_sd = None
+        if prior is not None:
+            if isinstance(prior, dict) and set(prior) <= {"mean", "sd"}:
+                prior_mean, prior_sd = prior.get("mean", 0.0), prior.get("sd")
+                if prior_sd is None:
+                    errors.append(FieldError(f"{where}.prior.sd", "is required with a prior"))
+            else:
+                errors.append(FieldError(f"{where}.prior", 'must be null or {"mean": number, "sd": number}'))
+        try:
+            analysis = cls().with_settings(
+                method=value.get("method"),
+                tuning_users=value.get("sequential_tuning_users"),
+                prior_mean=prior_mean,
+                prior_sd=prior_sd,
+                where=where,
+            )
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise ValidationFailed(errors)
+        return analysis
+
+    def with_settings(
+        self,
+        *,
+        method: Any = None,
+        tuning_users: Any = None,
+        prior_mean: Any = None,
+        prior_sd: Any = None,
+        where: str = "",
+    ) -> Analysis:
+        """This analysis with the settings given (None keeps one). ``where`` prefixes the names
+        of the fields in errors ("analysis" in a body; nothing for a query's parameters)."""
+        name = (lambda f: f"{where}.{f}") if where else (lambda f: f)
+        errors: list[FieldError] = []
+        new = self
+        if method is not None:
+            try:
+                new = replace(new, method=Method(method))
+            except ValueError:
+                errors.append(FieldError(name("method"), f"must be one of {', '.join(m.value for m in Method)}"))
+        if tuning_users is not None:
+            if isinstance(tuning_users, bool) or not isinstance(tuning_users, int) or not (
+                MIN_TUNING_USERS <= tuning_users <= MAX_TUNING_USERS
+            ):
+                errors.append(
+                    FieldError(
+                        name("sequential_tuning_users"),
+                        f"must be a whole number of users from {MIN_TUNING_USERS} to {MAX_TUNING_USERS:,}",
+                    )
+                )
+            else:
+                new = replace(new, sequential_tuning_users=tuning_users)
+        if prior_sd is not None:
+            mean = 0.0 if prior_mean is None else prior_mean
+            if not _number(mean) or abs(mean) > MAX_PRIOR_SD:
+                errors.append(FieldError(name("prior.mean" if where else "prior_mean"),
+                                         f"must be a finite number from -{MAX_PRIOR_SD:g} to {MAX_PRIOR_SD:g}"))
+            elif not _number(prior_sd) or not 0 < prior_sd <= MAX_PRIOR_SD:
+                errors.append(FieldError(name("prior.sd" if where else "prior_sd"),
+                                         f"must be a number above 0 and at most {MAX_PRIOR_SD:g}"))
+            else:
+                new = replace(new, prior=NormalPrior(mean=float(mean), sd=float(prior_sd)))
+        elif prior_mean is not None and not where:
+            errors.append(FieldError("prior_sd", "is required with prior_mean"))
+        if errors:
+            raise ValidationFailed(errors)
+        return new
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
