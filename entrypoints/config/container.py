@@ -20,6 +20,7 @@ from application.experiments import (
 )
 from application.health import CheckHealth
 from application.layers import LayersAndHoldouts
+from application.power import EstimatePower
 from application.ports import Cache, RateLimiter, Store
 from application.results import ComputeResults, ResultsSlots
 from application.tracking import RecordEvents
@@ -134,6 +135,7 @@ class Container(containers.DeclarativeContainer):
     compute_results = providers.Singleton(
         ComputeResults, get_experiment, store, calculator, results_slots
     )
+    estimate_power = providers.Singleton(EstimatePower, compute_results, clock)
     check_health = providers.Singleton(CheckHealth, store)
 
     # One key ring per process: the auth hook reads it, creating and revoking keys updates it.

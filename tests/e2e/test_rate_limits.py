@@ -173,6 +173,7 @@ def test_every_api_route_declares_the_scope_it_needs(limited: TestClient) -> Non
     assert scopes == {
         ("POST", "/experiments"): "admin",
         ("GET", "/experiments"): "read",
+        ("POST", "/power"): "read",
         ("GET", "/experiments/{experiment_id:str}"): "read",
         ("GET", "/experiments/{experiment_id:str}/results"): "read",
         ("GET", "/experiments/{experiment_id:str}/assignment/{user_id:str}"): "assign",

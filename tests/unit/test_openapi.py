@@ -47,6 +47,7 @@ DECLARED = {
     ("get", "/holdouts"): AUTHENTICATED,
     ("get", "/holdouts/{holdout_id}"): AUTHENTICATED | {404},
     ("get", "/holdouts/{holdout_id}/results"): AUTHENTICATED | {404, 422},
+    ("post", "/power"): AUTHENTICATED | WITH_BODY | {404},
 }
 
 

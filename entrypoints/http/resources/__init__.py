@@ -12,6 +12,7 @@ from entrypoints.http.resources.health import HealthController
 from entrypoints.http.resources.holdouts import HoldoutsController
 from entrypoints.http.resources.keys import KeysController
 from entrypoints.http.resources.layers import LayersController
+from entrypoints.http.resources.power import PowerController
 from entrypoints.http.resources.results import ResultsController
 
 RESOURCES: tuple[type[Controller], ...] = (
@@ -20,6 +21,7 @@ RESOURCES: tuple[type[Controller], ...] = (
     AssignmentsController,
     EventsController,
     ResultsController,
+    PowerController,
     LayersController,
     HoldoutsController,
     KeysController,
