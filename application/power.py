@@ -23,6 +23,8 @@ from domain.stats.power import (
 
 Metric = Literal["conversion", "value"]
 SECONDS_PER_DAY = 86_400.0
+MIN_PACE_SECONDS = 3_600.0
+"""A pace needs an hour of traffic: a few minutes' users extrapolated to a day say little."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +102,8 @@ class EstimatePower:
         if experiment.started_at is not None:
             until = experiment.stopped_at or self._clock.now()
             seconds = (until - experiment.started_at).total_seconds()
-            if seconds > 0:
-                days = seconds / SECONDS_PER_DAY
+            days = max(seconds, 0.0) / SECONDS_PER_DAY
+            if seconds >= MIN_PACE_SECONDS:
                 per_day = so_far / days
         return Traffic(so_far, days, per_day, needed, days_left(needed, so_far, per_day or 0.0))
 

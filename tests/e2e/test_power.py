@@ -99,8 +99,15 @@ def test_a_running_experiment_gives_its_baseline_split_and_days_left(client: Tes
     assert_problem(client.post("/power", json={"experiment_id": "nope", "mde": 0.2}), 404)
 
 
-def test_an_experiment_without_conversions_asks_for_a_baseline(client: TestClient) -> None:
+def test_an_experiment_without_conversions_asks_for_a_baseline(client: TestClient, fake_clock: FakeClock) -> None:
     experiment = create_experiment(client)
     assert_problem(client.post("/power", json={"experiment_id": experiment["id"], "mde": 0.1}), 422, {"baseline_rate"})
+    assign(client, experiment["id"], "early-bird")
+    fake_clock.advance(minutes=59)
     body = power(client, experiment_id=experiment["id"], mde=0.1, baseline_rate=0.05)
-    assert body["traffic"]["users_so_far"] == 0 and body["traffic"]["days_left"] is None
+    # Under an hour of traffic is no pace: one user in 59 minutes is not 24 a day.
+    assert body["traffic"]["users_so_far"] == 1
+    assert body["traffic"]["users_per_day"] is None and body["traffic"]["days_left"] is None
+    fake_clock.advance(minutes=1)
+    paced = power(client, experiment_id=experiment["id"], mde=0.1, baseline_rate=0.05)["traffic"]
+    assert paced["users_per_day"] == pytest.approx(24.0) and paced["days_left"] is not None

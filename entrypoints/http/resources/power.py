@@ -43,7 +43,7 @@ class SizeOut(msgspec.Struct):
 class TrafficOut(msgspec.Struct):
     users_so_far: Annotated[int, doc("Users assigned so far.", 12000)]
     days_running: Annotated[float | None, doc("Since it started (until it stopped); null in draft.", 6.0)]
-    users_per_day: Annotated[float | None, doc("The pace so far; null before it started.", 2000.0)]
+    users_per_day: Annotated[float | None, doc("The pace so far; null until it has run an hour.", 2000.0)]
     users_needed: Annotated[int, doc("Users across every variant in its split.", 29502)]
     days_left: Annotated[float | None, doc("At that pace; 0 once reached; null with no pace yet.", 8.75)]
 
