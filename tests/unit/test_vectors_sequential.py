@@ -3,28 +3,15 @@ confseq computed (tests/stats_vectors/gen_sequential.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from domain.stats import Proportion, SampleMean
 from domain.stats.sequential import normal_mixture_bound, sequential_means, sequential_proportions
+from tests.stats_vectors.replay import case_id, load, mismatches
 
-VECTORS = json.loads(
-    (Path(__file__).resolve().parents[2] / "docs" / "stats-vectors" / "sequential.json").read_text()
-)["cases"]
-
-
-def close(actual: Any, expected: Any, tolerance: dict[str, float]) -> bool:
-    if expected is None or actual is None:
-        return actual is expected
-    if isinstance(expected, dict):
-        return all(close(getattr(actual, k, None), v, tolerance) for k, v in expected.items())
-    return abs(actual - expected) <= max(
-        tolerance.get("abs", 0.0), tolerance.get("rel", 0.0) * abs(expected)
-    )
+VECTORS = load("sequential")["cases"]
 
 
 def computed(case: dict[str, Any]) -> Any:
@@ -49,11 +36,6 @@ def test_every_statistic_has_cases() -> None:
     assert len(VECTORS) >= 40
 
 
-@pytest.mark.parametrize(
-    "case", VECTORS, ids=lambda c: f"{c['statistic']}:{json.dumps(c['input'])[:60]}"
-)
+@pytest.mark.parametrize("case", VECTORS, ids=case_id)
 def test_the_service_matches_the_reference(case: dict[str, Any]) -> None:
-    result = computed(case)
-    for key, expected in case["expected"].items():
-        actual = result[key] if isinstance(result, dict) else getattr(result, key)
-        assert close(actual, expected, case["tolerance"]), (key, actual, expected)
+    assert not mismatches(computed(case), case["expected"], case["tolerance"])
