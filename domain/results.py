@@ -208,8 +208,8 @@ class ExperimentResults:
     srm: SampleRatio
     variants: list[VariantResult]
     comparisons: list[Comparison]
-    analysis: Analysis = Analysis()
-    srm_sequential: SequentialSampleRatio | None = None
+    analysis: Analysis  # what read them: the request's settings over the experiment's
+    srm_sequential: SequentialSampleRatio  # the split checked validly at every look
 
 
 class ResultCalculator:

@@ -131,6 +131,11 @@ class LossOut(msgspec.Struct):
     if_kept: Annotated[float | None, doc("Expected shortfall of the control below the variant if kept.", 0.0031)]
 
 
+class LossesOut(msgspec.Struct):
+    absolute: Annotated[LossOut, doc("On the absolute lift (variant − control).")]
+    relative: Annotated[LossOut, doc("On the relative lift (variant / control − 1).")]
+
+
 class PosteriorOut(msgspec.Struct):
     mean: Lift
     credible_interval: Annotated[BoundsOut, doc("Equal-tailed; bounds null when undefined.")]
@@ -141,7 +146,7 @@ class BayesianOut(msgspec.Struct):
     and the relative lift (docs/statistics.md)."""
 
     chance_to_beat_control: Annotated[float | None, doc("P(variant > control); null when undefined.", 0.97)]
-    expected_loss: Annotated[dict[str, LossOut], doc("`absolute` and `relative`.")]
+    expected_loss: LossesOut
     absolute_lift: PosteriorOut
     relative_lift: PosteriorOut
     prior: Annotated[str, doc("The prior used.", "flat")]
@@ -150,10 +155,10 @@ class BayesianOut(msgspec.Struct):
     def of(cls, r: BayesianResult) -> BayesianOut:
         return cls(
             chance_to_beat_control=r.chance_to_beat_control,
-            expected_loss={
-                "absolute": LossOut(r.expected_loss_absolute.shipped, r.expected_loss_absolute.kept),
-                "relative": LossOut(r.expected_loss_relative.shipped, r.expected_loss_relative.kept),
-            },
+            expected_loss=LossesOut(
+                LossOut(r.expected_loss_absolute.shipped, r.expected_loss_absolute.kept),
+                LossOut(r.expected_loss_relative.shipped, r.expected_loss_relative.kept),
+            ),
             absolute_lift=PosteriorOut(r.absolute.mean, BoundsOut.of(1.0 - r.alpha, r.absolute.interval)),
             relative_lift=PosteriorOut(r.relative.mean, BoundsOut.of(1.0 - r.alpha, r.relative.interval)),
             prior=r.prior,
@@ -227,8 +232,7 @@ class ResultsOut(msgspec.Struct):
 
     @classmethod
     def of(cls, r: ExperimentResults) -> ResultsOut:
-        q = r.query
-        seq = r.srm_sequential
+        q, seq = r.query, r.srm_sequential
         return cls(
             experiment=ExperimentOut.of(r.experiment),
             filters=FiltersOut(q.start, q.end, q.event_type, q.variant_id, q.primary_event_type),
@@ -307,7 +311,8 @@ class ResultsController(Controller):
         a Welch t-test of the value per user. `method` (`fixed`, `sequential` or `bayesian`;
         default: the experiment's `analysis`) adds that read-out beside them, with
         `sequential_tuning_users`, `prior_mean` and `prior_sd` for this request alone
-        (docs/statistics.md). Undefined numbers are null (README.md, The statistics). Results never pile up on the database: past `RESULTS_MAX_CONCURRENT` being
+        (docs/statistics.md). Undefined numbers are null (README.md, The statistics). Results
+        never pile up on the database: past `RESULTS_MAX_CONCURRENT` being
         computed on this server (after a wait of up to `RESULTS_QUEUE_SECONDS`), or when the
         read runs past `RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a
         client that disconnects cancels its read."""
