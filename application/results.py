@@ -149,6 +149,7 @@ class ComputeResults:
         sequential_tuning_users: int | None = None,
         prior_mean: float | None = None,
         prior_sd: float | None = None,
+        correction: str | None = None,
     ) -> ExperimentResults:
         """The experiment's results; ``method`` and the settings after it read them otherwise
         than the experiment's default analysis does, for this request alone."""
@@ -167,7 +168,11 @@ class ComputeResults:
             errors.extend(exc.errors)
         try:
             analysis = experiment.analysis.with_settings(
-                method=method, tuning_users=sequential_tuning_users, prior_mean=prior_mean, prior_sd=prior_sd
+                method=method,
+                tuning_users=sequential_tuning_users,
+                prior_mean=prior_mean,
+                prior_sd=prior_sd,
+                correction=correction,
             )
         except ValidationFailed as exc:
             errors.extend(exc.errors)

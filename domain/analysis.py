@@ -20,6 +20,13 @@ MIN_TUNING_USERS, MAX_TUNING_USERS = 100, 1_000_000_000
 MAX_PRIOR_SD = 100.0  # a relative effect's sd of 100 (10,000%) is already flat for any data
 
 
+class Correction(StrEnum):
+    """How p-values are adjusted for testing several variants against the control."""
+
+    HOLM = "holm"  # Holm-Bonferroni: the chance of any false winner (family-wise error) ≤ alpha
+    BH = "bh"  # Benjamini-Hochberg: the expected share of false winners among winners ≤ alpha
+
+
 class Method(StrEnum):
     FIXED = "fixed"  # a test at one planned horizon: valid only when read once
     SEQUENTIAL = "sequential"  # confidence sequences: valid at every look
@@ -31,12 +38,14 @@ class Analysis:
     method: Method = Method.FIXED
     sequential_tuning_users: int = DEFAULT_TUNING_USERS
     prior: NormalPrior | None = None  # on the relative effect; None: flat
+    correction: Correction = Correction.HOLM  # of the fixed-horizon p_value_adjusted
 
     def document(self) -> dict[str, Any]:
         return {
             "method": self.method.value,
             "sequential_tuning_users": self.sequential_tuning_users,
             "prior": None if self.prior is None else {"mean": self.prior.mean, "sd": self.prior.sd},
+            "correction": self.correction.value,
         }
 
     @classmethod
@@ -46,7 +55,7 @@ class Analysis:
             return cls()
         if not isinstance(value, dict):
             raise ValidationFailed([FieldError(where, "must be an object")])
-        unknown = set(value) - {"method", "sequential_tuning_users", "prior"}
+        unknown = set(value) - {"method", "sequential_tuning_users", "prior", "correction"}
         errors = [FieldError(f"{where}.{k}", "is not a setting of the analysis") for k in sorted(unknown)]
         prior = value.get("prior")
         prior_mean = prior_sd = None
@@ -63,6 +72,7 @@ class Analysis:
                 tuning_users=value.get("sequential_tuning_users"),
                 prior_mean=prior_mean,
                 prior_sd=prior_sd,
+                correction=value.get("correction"),
                 where=where,
             )
         except ValidationFailed as exc:
@@ -78,6 +88,7 @@ class Analysis:
         tuning_users: Any = None,
         prior_mean: Any = None,
         prior_sd: Any = None,
+        correction: Any = None,
         where: str = "",
     ) -> Analysis:
         """This analysis with the settings given (None keeps one). ``where`` prefixes the names
@@ -90,6 +101,11 @@ class Analysis:
                 new = replace(new, method=Method(method))
             except ValueError:
                 errors.append(FieldError(name("method"), f"must be one of {', '.join(m.value for m in Method)}"))
+        if correction is not None:
+            try:
+                new = replace(new, correction=Correction(correction))
+            except ValueError:
+                errors.append(FieldError(name("correction"), f"must be one of {', '.join(c.value for c in Correction)}"))
         if tuning_users is not None:
             if isinstance(tuning_users, bool) or not isinstance(tuning_users, int) or not (
                 MIN_TUNING_USERS <= tuning_users <= MAX_TUNING_USERS

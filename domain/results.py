@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
-from domain.analysis import Analysis, Method
+from domain.analysis import Analysis, Correction, Method
 from domain.errors import FieldError, ValidationFailed
 from domain.event import TimestampOutOfRange, as_utc, text_error
 from domain.experiment import Experiment, Variant
@@ -15,6 +15,7 @@ from domain.stats import (
     SampleMean,
     SampleRatio,
     TestResult,
+    benjamini_hochberg_adjust,
     finite,
     holm_adjust,
     srm_check,
@@ -193,7 +194,7 @@ class Comparison:
     variant_id: str
     baseline_variant_id: str
     conversion: TestResult
-    p_value_adjusted: float | None  # the conversion's, Holm over every comparison of the experiment
+    p_value_adjusted: float | None  # the conversion's, over every comparison: Holm, or BH if asked
     value: TestResult
     sequential: Sequential | None = None
     bayesian: Bayesian | None = None
@@ -227,7 +228,7 @@ class ResultCalculator:
         by_variant = {v.id: aggregates.get(v.id) or VariantAggregate(v.id) for v in experiment.variants}
         control = experiment.control
         baseline = by_variant[control.id]
-        # Holm adjusts over every comparison of the experiment, even when the report is narrowed.
+        # The adjustment runs over every comparison of the experiment, even when the report is narrowed.
         comparisons = [
             Comparison(
                 variant_id=v.id,
@@ -239,7 +240,8 @@ class ResultCalculator:
             for v in experiment.variants
             if v.id != control.id
         ]
-        adjusted = holm_adjust([c.conversion.p_value for c in comparisons])
+        adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
+        adjusted = adjust([c.conversion.p_value for c in comparisons])
         comparisons = [
             replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
         ]
@@ -286,7 +288,9 @@ class ResultCalculator:
             )
             for c in comparisons
         ]
-        # Holm over always-valid p-values keeps the family's error at alpha at every look.
+        # Holm over always-valid p-values keeps the family's error at alpha at every look, whatever
+        # the correction asked for the fixed horizon: Benjamini-Hochberg's guarantee is for
+        # p-values read once, not for a stopping time of their running values.
         adjusted = holm_adjust([conversion.p_value for conversion, _ in pairs])
         return [
             replace(c, sequential=Sequential(conversion, p_adj, value))

@@ -37,7 +37,8 @@ def an_experiment_with_every_field() -> Experiment:
         layer=LayerSlot(LAYER.id, LAYER.seed, Slice(1000, 5321)),
         holdout=HoldoutRef(HOLDOUT.id, HOLDOUT.seed, HOLDOUT.basis_points),
         version=7,
-        analysis=Analysis.parse({"method": "bayesian", "sequential_tuning_users": 4321, "prior": {"mean": 0.01, "sd": 0.2}}),
+        analysis=Analysis.parse({"method": "bayesian", "sequential_tuning_users": 4321, "prior": {"mean": 0.01, "sd": 0.2},
+                                 "correction": "bh"}),
     )
     unset = [f.name for f in fields() if getattr(experiment, f.name) in (None, (), f.default)]
     # A field added to Experiment must be set here, so that every conversion's test covers it.

@@ -132,6 +132,24 @@ def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
+def benjamini_hochberg_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini–Hochberg adjusted p-values (the false discovery rate), in the order given, as
+    statsmodels' ``multipletests(method="fdr_bh")``; undefined p-values take no part, as in
+    ``holm_adjust``."""
+    cleaned: list[float | None] = []
+    for p in p_values:
+        pf = None if p is None else finite(p)
+        cleaned.append(None if pf is None else clip(pf, 0.0, 1.0))
+    ranked = sorted(((p, i) for i, p in enumerate(cleaned) if p is not None), reverse=True)
+    m = len(ranked)
+    adjusted: list[float | None] = [None] * len(cleaned)
+    running_min = 1.0
+    for k, (raw, index) in enumerate(ranked):  # from the largest p-value down
+        running_min = min(running_min, raw * (m / (m - k)))  # the factor first: never below raw
+        adjusted[index] = running_min
+    return adjusted
+
+
 def _pooled_z(a: Proportion, b: Proportion) -> float | None:
     counts_a, counts_b = a.counts, b.counts
     if counts_a is None or counts_b is None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from litestar.testing import TestClient
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from tests.e2e.helpers import assert_problem, assign, event, results
 from tests.factories import create_experiment
@@ -61,7 +62,9 @@ def mixture_p(d: float, se: float, users: float, tuning: float) -> float:
 
 def test_an_experiment_read_sequentially_by_default(client: TestClient) -> None:
     experiment, values = scenario(client, {"method": "sequential", "sequential_tuning_users": 2_000})
-    assert experiment["analysis"] == {"method": "sequential", "sequential_tuning_users": 2_000, "prior": None}
+    assert experiment["analysis"] == {
+        "method": "sequential", "sequential_tuning_users": 2_000, "prior": None, "correction": "holm"
+    }
     body = results(client, experiment["id"])
     assert body["analysis"]["method"] == "sequential"
     comparison = body["comparisons"][0]
@@ -98,7 +101,9 @@ def test_an_experiment_read_sequentially_by_default(client: TestClient) -> None:
 
 def test_a_request_may_read_otherwise_and_the_fixed_figures_stay_as_they_were(client: TestClient) -> None:
     experiment, _ = scenario(client)
-    assert experiment["analysis"] == {"method": "fixed", "sequential_tuning_users": 10_000, "prior": None}
+    assert experiment["analysis"] == {
+        "method": "fixed", "sequential_tuning_users": 10_000, "prior": None, "correction": "holm"
+    }
     plain = results(client, experiment["id"])
     assert plain["analysis"]["method"] == "fixed"
     assert "sequential" not in plain["comparisons"][0] and "bayesian" not in plain["comparisons"][0]
@@ -122,7 +127,9 @@ def test_the_default_analysis_changes_with_the_experiment_and_is_audited(client:
     experiment, _ = scenario(client)
     changed = client.patch(f"/experiments/{experiment['id']}", json={"analysis": {"method": "bayesian", "prior": {"mean": 0, "sd": 0.1}}})
     assert changed.status_code == 200, changed.text
-    assert changed.json()["analysis"] == {"method": "bayesian", "sequential_tuning_users": 10_000, "prior": {"mean": 0.0, "sd": 0.1}}
+    assert changed.json()["analysis"] == {
+        "method": "bayesian", "sequential_tuning_users": 10_000, "prior": {"mean": 0.0, "sd": 0.1}, "correction": "holm"
+    }
     body = results(client, experiment["id"])
     assert body["analysis"] == changed.json()["analysis"]
     assert "normal" in body["comparisons"][0]["bayesian"]["prior"]
@@ -138,6 +145,7 @@ def test_the_default_analysis_changes_with_the_experiment_and_is_audited(client:
         ({"prior_mean": "0.1"}, {"prior_sd"}),
         ({"method": "bayesian", "prior_sd": "-1"}, {"prior_sd"}),
         ({"method": "nope", "start_date": "2026-13-01"}, {"method", "start_date"}),
+        ({"correction": "bonferroni"}, {"correction"}),
     ],
 )
 def test_bad_settings_are_named(client: TestClient, params: dict[str, str], fields: set[str]) -> None:
@@ -170,3 +178,27 @@ def test_the_sequential_split_check_is_beside_the_chi_square(client: TestClient)
     assert srm["sequential"]["log_bayes_factor"] == pytest.approx(float(log_bf), abs=1e-9)
     assert srm["sequential"]["p_value"] == pytest.approx(min(1.0, math.exp(-log_bf)), rel=1e-9)
     assert srm["sequential"]["mismatch"] is False
+
+
+def test_benjamini_hochberg_over_the_variants_when_asked(client: TestClient) -> None:
+    split = [("control", 25), ("b", 25), ("c", 25), ("d", 25)]
+    experiment = create_experiment(client, split=split, primary="buy", analysis={"correction": "bh"})
+    rates = {"control": 0.2, "b": 0.3, "c": 0.22, "d": 0.35}
+    rng = random.Random(7)
+    batch = []
+    for i in range(800):
+        variant = assign(client, experiment["id"], f"u{i}").json()["variant_name"]
+        if rng.random() < rates[variant]:
+            batch.append(event(experiment["id"], f"u{i}", "buy"))
+    assert client.post("/events", json={"events": batch}).status_code in (200, 201, 202)
+    bh = results(client, experiment["id"])
+    holm = results(client, experiment["id"], correction="holm")
+    raw = [c["p_value"] for c in bh["comparisons"]]
+    assert [c["p_value"] for c in holm["comparisons"]] == raw
+    want_bh = multipletests(raw, method="fdr_bh")[1]
+    want_holm = multipletests(raw, method="holm")[1]
+    for got, want in zip(bh["comparisons"], want_bh, strict=True):
+        assert got["p_value_adjusted"] == pytest.approx(float(want), rel=1e-12)
+    for got, want in zip(holm["comparisons"], want_holm, strict=True):
+        assert got["p_value_adjusted"] == pytest.approx(float(want), rel=1e-12)
+    assert bh["analysis"]["correction"] == "bh" and holm["analysis"]["correction"] == "holm"

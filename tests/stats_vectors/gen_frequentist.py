@@ -164,8 +164,22 @@ def holm_cases() -> list[dict]:
     return cases
 
 
+def bh_cases() -> list[dict]:
+    cases = []
+    for ps in [[0.01, 0.04, 0.03], [0.5], [0.001, 0.2, 0.2, 0.049, 0.9], [0.04, 0.04], [0.9, 0.01, 0.02, 0.5]]:
+        adjusted = multipletests(ps, method="fdr_bh")[1]
+        cases.append({
+            "statistic": "benjamini_hochberg_adjust",
+            "input": {"p_values": ps},
+            "expected": {"adjusted": [float(p) for p in adjusted]},
+            "tolerance": REL,
+            "reference": "statsmodels multipletests(method='fdr_bh')",
+        })
+    return cases
+
+
 def main() -> None:
-    cases = two_proportion_cases() + wilson_cases() + welch_cases() + srm_cases() + holm_cases()
+    cases = two_proportion_cases() + wilson_cases() + welch_cases() + srm_cases() + holm_cases() + bh_cases()
     document = {
         "area": "frequentist",
         "generated_by": "tests/stats_vectors/gen_frequentist.py",

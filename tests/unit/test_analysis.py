@@ -17,7 +17,9 @@ def fields(exc: pytest.ExceptionInfo[ValidationFailed]) -> list[str]:
 def test_the_defaults_are_the_fixed_horizon_tests() -> None:
     assert Analysis.parse(None) == Analysis() == Analysis.parse({})
     assert Analysis().method is Method.FIXED
-    assert Analysis().document() == {"method": "fixed", "sequential_tuning_users": 10_000, "prior": None}
+    assert Analysis().document() == {
+        "method": "fixed", "sequential_tuning_users": 10_000, "prior": None, "correction": "holm"
+    }
 
 
 def test_a_document_parses_back_to_the_same_analysis() -> None:
@@ -41,6 +43,7 @@ def test_a_document_parses_back_to_the_same_analysis() -> None:
         ({"prior": {"mean": "0", "sd": 1}}, ["analysis.prior.mean"]),
         ({"prior": 0.3}, ["analysis.prior"]),
         ({"method": "x", "sequential_tuning_users": 0}, ["analysis.method", "analysis.sequential_tuning_users"]),
+        ({"correction": "bonferroni"}, ["analysis.correction"]),
     ],
 )
 def test_every_invalid_setting_is_named(value: Any, named: list[str]) -> None:

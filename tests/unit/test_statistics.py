@@ -24,6 +24,7 @@ from domain.stats import (
     SampleMean,
     SampleRatio,
     TestResult,
+    benjamini_hochberg_adjust,
     holm_adjust,
     srm_check,
     two_proportion_test,
@@ -226,6 +227,20 @@ def test_holm_adjust_skips_none_entries(p_values: list[float | None]) -> None:
 
 def test_holm_adjust_empty() -> None:
     assert holm_adjust([]) == []
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(0.0, 1.0)), max_size=12))
+def test_benjamini_hochberg_matches_statsmodels_and_skips_none(p_values: list[float | None]) -> None:
+    result = benjamini_hochberg_adjust(p_values)
+    defined = [p for p in p_values if p is not None]
+    ref = iter(multipletests(defined, method="fdr_bh")[1] if defined else [])
+    assert len(result) == len(p_values)
+    for raw, adjusted in zip(p_values, result):
+        if raw is None:
+            assert adjusted is None
+        else:
+            assert adjusted == pytest.approx(float(next(ref)), rel=1e-12)
+            assert raw <= adjusted <= 1.0  # never below its own p-value
 
 
 def _revenue(rng: np.random.Generator, n: int, conversion: float, mean_order: float) -> np.ndarray:

@@ -10,6 +10,7 @@ import pytest
 from domain.stats import (
     Proportion,
     SampleMean,
+    benjamini_hochberg_adjust,
     holm_adjust,
     srm_check,
     two_proportion_test,
@@ -36,6 +37,8 @@ def computed(case: dict[str, Any]) -> Any:
         return srm_check(i["observed"], i["shares"], i["alpha"])
     if name == "holm_adjust":
         return {"adjusted": holm_adjust(i["p_values"])}
+    if name == "benjamini_hochberg_adjust":
+        return {"adjusted": benjamini_hochberg_adjust(i["p_values"])}
     raise AssertionError(f"no statistic {name}")
 
 

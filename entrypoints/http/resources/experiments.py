@@ -206,6 +206,10 @@ class AnalysisOut(msgspec.Struct):
         int, doc("Users (both arms) at which the confidence sequence is tightest.", 10000)
     ]
     prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")]
+    correction: Annotated[
+        Literal["holm", "bh"],
+        doc("Of p_value_adjusted over the variants: holm (family-wise error) or bh (false discovery rate).", "holm"),
+    ]
 
 
 class AnalysisIn(msgspec.Struct):
@@ -219,6 +223,7 @@ class AnalysisIn(msgspec.Struct):
         int, msgspec.Meta(ge=100, le=1_000_000_000, description="Default 10,000: docs/statistics.md.")
     ] = 10_000
     prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")] = None
+    correction: Annotated[Literal["holm", "bh"], doc("Default holm.", "bh")] = "holm"
 
 
 class VariantOut(msgspec.Struct):

@@ -194,7 +194,9 @@ class ComparisonOut(msgspec.Struct, omit_defaults=True):
     relative_lift: Lift
     z_score: Annotated[float | None, doc("Pooled two-proportion z; null when undefined.", 3.05)]
     p_value: PValue
-    p_value_adjusted: Annotated[float | None, doc("Holm-Bonferroni over the comparisons.", 0.0023)]
+    p_value_adjusted: Annotated[
+        float | None, doc("Over the comparisons: Holm-Bonferroni, or Benjamini-Hochberg with correction=bh.", 0.0023)
+    ]
     significant: Annotated[bool, doc("p_value < 0.05; false when it is null.", True)]
     confidence_interval: IntervalOut
     value: ValueComparisonOut
@@ -304,13 +306,15 @@ class ResultsController(Controller):
         sequential_tuning_users: FromQuery[int | None] = None,
         prior_mean: FromQuery[float | None] = None,
         prior_sd: FromQuery[float | None] = None,
+        correction: FromQuery[str | None] = None,
     ) -> ResultsOut:
         """`start_date` and `end_date` are ISO 8601 dates or datetimes, inclusive (a bare date
         is that whole UTC day; anything else is a 422). Each non-control variant is compared
         with the control: two-proportion z-test, Newcombe interval, Holm-adjusted p-values, and
         a Welch t-test of the value per user. `method` (`fixed`, `sequential` or `bayesian`;
         default: the experiment's `analysis`) adds that read-out beside them, with
-        `sequential_tuning_users`, `prior_mean` and `prior_sd` for this request alone
+        `sequential_tuning_users`, `prior_mean`, `prior_sd` and `correction` (`holm` or `bh`, of
+        `p_value_adjusted`) for this request alone
         (docs/statistics.md). Undefined numbers are null (README.md, The statistics). Results
         never pile up on the database: past `RESULTS_MAX_CONCURRENT` being
         computed on this server (after a wait of up to `RESULTS_QUEUE_SECONDS`), or when the
@@ -322,7 +326,11 @@ class ResultsController(Controller):
         if errors:  # the settings' own faults too, so that one answer names them all
             try:
                 Analysis().with_settings(
-                    method=method, tuning_users=sequential_tuning_users, prior_mean=prior_mean, prior_sd=prior_sd
+                    method=method,
+                    tuning_users=sequential_tuning_users,
+                    prior_mean=prior_mean,
+                    prior_sd=prior_sd,
+                    correction=correction,
                 )
             except ValidationFailed as exc:
                 errors.extend(exc.errors)
@@ -341,6 +349,7 @@ class ResultsController(Controller):
                     sequential_tuning_users=sequential_tuning_users,
                     prior_mean=prior_mean,
                     prior_sd=prior_sd,
+                    correction=correction,
                 ),
             )
         except ValidationFailed as exc:
