@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-# scipy.special only: numpy comes with it and is imported where arrays are built; scipy.stats
-# would add half a second to every process start.
+# numpy comes with scipy.special (it costs no start-up time of its own); scipy.stats would add
+# half a second to every process start.
+import numpy as np
 from scipy import special
 
 from domain.stats._floats import clip, finite
@@ -259,7 +260,6 @@ def _legendre() -> tuple[Any, Any, Any]:
     integrals: (S f)_k = ∫_{−1}^{x_k} of the polynomial through f at the nodes, from
     ∫_{−1}^{x} P_m = (P_{m+1}(x) − P_{m−1}(x)) / (2m + 1) and the Lagrange polynomials
     ℓ_j(s) = w_j Σ_m (m + ½) P_m(x_j) P_m(s) (discrete orthogonality of the nodes)."""
-    import numpy as np
 
     x, w = special.roots_legendre(_NODES)
     m = np.arange(_NODES)[:, None]
@@ -283,7 +283,6 @@ def _mapped_panels(
     Gauss–Legendre nodes t (maps × panels × nodes) and weights, and the panels' middles and
     half widths. Every row has as many panels: cuts outside A's range fold onto its ends as
     empty panels, of weight 0."""
-    import numpy as np
 
     x, w, _ = _legendre()
     size = 2 * _PIECES + 2
@@ -393,7 +392,6 @@ class _Beta:
     )
 
     def __init__(self, a: float, b: float) -> None:
-        import numpy as np
 
         self.a, self.b = a, b
         s = a + b
@@ -421,7 +419,6 @@ class _Beta:
 
     def pdf(self, t: Any) -> Any:
         """The density, for t inside the range."""
-        import numpy as np
 
         shift = t - self.mean
         log_density = special.xlog1py(self.a - 1.0, shift * self.scales[0])
@@ -466,7 +463,6 @@ def _beta_mapped(
     B's range, else one betainc) plus the running integral of B's density (``_legendre``'s
     S) over the panels, which are cut where u crosses B's grid: no betainc per node, which
     costs up to 4 µs each at large a and b."""
-    import numpy as np
 
     _, w, running = _legendre()
     t, weights, middle, half = _mapped_panels(post_a.grid, post_b.grid_array, q, d, extra)
@@ -496,7 +492,6 @@ def _beta_mapped(
 def _beta_result(post_a: _Beta, post_b: _Beta, alpha: float) -> BayesianResult:
     """The figures of two Beta posteriors; the quantiles' first evaluation rides along with
     the figures' quadrature (one batch of maps: u = t, then the quantiles' starts)."""
-    import numpy as np
 
     targets, starts, lo, hi, scales = _beta_quantile_setup(post_a, post_b, alpha)
     ratio = (False, False, True, True)
@@ -650,7 +645,6 @@ def _normal_relative(
     Φ(((1 + r) μ_A − μ_B) / √(s_B² + (1 + r)² s_A²)) up to P(X_A ≤ 0) < 10⁻⁹, so its
     quantiles are roots of a quadratic (Fieller 1954, "Some problems in interval
     estimation", JRSS B 16(2))."""
-    import numpy as np
 
     span_a = min(_NORMAL_SPAN, abs(mean_a) / sd_a - 1.0) * sd_a if sd_a > 0.0 else 0.0
     span_b = _NORMAL_SPAN * sd_b
