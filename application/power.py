@@ -155,7 +155,7 @@ def _baseline_of(q: PowerQuestion, results: ExperimentResults, errors: list[Fiel
             return q
         return _with(q, baseline_rate=rate)
     mean = control.value_per_user if q.mean is None else q.mean
-    variance = control.value_variance if q.variance is None else q.variance
+    variance = control.value.variance if q.variance is None else q.variance
     if mean is None or variance is None or not variance > 0:
         errors.append(FieldError("mean" if mean is None else "variance", "the control has none yet: give one"))
         return q

@@ -75,12 +75,15 @@ class Service:
                 self.process.wait()
 
 
-def start_service(label: str, database_url: str, cache_url: str, tmp: Path, cpus: str | None = None) -> Service:
-    """``cpus``: pin the server to these cores (taskset's list), where taskset exists."""
+def start_service(
+    label: str, database_url: str, cache_url: str, tmp: Path, cpus: str | None = None, **settings: str
+) -> Service:
+    """``cpus``: pin the server to these cores (taskset's list), where taskset exists;
+    ``settings``: more of its environment (README.md, Configuration)."""
     port = free_port()
     log = tmp / f"server-{label}-{port}.log"
     env = {**os.environ, "DATABASE_URL": database_url, "CACHE_URL": cache_url, "API_TOKENS": TOKEN,
-           "PORT": str(port), "WORKERS": "1"}
+           "PORT": str(port), "WORKERS": "1", **settings}
     with log.open("wb") as out:
         pin = ["taskset", "-c", cpus] if cpus is not None and shutil.which("taskset") else []
         process = subprocess.Popen([*pin, sys.executable, "-m", "entrypoints", "serve"], cwd=ROOT, env=env,

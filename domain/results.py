@@ -168,7 +168,7 @@ class VariantResult:
     primary_conversion_rate: float | None
     value_sum: float | None
     value_per_user: float | None
-    value_variance: float | None = None  # per user (n − 1); not shown, but what power starts from
+    value: SampleMean = SampleMean()  # the value per user's statistics: power starts from them
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,5 +310,5 @@ class ResultCalculator:
             primary_conversion_rate=agg.conversion.rate,
             value_sum=finite(agg.primary.value_sum),  # a sum can overflow to infinity
             value_per_user=agg.value.mean,
-            value_variance=agg.value.variance,
+            value=agg.value,
         )
