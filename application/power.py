@@ -9,6 +9,7 @@ from typing import Literal
 
 from application.ports import Clock
 from application.results import ComputeResults
+from domain.analysis import AnalysisOverrides
 from domain.errors import FieldError, ValidationFailed
 from domain.experiment import Experiment
 from domain.results import ExperimentResults
@@ -71,11 +72,11 @@ class EstimatePower:
         if q.experiment_id is None:
             if errors:
                 raise ValidationFailed(errors)
-            filled = _with(q, ratio=1.0 if q.ratio is None else q.ratio)
+            filled = replace(q, ratio=1.0 if q.ratio is None else q.ratio)
             return PowerAnswer(filled, _size(filled, filled.ratio or 1.0, errors))
         if q.ratio is not None:
             errors.append(FieldError("ratio", "is the experiment's split when experiment_id is given"))
-        results = await self._results(q.experiment_id, method="fixed")
+        results = await self._results(q.experiment_id, overrides=AnalysisOverrides(method="fixed"))
         filled = _baseline_of(q, results, errors)
         experiment = results.experiment
         active = [v for v in experiment.variants if v.traffic_basis_points > 0]
@@ -94,7 +95,7 @@ class EstimatePower:
                 sizes.append((size.control_exact * total_bp / control.traffic_basis_points, ratio, size))
         needed, ratio, size = max(sizes, key=lambda s: s[0])
         traffic = self._traffic(experiment, results, math.ceil(needed - 1e-9))
-        return PowerAnswer(_with(filled, ratio=ratio), size, traffic)
+        return PowerAnswer(replace(filled, ratio=ratio), size, traffic)
 
     def _traffic(self, experiment: Experiment, results: ExperimentResults, needed: int) -> Traffic:
         so_far = results.total_users
@@ -106,10 +107,6 @@ class EstimatePower:
             if seconds >= MIN_PACE_SECONDS:
                 per_day = so_far / days
         return Traffic(so_far, days, per_day, needed, days_left(needed, so_far, per_day or 0.0))
-
-
-def _with(q: PowerQuestion, **changes: object) -> PowerQuestion:
-    return replace(q, **changes)  # type: ignore[arg-type]
 
 
 def _range_errors(q: PowerQuestion) -> list[FieldError]:
@@ -153,13 +150,13 @@ def _baseline_of(q: PowerQuestion, results: ExperimentResults, errors: list[Fiel
         if rate is None or not 0 < rate < 1:
             errors.append(FieldError("baseline_rate", "the control has no rate between 0 and 1 yet: give one"))
             return q
-        return _with(q, baseline_rate=rate)
+        return replace(q, baseline_rate=rate)
     mean = control.value_per_user if q.mean is None else q.mean
     variance = control.value.variance if q.variance is None else q.variance
     if mean is None or variance is None or not variance > 0:
         errors.append(FieldError("mean" if mean is None else "variance", "the control has none yet: give one"))
         return q
-    return _with(q, mean=mean, variance=variance)
+    return replace(q, mean=mean, variance=variance)
 
 
 def _size(q: PowerQuestion, ratio: float, errors: list[FieldError]) -> SampleSize:

@@ -12,6 +12,7 @@ from application.experiments import GetExperiment
 from application.ports import (
     Totals,
 )
+from domain.analysis import AnalysisOverrides
 from domain.errors import FieldError, ResultsBusy, ValidationFailed
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 
@@ -145,14 +146,10 @@ class ComputeResults:
         event_type: str | None = None,
         variant_id: str | None = None,
         primary_event_type: str | None = None,
-        method: str | None = None,
-        sequential_tuning_users: int | None = None,
-        prior_mean: float | None = None,
-        prior_sd: float | None = None,
-        correction: str | None = None,
+        overrides: AnalysisOverrides | None = None,
     ) -> ExperimentResults:
-        """The experiment's results; ``method`` and the settings after it read them otherwise
-        than the experiment's default analysis does, for this request alone."""
+        """The experiment's results; ``overrides`` read them otherwise than the experiment's
+        default analysis does, for this request alone."""
         experiment = await self._experiments(experiment_id)
         errors: list[FieldError] = []
         try:
@@ -167,13 +164,7 @@ class ComputeResults:
         except ValidationFailed as exc:
             errors.extend(exc.errors)
         try:
-            analysis = experiment.analysis.with_settings(
-                method=method,
-                tuning_users=sequential_tuning_users,
-                prior_mean=prior_mean,
-                prior_sd=prior_sd,
-                correction=correction,
-            )
+            analysis = (overrides or AnalysisOverrides()).over(experiment.analysis)
         except ValidationFailed as exc:
             errors.extend(exc.errors)
         if errors:

@@ -135,5 +135,35 @@ class Analysis:
         return new
 
 
+@dataclass(frozen=True, slots=True)
+class AnalysisOverrides:
+    """A results request's settings over its experiment's analysis, named as the query names
+    them; each None keeps the experiment's."""
+
+    method: str | None = None
+    sequential_tuning_users: int | None = None
+    prior_mean: float | None = None
+    prior_sd: float | None = None
+    correction: str | None = None
+
+    def over(self, analysis: Analysis) -> Analysis:
+        """``analysis`` with these settings; every invalid one is named (ValidationFailed)."""
+        return analysis.with_settings(
+            method=self.method,
+            tuning_users=self.sequential_tuning_users,
+            prior_mean=self.prior_mean,
+            prior_sd=self.prior_sd,
+            correction=self.correction,
+        )
+
+    def errors(self) -> list[FieldError]:
+        """What is wrong with these settings whatever analysis they apply to."""
+        try:
+            self.over(Analysis())
+        except ValidationFailed as exc:
+            return list(exc.errors)
+        return []
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -25,19 +25,10 @@ def srm_check(
     observed: Sequence[int], expected_shares: Sequence[float], alpha: float = SRM_ALPHA
 ) -> SampleRatio:
     """Pearson's chi-square goodness of fit of users per variant to the configured shares."""
-    if len(observed) != len(expected_shares):
+    split = configured_split(observed, expected_shares)
+    if split is None:
         return SampleRatio(chi_square=None, p_value=None, mismatch=False)
-    counts = [finite(o) for o in observed]
-    shares = [finite(s) for s in expected_shares]
-    if any(c is None or c < 0 for c in counts):
-        return SampleRatio(chi_square=None, p_value=None, mismatch=False)
-    # Users landing in a variant configured to receive nobody is an assignment bug regardless
-    # of what the chi-square says about the other variants.
-    leaked = any(
-        (s is None or s <= 0) and c > 0  # type: ignore[operator]
-        for c, s in zip(counts, shares)
-    )
-    active = [(c, s) for c, s in zip(counts, shares) if s is not None and s > 0]
+    active, leaked = split
     if len(active) < 2:
         return SampleRatio(chi_square=None, p_value=None, mismatch=leaked)
     chi_square = _pearson_chi_square(active)  # type: ignore[arg-type]
@@ -47,6 +38,24 @@ def srm_check(
     alpha_f = finite(alpha)
     significant = p_value is not None and alpha_f is not None and p_value < alpha_f
     return SampleRatio(chi_square=chi_square, p_value=p_value, mismatch=significant or leaked)
+
+
+def configured_split(
+    observed: Sequence[float], expected_shares: Sequence[float], *, whole: bool = False
+) -> tuple[list[tuple[float, float]], bool] | None:
+    """What every check of the split starts from: (count, share) of each variant configured to
+    receive users, and whether any user landed in a variant configured to receive nobody (an
+    assignment bug, whatever a test says of the others). None when the counts are no counts:
+    a length that is not the shares', a count missing or below 0, or (``whole``) not whole."""
+    if len(observed) != len(expected_shares):
+        return None
+    counts = [finite(o) for o in observed]
+    shares = [finite(s) for s in expected_shares]
+    if any(c is None or c < 0 or (whole and c != math.floor(c)) for c in counts):
+        return None
+    leaked = any((s is None or s <= 0) and c > 0 for c, s in zip(counts, shares))  # type: ignore[operator]
+    active = [(c, s) for c, s in zip(counts, shares) if s is not None and s > 0]
+    return active, leaked  # type: ignore[return-value]
 
 
 def _pearson_chi_square(active: list[tuple[float, float]]) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scipy import special
 
 from domain.stats._floats import finite
-from domain.stats.sample_ratio import SRM_ALPHA
+from domain.stats.sample_ratio import SRM_ALPHA, configured_split
 
 DEFAULT_CONCENTRATION = 10_000.0
 """Of the Dirichlet mixture: the prior puts Dirichlet(10,000 × shares) on the true split, so
@@ -65,21 +65,13 @@ def sequential_srm_check(
     fewer than two variants with a positive share, or counts that are not whole numbers ≥ 0,
     leave the test undefined. With no users yet the Bayes factor is 1 (no evidence: p = 1).
     """
-    undefined = SequentialSampleRatio(log_bayes_factor=None, p_value=None, mismatch=False)
-    if len(observed) != len(expected_shares):
-        return undefined
-    counts = [finite(o) for o in observed]
-    shares = [finite(s) for s in expected_shares]
-    if any(c is None or c < 0 or c != math.floor(c) for c in counts):
-        return undefined
-    leaked = any(
-        (s is None or s <= 0) and c > 0  # type: ignore[operator]
-        for c, s in zip(counts, shares)
-    )
-    active = [(c, s) for c, s in zip(counts, shares) if s is not None and s > 0]
+    split = configured_split(observed, expected_shares, whole=True)
+    if split is None:
+        return SequentialSampleRatio(log_bayes_factor=None, p_value=None, mismatch=False)
+    active, leaked = split
     if len(active) < 2:
         return SequentialSampleRatio(log_bayes_factor=None, p_value=None, mismatch=leaked)
-    log_bf = _log_bayes_factor(active, concentration)  # type: ignore[arg-type]
+    log_bf = _log_bayes_factor(active, concentration)
     p_value = None
     if log_bf is not None:
         p_value = 1.0 if log_bf <= 0.0 else finite(math.exp(-log_bf))

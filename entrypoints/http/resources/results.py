@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery
 
 from application.layers import HoldoutResults, LayersAndHoldouts
 from application.results import ComputeResults
-from domain.analysis import Analysis
+from domain.analysis import AnalysisOverrides
 from domain.errors import FieldError, ValidationFailed
 from domain.keys import READ
 from domain.results import Comparison, ExperimentResults, VariantResult
@@ -320,21 +320,12 @@ class ResultsController(Controller):
         computed on this server (after a wait of up to `RESULTS_QUEUE_SECONDS`), or when the
         read runs past `RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a
         client that disconnects cancels its read."""
+        overrides = AnalysisOverrides(method, sequential_tuning_users, prior_mean, prior_sd, correction)
         errors: list[FieldError] = []
         start = _moment(start_date, "start_date", errors)
         end = _moment(end_date, "end_date", errors)
         if errors:  # the settings' own faults too, so that one answer names them all
-            try:
-                Analysis().with_settings(
-                    method=method,
-                    tuning_users=sequential_tuning_users,
-                    prior_mean=prior_mean,
-                    prior_sd=prior_sd,
-                    correction=correction,
-                )
-            except ValidationFailed as exc:
-                errors.extend(exc.errors)
-            raise ValidationFailed(errors)
+            raise ValidationFailed(errors + overrides.errors())
         try:
             computed = await while_connected(
                 request.receive,
@@ -345,11 +336,7 @@ class ResultsController(Controller):
                     event_type=event_type,
                     variant_id=variant_id,
                     primary_event_type=primary_event_type,
-                    method=method,
-                    sequential_tuning_users=sequential_tuning_users,
-                    prior_mean=prior_mean,
-                    prior_sd=prior_sd,
-                    correction=correction,
+                    overrides=overrides,
                 ),
             )
         except ValidationFailed as exc:
