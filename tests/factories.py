@@ -98,19 +98,3 @@ def an_experiment(
         **fields,
     )
 
-
-def reference_library(module: str) -> Any:
-    """A reference library a test checks the service against (confseq), imported; skipped where
-    it is not installed, except in CI, which installs it (.ci/run), where its absence fails."""
-    import importlib
-    import os
-
-    import pytest
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        message = f"{module} is not installed (.ci/run says how): {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)

@@ -1,9 +1,14 @@
-"""Reference formulas the tests check the service against, written here from the papers, apart
-from the service's own code."""
+"""What the tests check the service against: reference formulas written here from the papers,
+apart from the service's own code, and the reference libraries installed beside it."""
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+from typing import Any
+
+import pytest
 
 TUNING_ALPHA = 0.05
 
@@ -27,3 +32,15 @@ def always_valid_p(difference: float, se: float, users: float, tuning_users: flo
     rho = mixture_rho(tuning_users)
     z_sq = (difference / se) ** 2
     return min(1.0, math.sqrt((users + rho) / rho) * math.exp(-z_sq * users / (2 * (users + rho))))
+
+
+def reference_library(module: str) -> Any:
+    """A reference library a test checks the service against (confseq), imported; skipped where
+    it is not installed, except in CI, which installs it (.ci/run), where its absence fails."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} is not installed (.ci/run says how): {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

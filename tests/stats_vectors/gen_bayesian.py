@@ -1,7 +1,7 @@
 """Test vectors of the Bayesian read-out, from seeded Monte-Carlo draws with numpy.
 
-Run: ``/path/to/python tests/stats_vectors/gen_bayesian.py`` (numpy, scipy); writes
-docs/stats-vectors/bayesian.json. Imports nothing of the service: every expected value is a
+Run from the repository's root: ``python -m tests.stats_vectors.gen_bayesian`` (numpy, scipy);
+writes docs/stats-vectors/bayesian.json. Imports nothing of the service: every expected value is a
 mean (or quantile) of 10⁷ draws of the posteriors the service integrates exactly, and its
 tolerance is 4 of the draws' standard errors (or a floor of 10⁻¹² for exact values), so the
 replay (tests/unit/test_vectors_bayesian.py) checks the service against the draws.
@@ -24,22 +24,19 @@ draws' quantile spacing (Siddiqui's estimator, 2δ / (Q(p + δ) − Q(p − δ))
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
 from scipy import integrate, stats
 
-OUT = Path(__file__).resolve().parents[2] / "docs" / "stats-vectors" / "bayesian.json"
+from tests.stats_vectors.vectors import write
+
 DRAWS = 10_000_000
 CHUNK = 1_000_000
 SIGMAS = 4.0
 FLOOR = 1e-12
 DELTA = 0.005
-GENERATED_BY = "tests/stats_vectors/gen_bayesian.py"
 
 
 # --- Monte-Carlo summaries ---------------------------------------------------------------------
@@ -371,16 +368,7 @@ def prior_cases() -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    cases = proportion_cases() + means_cases() + prior_cases()
-    document = {
-        "area": "bayesian",
-        "generated_by": GENERATED_BY,
-        "references": {"numpy": np.__version__, "scipy": scipy.__version__},
-        "cases": cases,
-    }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"{len(cases)} cases -> {OUT}")
+    write('bayesian', proportion_cases() + means_cases() + prior_cases(), ('numpy', 'scipy'))
 
 
 if __name__ == "__main__":

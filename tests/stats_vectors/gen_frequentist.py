@@ -1,20 +1,16 @@
 """Test vectors of the fixed-horizon statistics, from statsmodels and scipy alone.
 
-Run: ``/path/to/python tests/stats_vectors/gen_frequentist.py`` (numpy, scipy, statsmodels);
-writes docs/stats-vectors/frequentist.json. Imports nothing of the service: the expected values
+Run from the repository's root: ``python -m tests.stats_vectors.gen_frequentist`` (numpy, scipy,
+statsmodels); writes docs/stats-vectors/frequentist.json. Imports nothing of the service: the expected values
 are the references' own, so the replay (tests/unit/test_vectors_frequentist.py) checks the
 service against them, never against itself.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
-import scipy
-import statsmodels
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import (
@@ -23,13 +19,9 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
-OUT = Path(__file__).resolve().parents[2] / "docs" / "stats-vectors" / "frequentist.json"
+from tests.stats_vectors.vectors import finite_or_none, write
+
 REL = {"rel": 1e-9, "abs": 1e-12}
-
-
-def _f(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def two_proportion_cases() -> list[dict]:
@@ -55,7 +47,7 @@ def two_proportion_cases() -> list[dict]:
             "expected": {
                 "absolute_lift": diff,
                 "relative_lift": None if x_a == 0 else diff / (x_a / n_a),
-                "statistic": _f(z), "p_value": _f(p),
+                "statistic": finite_or_none(z), "p_value": finite_or_none(p),
                 "interval": {"lower": float(low), "upper": float(up)},
             },
             "tolerance": REL,
@@ -150,45 +142,26 @@ def srm_cases() -> list[dict]:
     return cases
 
 
-def holm_cases() -> list[dict]:
+def adjustment_cases() -> list[dict]:
     cases = []
-    for ps in [[0.01, 0.04, 0.03], [0.5], [0.001, 0.2, 0.2, 0.049, 0.9], [0.04, 0.04]]:
-        adjusted = multipletests(ps, method="holm")[1]
-        cases.append({
-            "statistic": "holm_adjust",
-            "input": {"p_values": ps},
-            "expected": {"adjusted": [float(p) for p in adjusted]},
-            "tolerance": REL,
-            "reference": "statsmodels multipletests(method='holm')",
-        })
-    return cases
-
-
-def bh_cases() -> list[dict]:
-    cases = []
-    for ps in [[0.01, 0.04, 0.03], [0.5], [0.001, 0.2, 0.2, 0.049, 0.9], [0.04, 0.04], [0.9, 0.01, 0.02, 0.5]]:
-        adjusted = multipletests(ps, method="fdr_bh")[1]
-        cases.append({
-            "statistic": "benjamini_hochberg_adjust",
-            "input": {"p_values": ps},
-            "expected": {"adjusted": [float(p) for p in adjusted]},
-            "tolerance": REL,
-            "reference": "statsmodels multipletests(method='fdr_bh')",
-        })
+    for statistic, method, p_value_sets in [
+        ("holm_adjust", "holm", [[0.01, 0.04, 0.03], [0.5], [0.001, 0.2, 0.2, 0.049, 0.9], [0.04, 0.04]]),
+        ("benjamini_hochberg_adjust", "fdr_bh",
+         [[0.01, 0.04, 0.03], [0.5], [0.001, 0.2, 0.2, 0.049, 0.9], [0.04, 0.04], [0.9, 0.01, 0.02, 0.5]]),
+    ]:
+        for ps in p_value_sets:
+            cases.append({
+                "statistic": statistic,
+                "input": {"p_values": ps},
+                "expected": {"adjusted": [float(p) for p in multipletests(ps, method=method)[1]]},
+                "tolerance": REL,
+                "reference": f"statsmodels multipletests(method='{method}')",
+            })
     return cases
 
 
 def main() -> None:
-    cases = two_proportion_cases() + wilson_cases() + welch_cases() + srm_cases() + holm_cases() + bh_cases()
-    document = {
-        "area": "frequentist",
-        "generated_by": "tests/stats_vectors/gen_frequentist.py",
-        "references": {"numpy": np.__version__, "scipy": scipy.__version__, "statsmodels": statsmodels.__version__},
-        "cases": cases,
-    }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"{OUT}: {len(cases)} cases")
+    write('frequentist', two_proportion_cases() + wilson_cases() + welch_cases() + srm_cases() + adjustment_cases(), ('numpy', 'scipy', 'statsmodels'))
 
 
 if __name__ == "__main__":

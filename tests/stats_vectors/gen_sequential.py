@@ -1,7 +1,7 @@
 """Test vectors of the sequential (always-valid) statistics, from confseq and numpy alone.
 
-Run: ``/path/to/python tests/stats_vectors/gen_sequential.py`` (numpy, scipy, confseq 0.0.11);
-writes docs/stats-vectors/sequential.json. Imports nothing of the service. The boundaries are
+Run from the repository's root: ``python -m tests.stats_vectors.gen_sequential`` (numpy, scipy,
+confseq 0.0.11); writes docs/stats-vectors/sequential.json. Imports nothing of the service. The boundaries are
 confseq's own ``normal_mixture_bound(..., is_one_sided=False)``; the intervals are re-derived here
 from that boundary, and the p-values from confseq's ``normal_log_mixture`` (the log of the
 mixture martingale, so p = min(1, 1/martingale)); both are cross-checked against gbstats'
@@ -11,25 +11,17 @@ before they are written. The replay is tests/unit/test_vectors_sequential.py.
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
-from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 from confseq.boundaries import normal_log_mixture, normal_mixture_bound
 
-OUT = Path(__file__).resolve().parents[2] / "docs" / "stats-vectors" / "sequential.json"
-GENERATED_BY = "tests/stats_vectors/gen_sequential.py"
+from tests.stats_vectors.vectors import finite_or_none, write
+
 REL = {"rel": 1e-9, "abs": 1e-12}
 TUNING_ALPHA = 0.05  # the alpha the mixture is tuned at, whatever alpha the interval is asked at
 DEFAULT_TUNING = 10_000
-
-
-def _f(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _bound(v: float, alpha: float, v_opt: float, alpha_opt: float) -> float:
@@ -75,7 +67,7 @@ def _sequence(
         assert _close(p, gb_p) or (p < 1e-300 and gb_p < 1e-300), (p, gb_p)
         # p < alpha exactly when the interval excludes 0 (one rho for every alpha).
         assert (p < alpha) == (abs(d) > half) or abs(abs(d) - half) < 1e-12 * half
-    return {"absolute_lift": d, "interval": interval, "p_value": _f(p)}
+    return {"absolute_lift": d, "interval": interval, "p_value": finite_or_none(p)}
 
 
 def bound_cases() -> list[dict]:
@@ -374,16 +366,7 @@ def _mean_case(arm_a, arm_b, alpha, tuning, expected, reference) -> dict:
 
 
 def main() -> None:
-    cases = bound_cases() + proportion_cases() + mean_cases()
-    document = {
-        "area": "sequential",
-        "generated_by": GENERATED_BY,
-        "references": {name: version(name) for name in ("confseq", "numpy", "scipy")},
-        "cases": cases,
-    }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    print(f"{len(cases)} cases -> {OUT}")
+    write('sequential', bound_cases() + proportion_cases() + mean_cases(), ('confseq', 'numpy', 'scipy'))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Test vectors of the sequential SRM check and of sample size and power, from scipy and
 statsmodels alone.
 
-Run: ``/path/to/python tests/stats_vectors/gen_srm_power.py`` (numpy, scipy, statsmodels);
-writes docs/stats-vectors/srm_power.json. Imports nothing of the service: the expected values
+Run from the repository's root: ``python -m tests.stats_vectors.gen_srm_power`` (numpy, scipy,
+statsmodels); writes docs/stats-vectors/srm_power.json. Imports nothing of the service: the expected values
 are the references' own, so the replay (tests/unit/test_vectors_srm_power.py) checks the
 service against them, never against itself.
 
@@ -15,20 +15,17 @@ service against them, never against itself.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
-import scipy
-import statsmodels
 from scipy import optimize, special, stats
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-OUT = Path(__file__).resolve().parents[2] / "docs" / "stats-vectors" / "srm_power.json"
+from tests.stats_vectors.vectors import write
+
 EPS = sys.float_info.epsilon
 CONCENTRATION = 10_000.0
 SRM_ALPHA = 0.001
@@ -299,17 +296,7 @@ def power_cases() -> list[dict]:
 
 
 def main() -> None:
-    cases = srm_cases() + proportion_cases() + mean_cases() + power_cases()
-    document = {
-        "area": "srm_power",
-        "generated_by": "tests/stats_vectors/gen_srm_power.py",
-        "references": {"numpy": np.__version__, "scipy": scipy.__version__,
-                       "statsmodels": statsmodels.__version__},
-        "cases": cases,
-    }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"{OUT}: {len(cases)} cases")
+    write('srm_power', srm_cases() + proportion_cases() + mean_cases() + power_cases(), ('numpy', 'scipy', 'statsmodels'))
 
 
 if __name__ == "__main__":

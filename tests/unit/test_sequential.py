@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy import integrate, optimize, stats
 
 from domain.stats import Proportion, SampleMean
-from tests.factories import reference_library
+from tests.references import reference_library
 from domain.stats.sequential import (
     DEFAULT_TUNING_USERS,
     TUNING_ALPHA,

@@ -17,7 +17,7 @@ from domain.stats.bayesian import (
     bayesian_proportions,
 )
 from domain.stats.values import Proportion, SampleMean
-from tests.stats_vectors.replay import load, mismatches
+from tests.stats_vectors.vectors import load, mismatches
 
 VECTORS = load("bayesian")["cases"]
 

@@ -17,7 +17,7 @@ from domain.stats import (
     welch_test,
     wilson_interval,
 )
-from tests.stats_vectors.replay import case_id, load, mismatches
+from tests.stats_vectors.vectors import case_id, load, mismatches
 
 VECTORS = load("frequentist")["cases"]
 

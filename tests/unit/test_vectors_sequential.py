@@ -9,7 +9,7 @@ import pytest
 
 from domain.stats import Proportion, SampleMean
 from domain.stats.sequential import normal_mixture_bound, sequential_means, sequential_proportions
-from tests.stats_vectors.replay import case_id, load, mismatches
+from tests.stats_vectors.vectors import case_id, load, mismatches
 
 VECTORS = load("sequential")["cases"]
 

@@ -15,7 +15,7 @@ from domain.stats.power import (
     users_per_arm_proportions,
 )
 from domain.stats.sequential_srm import sequential_srm_check
-from tests.stats_vectors.replay import case_id, load, mismatches
+from tests.stats_vectors.vectors import case_id, load, mismatches
 
 VECTORS = load("srm_power")["cases"]
 

@@ -1,9 +1,15 @@
-"""What every replay of the published test vectors shares: reading a file, and comparing a
-result with a case's expected values within the case's tolerance."""
+"""What the published test vectors' generators and replays share: writing a file, reading it,
+and comparing a result with a case's expected values within the case's tolerance.
+
+It imports nothing of the service, so the generators may use it: they run as modules from the
+repository's root, in an environment with the reference libraries and without the service
+(``python -m tests.stats_vectors.gen_<area>``)."""
 
 from __future__ import annotations
 
 import json
+import math
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,27 @@ def load(area: str) -> dict[str, Any]:
     assert document["area"] == area
     assert document["generated_by"] == f"tests/stats_vectors/gen_{area}.py"
     return document
+
+
+def write(area: str, cases: list[dict[str, Any]], libraries: tuple[str, ...]) -> None:
+    """docs/stats-vectors/<area>.json: the cases, with the versions of the libraries that
+    computed them. No NaN or infinity: an undefined value is null."""
+    document = {
+        "area": area,
+        "generated_by": f"tests/stats_vectors/gen_{area}.py",
+        "references": {name: version(name) for name in libraries},
+        "cases": cases,
+    }
+    path = FOLDER / f"{area}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    print(f"{len(cases)} cases -> {path}")
+
+
+def finite_or_none(value: float) -> float | None:
+    """A reference's number as a case records it: None (null) where it is not finite."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def case_id(case: dict[str, Any]) -> str:
