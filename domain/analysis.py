@@ -27,6 +27,10 @@ class Correction(StrEnum):
     BH = "bh"  # Benjamini-Hochberg: the expected share of false winners among winners ≤ alpha
 
 
+KEYS = ("method", "sequential_tuning_users", "prior", "correction")
+"""An analysis's settings, as its JSON form names them."""
+
+
 class Method(StrEnum):
     FIXED = "fixed"  # a test at one planned horizon: valid only when read once
     SEQUENTIAL = "sequential"  # confidence sequences: valid at every look
@@ -55,15 +59,17 @@ class Analysis:
             return cls()
         if not isinstance(value, dict):
             raise ValidationFailed([FieldError(where, "must be an object")])
-        unknown = set(value) - {"method", "sequential_tuning_users", "prior", "correction"}
+        unknown = set(value) - set(KEYS)
         errors = [FieldError(f"{where}.{k}", "is not a setting of the analysis") for k in sorted(unknown)]
         prior = value.get("prior")
         prior_mean = prior_sd = None
         if prior is not None:
             if isinstance(prior, dict) and set(prior) <= {"mean", "sd"}:
-                prior_mean, prior_sd = prior.get("mean", 0.0), prior.get("sd")
+                prior_sd = prior.get("sd")
                 if prior_sd is None:
                     errors.append(FieldError(f"{where}.prior.sd", "is required with a prior"))
+                else:
+                    prior_mean = prior.get("mean")
             else:
                 errors.append(FieldError(f"{where}.prior", 'must be null or {"mean": number, "sd": number}'))
         try:
@@ -73,10 +79,10 @@ class Analysis:
                 prior_mean=prior_mean,
                 prior_sd=prior_sd,
                 correction=value.get("correction"),
-                where=where,
             )
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
+        except ValidationFailed as exc:  # named by their settings: here, by their place in the body
+            places = {"prior_mean": "prior.mean", "prior_sd": "prior.sd", **{k: k for k in KEYS}}
+            errors.extend(exc.renamed({k: f"{where}.{v}" for k, v in places.items()}).errors)
         if errors:
             raise ValidationFailed(errors)
         return analysis
@@ -89,30 +95,28 @@ class Analysis:
         prior_mean: Any = None,
         prior_sd: Any = None,
         correction: Any = None,
-        where: str = "",
     ) -> Analysis:
-        """This analysis with the settings given (None keeps one). ``where`` prefixes the names
-        of the fields in errors ("analysis" in a body; nothing for a query's parameters)."""
-        name = (lambda f: f"{where}.{f}") if where else (lambda f: f)
+        """This analysis with the settings given (None keeps one); errors name the settings as a
+        results query does (``method``, ``sequential_tuning_users``, ``prior_mean``, ...)."""
         errors: list[FieldError] = []
         new = self
         if method is not None:
             try:
                 new = replace(new, method=Method(method))
             except ValueError:
-                errors.append(FieldError(name("method"), f"must be one of {', '.join(m.value for m in Method)}"))
+                errors.append(FieldError("method", f"must be one of {', '.join(m.value for m in Method)}"))
         if correction is not None:
             try:
                 new = replace(new, correction=Correction(correction))
             except ValueError:
-                errors.append(FieldError(name("correction"), f"must be one of {', '.join(c.value for c in Correction)}"))
+                errors.append(FieldError("correction", f"must be one of {', '.join(c.value for c in Correction)}"))
         if tuning_users is not None:
             if isinstance(tuning_users, bool) or not isinstance(tuning_users, int) or not (
                 MIN_TUNING_USERS <= tuning_users <= MAX_TUNING_USERS
             ):
                 errors.append(
                     FieldError(
-                        name("sequential_tuning_users"),
+                        "sequential_tuning_users",
                         f"must be a whole number of users from {MIN_TUNING_USERS} to {MAX_TUNING_USERS:,}",
                     )
                 )
@@ -121,14 +125,14 @@ class Analysis:
         if prior_sd is not None:
             mean = 0.0 if prior_mean is None else prior_mean
             if not _number(mean) or abs(mean) > MAX_PRIOR_SD:
-                errors.append(FieldError(name("prior.mean" if where else "prior_mean"),
+                errors.append(FieldError("prior_mean",
                                          f"must be a finite number from -{MAX_PRIOR_SD:g} to {MAX_PRIOR_SD:g}"))
             elif not _number(prior_sd) or not 0 < prior_sd <= MAX_PRIOR_SD:
-                errors.append(FieldError(name("prior.sd" if where else "prior_sd"),
+                errors.append(FieldError("prior_sd",
                                          f"must be a number above 0 and at most {MAX_PRIOR_SD:g}"))
             else:
                 new = replace(new, prior=NormalPrior(mean=float(mean), sd=float(prior_sd)))
-        elif prior_mean is not None and not where:
+        elif prior_mean is not None:
             errors.append(FieldError("prior_sd", "is required with prior_mean"))
         if errors:
             raise ValidationFailed(errors)
