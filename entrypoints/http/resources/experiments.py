@@ -17,6 +17,7 @@ from application.experiments import (
     GetExperiment,
     ListExperiments,
 )
+from domain.analysis import MAX_TUNING_USERS, MIN_TUNING_USERS
 from domain.experiment import (
     MAX_DESCRIPTION_LENGTH,
     MAX_EVENT_TYPE_LENGTH,
@@ -27,6 +28,7 @@ from domain.experiment import (
     VariantDraft,
 )
 from domain.keys import ADMIN, READ
+from domain.stats.sequential import DEFAULT_TUNING_USERS
 from entrypoints.http import openapi
 from entrypoints.http.decoding import StrictDTO
 from entrypoints.http.wire import Id, doc
@@ -203,7 +205,7 @@ class AnalysisOut(msgspec.Struct):
             "bayesian: chance to beat the control and expected loss.", "sequential"),
     ]
     sequential_tuning_users: Annotated[
-        int, doc("Users (both arms) at which the confidence sequence is tightest.", 10000)
+        int, doc("Users (both arms) at which the confidence sequence is tightest.", DEFAULT_TUNING_USERS)
     ]
     prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")]
     correction: Annotated[
@@ -220,8 +222,11 @@ class AnalysisIn(msgspec.Struct):
         Literal["fixed", "sequential", "bayesian"], doc("Default fixed.", "sequential")
     ] = "fixed"
     sequential_tuning_users: Annotated[
-        int, msgspec.Meta(ge=100, le=1_000_000_000, description="Default 10,000: docs/statistics.md.")
-    ] = 10_000
+        int,
+        msgspec.Meta(
+            ge=MIN_TUNING_USERS, le=MAX_TUNING_USERS, description=f"Default {DEFAULT_TUNING_USERS:,}: docs/statistics.md."
+        ),
+    ] = DEFAULT_TUNING_USERS
     prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")] = None
     correction: Annotated[Literal["holm", "bh"], doc("Default holm.", "bh")] = "holm"
 

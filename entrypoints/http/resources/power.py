@@ -11,6 +11,8 @@ from litestar.params import JSONBody
 
 from application.power import EstimatePower, PowerAnswer, PowerQuestion
 from domain.keys import READ
+from domain.stats.frequentist import ALPHA
+from domain.stats.power import POWER
 from entrypoints.http import openapi
 from entrypoints.http.decoding import StrictDTO
 from entrypoints.http.wire import doc
@@ -26,8 +28,8 @@ class PowerIn(msgspec.Struct):
     baseline_rate: Annotated[float | None, doc("conversion: the control's rate, in (0, 1); default: the experiment's control so far.", 0.1)] = None
     mean: Annotated[float | None, doc("value: the control's mean per user; default: the experiment's control so far.", 2.5)] = None
     variance: Annotated[float | None, doc("value: the per-user variance; default: the experiment's control so far.", 90.0)] = None
-    alpha: Annotated[float, doc("Two-sided significance level.", 0.05)] = 0.05
-    power: Annotated[float, doc("The chance to detect an effect of the MDE.", 0.8)] = 0.8
+    alpha: Annotated[float, doc("Two-sided significance level.", ALPHA)] = ALPHA
+    power: Annotated[float, doc("The chance to detect an effect of the MDE.", POWER)] = POWER
     ratio: Annotated[float | None, doc("Variant users per control user (default 1); with an experiment, its split.", 1.0)] = None
     experiment_id: Annotated[str | None, doc("A running experiment: baseline from its control, ratio from its split, and the days left at its pace.")] = None
 
