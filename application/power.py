@@ -72,8 +72,8 @@ class EstimatePower:
         if q.experiment_id is None:
             if errors:
                 raise ValidationFailed(errors)
-            filled = replace(q, ratio=1.0 if q.ratio is None else q.ratio)
-            return PowerAnswer(filled, _size(filled, filled.ratio or 1.0, errors))
+            ratio = 1.0 if q.ratio is None else q.ratio
+            return PowerAnswer(replace(q, ratio=ratio), _size(q, ratio, errors))
         if q.ratio is not None:
             errors.append(FieldError("ratio", "is the experiment's split when experiment_id is given"))
         results = await self._results(q.experiment_id, overrides=AnalysisOverrides(method="fixed"))
@@ -85,15 +85,12 @@ class EstimatePower:
             errors.append(FieldError("experiment_id", "needs a control and another variant with traffic"))
         if errors:
             raise ValidationFailed(errors)
-        # The variant with the least traffic beside the control needs the most users in all.
-        total_bp = sum(v.traffic_basis_points for v in active)
-        sizes = []
-        for variant in active:
-            if variant.id != control.id:
-                ratio = variant.traffic_basis_points / control.traffic_basis_points
-                size = _size(filled, ratio, errors)
-                sizes.append((size.control_exact * total_bp / control.traffic_basis_points, ratio, size))
-        needed, ratio, size = max(sizes, key=lambda s: s[0])
+        # The control needs (1 + r) / r times a constant for a variant of r times its traffic:
+        # the least-served variant sets how many users the experiment needs in all.
+        least = min((v for v in active if v.id != control.id), key=lambda v: v.traffic_basis_points)
+        ratio = least.traffic_basis_points / control.traffic_basis_points
+        size = _size(filled, ratio, errors)
+        needed = size.control_exact * sum(v.traffic_basis_points for v in active) / control.traffic_basis_points
         traffic = self._traffic(experiment, results, math.ceil(needed - 1e-9))
         return PowerAnswer(replace(filled, ratio=ratio), size, traffic)
 
