@@ -11,12 +11,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+# The service and its Python client (clients/python: the library and the `experiments` command).
+CLIENT := clients/python
+
+$(RUN_STAMP): pyproject.toml constraints.txt $(CLIENT)/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e . -e $(CLIENT)
 	touch $@
 
-$(TEST_STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+$(TEST_STAMP): pyproject.toml constraints.txt $(CLIENT)/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]' -e $(CLIENT)
 	touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)

@@ -220,3 +220,25 @@ class ListExperiments:
             raise ValidationFailed(errors)
         items, total = await self._store.list_experiments(limit, offset)
         return ExperimentPage(items, total)
+
+
+class AllExperiments:
+    """Every experiment, read page by page from the store: what clients assign from locally
+    (GET /definitions). Read from the store, not a cache, so that a change is seen at once."""
+
+    PAGE = MAX_LIMIT
+
+    def __init__(self, store: Experiments) -> None:
+        self._store = store
+
+    async def __call__(self) -> list[Experiment]:
+        """Each experiment once: one created while the pages are read pushes the newest-first
+        pages down, and the next page then repeats the last one read."""
+        found: dict[str, Experiment] = {}
+        offset = 0
+        while True:
+            items, total = await self._store.list_experiments(self.PAGE, offset)
+            offset += len(items)
+            found.update((e.id, e) for e in items)
+            if not items or offset >= total:
+                return list(found.values())

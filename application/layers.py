@@ -14,8 +14,8 @@ from domain.errors import (
     FieldError,
     NotFound,
     ValidationFailed,
+    text_error,
 )
-from domain.event import text_error
 from domain.experiment import BUCKETS
 from domain.layers import (
     Holdout,

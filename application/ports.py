@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from domain.assignment import Assignment
+from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
 from domain.event import EventBatch
 from domain.experiment import Experiment
 from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice
 from domain.rate_limit import Decision
-from domain.results import ResultQuery, VariantAggregate
+from domain.results import ResultQuery
+from domain.totals import VariantAggregate
 
 
 class Experiments(Protocol):
@@ -86,6 +87,12 @@ class Assignments(Protocol):
     async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
         """Remember that the user was held out, first at ``seen_at`` (a later call keeps it)."""
 
+    async def add_exposures(self, assignments: Sequence[Assignment], held_out: Sequence[HeldOut]) -> list[Assignment]:
+        """Store all or none: each assignment unless one exists for (experiment, user), each
+        holdout member unless known (``add_assignment`` and ``add_holdout_member``, in one
+        transaction). Returns what is stored for each assignment, in order; at most one
+        assignment per (experiment, user)."""
+
 
 class Events(Protocol):
     """What users did, stored all or nothing per batch."""
@@ -107,8 +114,9 @@ class Totals(Protocol):
         rule: an event counts only if its user is assigned and it is not older than the assignment.
         """
 
-    async def rebuild_aggregates(self) -> None:
-        """Recompute whatever the store keeps pre-aggregated from the raw rows it holds."""
+    async def rebuild_aggregates(self, progress: Callable[[int, int, str], None] | None = None) -> None:
+        """Recompute whatever the store keeps pre-aggregated from the raw rows it holds;
+        ``progress(done, steps, what)`` before each step and once at the end."""
 
 
 class Keys(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
@@ -169,6 +170,8 @@ class ComputeResults:
             errors.extend(exc.errors)
         if errors:
             raise ValidationFailed(errors)
+        if analysis.cuped:  # read only when asked for: a row per user with a pre-period event
+            query = replace(query, covariates=True)
         # The same results asked for at once are read once (the variants are part of the key:
         # the aggregates are keyed by them).
         key = ("experiment", experiment.id, tuple(v.id for v in experiment.variants), query)

@@ -490,6 +490,31 @@ def timed_calls(client: httpx.Client, path: str, params: dict[str, str], n: int,
     return statistics.median(times), answer.json()
 
 
+SCORECARD = [
+    {"name": "buyers", "kind": "conversion", "event_type": PRIMARY, "role": "primary"},
+    {"name": "revenue", "kind": "value", "event_type": PRIMARY},
+    {"name": "views", "kind": "count", "event_type": "view", "role": "guardrail", "tolerance": 0.05},
+    {"name": "clicks per view", "kind": "ratio", "event_type": "click", "denominator_event_type": "view"},
+    {"name": "order value", "kind": "ratio", "event_type": PRIMARY, "numerator": "value",
+     "denominator_event_type": PRIMARY},
+]
+# The same, with the revenue capped at its 99th percentile: a read of every buyer's total.
+CAPPED_SCORECARD = [*SCORECARD, {"name": "revenue, capped", "kind": "value", "event_type": PRIMARY,
+                                 "cap": {"percentile": 0.99}}]
+
+
+def check_scorecard(where: str, answer: dict) -> None:
+    """The scorecard's conversion and value metrics on the primary event equal the answer's own
+    per-variant figures (themselves checked against the raw walk)."""
+    card = {m["metric"]["name"]: {v["variant_id"]: v for v in m["variants"]} for m in answer["scorecard"]["metrics"]}
+    for v in answer["variants"]:
+        got = (card["buyers"][v["variant_id"]]["numerator"], card["revenue"][v["variant_id"]]["numerator"])
+        if got[0] != v["primary_unique_users"] or not math.isclose(got[1], v["value_sum"], rel_tol=1e-9):
+            mismatches.append(f"{where}, {v['variant_name']}: scorecard (buyers, revenue) {got}"
+                              f" != ({v['primary_unique_users']}, {v['value_sum']})")
+            print(f"  MISMATCH: {mismatches[-1]}", flush=True)
+
+
 def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgres | None, targets: bool) -> None:
     exp = bench_experiment(n_events)
     ranges = Ranges.for_events(n_events)
@@ -541,6 +566,26 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
                     one, answers[name] = timed_calls(client, path, ranges.params(name), 1, 0)
                     times.append(one)
             ms["whole hours"], ms["time of day"] = statistics.median(hours), statistics.median(tod)
+            # Last, as every read after it carries the scorecard: five metrics, two of them ratios
+            # (which read per-user totals, not per-variant ones).
+            client.patch(f"{service.base}/experiments/{exp.id}",
+                         json={"analysis": {"metrics": SCORECARD}}).raise_for_status()
+            time.sleep(3)  # the background folder fills the ratios' cross sums at its next fold
+            client.get(path).raise_for_status()
+            ms["scorecard"], scorecards = timed_calls(client, path, {}, 10, 30)
+            ms["scorecard, two whole days"], ranged_scorecards = timed_calls(
+                client, path, ranges.params("two whole days"), 5, 20)
+            client.patch(f"{service.base}/experiments/{exp.id}",
+                         json={"analysis": {"metrics": CAPPED_SCORECARD}}).raise_for_status()
+            ms["capped scorecard"], capped_scorecards = timed_calls(client, path, {}, 10, 30)
+            # CUPED turned on: filled by the next fold from every event stored, then read.
+            client.patch(f"{service.base}/experiments/{exp.id}",
+                         json={"analysis": {"cuped": True}}).raise_for_status()
+            started = time.perf_counter()
+            while client.get(path).status_code == 503:
+                time.sleep(0.05)
+            cuped_fill_s = time.perf_counter() - started
+            ms["cuped"], cuped_answer = timed_calls(client, path, {}, 10, 30)
         rss = service.peak_rss_mib()
     except httpx.HTTPError as exc:
         raise SystemExit(service.failure(f"a results call failed ({first_line(exc)})")) from None
@@ -564,6 +609,10 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
         check(f"{kind} {n_events:,} events, {name}", answers[name], raw[name])
     for method, answer in method_answers.items():
         check(f"{kind} {n_events:,} events, unfiltered, method={method}", answer, raw["unfiltered"])
+    for name, answer in (("unfiltered", scorecards), ("two whole days", ranged_scorecards),
+                         ("unfiltered", capped_scorecards)):
+        check(f"{kind} {n_events:,} events, {name}, with a scorecard", answer, raw[name])
+        check_scorecard(f"{kind} {n_events:,} events, {name}, scorecard", answer)
     at = f"{n_events:,} ev"
     record(f"{at}: unfiltered, ms", f"{ms['unfiltered']:,.1f}", f"{raw_ms:,.0f}", ratio_text(ms["unfiltered"], raw_ms),
            "≤ 50 ms" if targets else "", ms["unfiltered"] <= 50 if targets else None)
@@ -571,6 +620,15 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
         record(f"{at}: unfiltered, method={method}, ms", f"{ms[method]:,.1f}", f"{ms['unfiltered']:,.1f}",
                ratio_text(ms[method], ms["unfiltered"]), "≤ 50 ms" if targets else "(fixed's reference)",
                ms[method] <= 50 if targets else None)
+    for name, plain in (("scorecard", "unfiltered"), ("scorecard, two whole days", "two whole days")):
+        record(f"{at}: {name} (5 metrics, 2 ratios), ms", f"{ms[name]:,.1f}", f"{ms[plain]:,.1f}",
+               ratio_text(ms[name], ms[plain]), f"(the {plain} read's reference)")
+    check(f"{kind} {n_events:,} events, unfiltered, with CUPED", cuped_answer, raw["unfiltered"])
+    record(f"{at}: CUPED turned on, filled within, s", f"{cuped_fill_s:,.1f}", "", "", "(the next fold reads every event)")
+    record(f"{at}: unfiltered with CUPED, ms", f"{ms['cuped']:,.1f}", f"{ms['unfiltered']:,.1f}",
+           ratio_text(ms["cuped"], ms["unfiltered"]), "(no user has a pre-period event in this data)")
+    record(f"{at}: scorecard + revenue capped at p99, ms", f"{ms['capped scorecard']:,.1f}", f"{ms['scorecard']:,.1f}",
+           ratio_text(ms["capped scorecard"], ms["scorecard"]), "(the scorecard's reference)")
     record(f"{at}: two whole days, ms", f"{ms['two whole days']:,.1f}", f"{raw_ms:,.0f}",
            ratio_text(ms["two whole days"], raw_ms), "≤ 300 ms" if targets else "",
            ms["two whole days"] <= 300 if targets else None)
@@ -590,7 +648,7 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
 
 # ---------------------------------------------------------------------------------- main
 
-SECTIONS = ("assignment", "ingest", "results", "pg-assignment", "pg-ingest", "pg-results", "mixed")
+SECTIONS = ("assignment", "ingest", "results", "pg-assignment", "pg-ingest", "pg-results", "mixed", "client")
 
 
 def bench_mixed(tmp: Path, pg: Postgres | None, seconds: float) -> None:
@@ -627,6 +685,26 @@ def bench_mixed(tmp: Path, pg: Postgres | None, seconds: float) -> None:
         record("PostgreSQL + Redis / SQLite, mixed req/s", f"{figures['postgres'].rps:,.0f}",
                f"{figures['sqlite'].rps:,.0f}", ratio_text(figures["postgres"].rps, figures["sqlite"].rps),
                "≥ 0.6× SQLite", share >= 0.6)
+
+
+def bench_client(tmp: Path) -> None:
+    """Local assignment in this process, pinned to one core, checked user by user against a
+    server; then `experiments import` of a million events against a fresh server."""
+    from bench.client import bench_import, bench_local_assignment
+
+    service = start_service("client", f"sqlite:///{tmp / 'client.db'}", "memory://", tmp, cpus="0")
+    affinity = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {1})
+        bench_local_assignment(service, record, ratio_text)
+    finally:
+        os.sched_setaffinity(0, affinity)
+        service.stop()
+    service = start_service("import", f"sqlite:///{tmp / 'import.db'}", "memory://", tmp)
+    try:
+        bench_import(service, tmp, record, ratio_text)
+    finally:
+        service.stop()
 
 
 def main() -> int:
@@ -712,6 +790,9 @@ def main() -> int:
             mixed_s = 20 if args.quick else 90
             heading(f"mixed load, 16 clients, {mixed_s} s per store, server on one core (bench/mixed.py)", "mixed")
             bench_mixed(tmp, pg, mixed_s)
+        if "client" in sections:
+            heading("the Python client: local assignment on one core, import (bench/client.py)", "client")
+            bench_client(tmp)
     targets = [r for r in rows if r.met is not None]
     if targets:
         unmet = [r.figure for r in targets if not r.met]

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from domain.errors import FieldError, ValidationFailed
+from domain.metrics import Metric, parse_metrics
 from domain.stats.bayesian import NormalPrior
 from domain.stats.sequential import DEFAULT_TUNING_USERS
 
@@ -27,7 +28,7 @@ class Correction(StrEnum):
     BH = "bh"  # Benjamini-Hochberg: the expected share of false winners among winners ≤ alpha
 
 
-KEYS = ("method", "sequential_tuning_users", "prior", "correction")
+KEYS = ("method", "sequential_tuning_users", "prior", "correction", "metrics", "cuped")
 """An analysis's settings, as its JSON form names them."""
 
 
@@ -43,6 +44,8 @@ class Analysis:
     sequential_tuning_users: int = DEFAULT_TUNING_USERS
     prior: NormalPrior | None = None  # on the relative effect; None: flat
     correction: Correction = Correction.HOLM  # of the fixed-horizon p_value_adjusted
+    metrics: tuple[Metric, ...] = ()  # the scorecard's rows (domain/metrics.py); none: no scorecard
+    cuped: bool = False  # adjust the primary conversion and value by the pre-period (domain/stats/cuped.py)
 
     def document(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,8 @@ class Analysis:
             "sequential_tuning_users": self.sequential_tuning_users,
             "prior": None if self.prior is None else {"mean": self.prior.mean, "sd": self.prior.sd},
             "correction": self.correction.value,
+            "metrics": [m.document() for m in self.metrics],
+            "cuped": self.cuped,
         }
 
     @classmethod
@@ -79,13 +84,15 @@ class Analysis:
                 prior_mean=prior_mean,
                 prior_sd=prior_sd,
                 correction=value.get("correction"),
+                cuped=value.get("cuped"),
             )
         except ValidationFailed as exc:  # named by their settings: here, by their place in the body
             places = {"prior_mean": "prior.mean", "prior_sd": "prior.sd", **{k: k for k in KEYS}}
             errors.extend(exc.renamed({k: f"{where}.{v}" for k, v in places.items()}).errors)
+        metrics = parse_metrics(value.get("metrics"), f"{where}.metrics", errors)
         if errors:
             raise ValidationFailed(errors)
-        return analysis
+        return replace(analysis, metrics=metrics)
 
     def with_settings(
         self,
@@ -95,6 +102,7 @@ class Analysis:
         prior_mean: Any = None,
         prior_sd: Any = None,
         correction: Any = None,
+        cuped: Any = None,
     ) -> Analysis:
         """This analysis with the settings given (None keeps one); errors name the settings as a
         results query does (``method``, ``sequential_tuning_users``, ``prior_mean``, ...)."""
@@ -110,6 +118,11 @@ class Analysis:
                 new = replace(new, correction=Correction(correction))
             except ValueError:
                 errors.append(FieldError("correction", f"must be one of {', '.join(c.value for c in Correction)}"))
+        if cuped is not None:
+            if isinstance(cuped, bool):
+                new = replace(new, cuped=cuped)
+            else:
+                errors.append(FieldError("cuped", "must be true or false"))
         if tuning_users is not None:
             if isinstance(tuning_users, bool) or not isinstance(tuning_users, int) or not (
                 MIN_TUNING_USERS <= tuning_users <= MAX_TUNING_USERS
@@ -149,21 +162,34 @@ class AnalysisOverrides:
     prior_mean: float | None = None
     prior_sd: float | None = None
     correction: str | None = None
+    cuped: bool | None = None
 
     def over(self, analysis: Analysis) -> Analysis:
-        """``analysis`` with these settings; every invalid one is named (ValidationFailed)."""
+        """``analysis`` (an experiment's) with these settings; every invalid one is named
+        (ValidationFailed). CUPED may be asked for only of an experiment that keeps its users'
+        pre-periods (``analysis.cuped``): there is nothing to adjust by otherwise."""
+        read = self._settings(analysis)
+        if read.cuped and not analysis.cuped:
+            raise ValidationFailed([FieldError("cuped", (
+                "this experiment does not keep its users' pre-periods: set analysis.cuped to true "
+                "(PATCH /experiments/{id}) first; the next fold fills them from the events already stored"
+            ))])
+        return read
+
+    def _settings(self, analysis: Analysis) -> Analysis:
         return analysis.with_settings(
             method=self.method,
             tuning_users=self.sequential_tuning_users,
             prior_mean=self.prior_mean,
             prior_sd=self.prior_sd,
             correction=self.correction,
+            cuped=self.cuped,
         )
 
     def errors(self) -> list[FieldError]:
         """What is wrong with these settings whatever analysis they apply to."""
         try:
-            self.over(Analysis())
+            self._settings(Analysis())
         except ValidationFailed as exc:
             return list(exc.errors)
         return []

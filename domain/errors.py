@@ -136,6 +136,18 @@ class Overloaded(DomainError):
         super().__init__(message)
 
 
+class CovariatesFilling(Overloaded):
+    """CUPED was just turned on for the experiment: its users' pre-periods are being filled
+    from the events already stored, by the folder's next fold."""
+
+    def __init__(self, experiment_id: str) -> None:
+        super().__init__(
+            f"the pre-period totals of experiment {experiment_id!r} are being filled (CUPED was just turned "
+            "on); retry after 1 s",
+            1,
+        )
+
+
 class ResultsBusy(Overloaded):
     """As many results are being computed as this process allows, and none finished within
     the wait a request is given."""
@@ -160,3 +172,8 @@ class ReadTimedOut(Overloaded):
             f"retry after {retry} s",
             retry,
         )
+
+
+def text_error(value: str, field: str) -> FieldError | None:
+    """NUL cannot be stored as text by every database, and no name or id needs it."""
+    return FieldError(field, "must not contain the NUL character") if "\x00" in value else None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from domain.assignment import user_id_error
-from domain.errors import FieldError
+from domain.errors import FieldError, text_error
 from domain.experiment import MAX_EVENT_TYPE_LENGTH
 
 MAX_PROPERTIES_BYTES = 64 * 1024
@@ -29,11 +29,6 @@ def as_utc(moment: datetime) -> datetime:
         return moment.astimezone(UTC)
     except OverflowError:
         raise TimestampOutOfRange(OUT_OF_RANGE) from None
-
-
-def text_error(value: str, field: str) -> FieldError | None:
-    """NUL cannot be stored as text by every database, and no name or id needs it."""
-    return FieldError(field, "must not contain the NUL character") if "\x00" in value else None
 
 
 def event_errors(

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 from domain.analysis import Analysis, Correction, Method
-from domain.errors import FieldError, ValidationFailed
-from domain.event import TimestampOutOfRange, as_utc, text_error
+from domain.errors import FieldError, ValidationFailed, text_error
+from domain.event import TimestampOutOfRange, as_utc
 from domain.experiment import Experiment, Variant
+from domain.scorecard import Scorecard, build_scorecard
 from domain.stats import (
-    Proportion,
     SampleMean,
     SampleRatio,
     TestResult,
@@ -23,8 +23,10 @@ from domain.stats import (
     welch_test,
 )
 from domain.stats.bayesian import BayesianResult, bayesian_means, bayesian_proportions
+from domain.stats.cuped import CovariateStatistic, cuped_test
 from domain.stats.sequential import SequentialResult, sequential_means, sequential_proportions
 from domain.stats.sequential_srm import SequentialSampleRatio, sequential_srm_check
+from domain.totals import CovariateTotals, VariantAggregate
 
 
 def counts(event_at: datetime, since: datetime) -> bool:
@@ -34,58 +36,15 @@ def counts(event_at: datetime, since: datetime) -> bool:
     return event_at >= since
 
 
-
-@dataclass(frozen=True, slots=True)
-class EventTotals:
-    """The sufficient statistics of one event type (or of every type) in one variant: events,
-    users with at least one, and the sum and sum of squares of each such user's value total.
-
-    Summable like gbstats' ``SampleMeanStatistic``: adding totals of disjoint sets of users adds
-    them, and so does adding an increment computed against the totals it is added to (a user
-    already counted adds 0 users, and (v + d)² − v² to the squares).
-    """
-
-    events: int = 0
-    users: int = 0
-    value_sum: float = 0.0
-    value_sum_squares: float = 0.0
-
-    def __add__(self, other: EventTotals) -> EventTotals:
-        return EventTotals(
-            self.events + other.events,
-            self.users + other.users,
-            self.value_sum + other.value_sum,
-            self.value_sum_squares + other.value_sum_squares,
-        )
+PRE_PERIOD = timedelta(days=14)
+"""CUPED's covariate window: the events of this long before a user's assignment."""
 
 
-@dataclass(frozen=True, slots=True)
-class VariantAggregate:
-    """What the store answers for one variant: counts and sums only, never raw events.
-
-    ``primary`` covers the counted primary events; users without one count as 0, so its
-    ``value_sum``/``value_sum_squares`` over ``users`` give the mean and variance per user.
-    """
-
-    variant_id: str
-    users: int = 0
-    event_counts: Mapping[str, int] = field(default_factory=dict)
-    unique_users_with_events: int = 0
-    primary: EventTotals = EventTotals()
-
-    @property
-    def events(self) -> int:
-        return sum(self.event_counts.values())
-
-    @property
-    def conversion(self) -> Proportion:
-        """Of the variant's users, those with a counted primary event."""
-        return Proportion(self.users, self.primary.users)
-
-    @property
-    def value(self) -> SampleMean:
-        """The primary events' value per user of the variant."""
-        return SampleMean(self.users, self.primary.value_sum, self.primary.value_sum_squares)
+def in_pre_period(event_at: datetime, since: datetime) -> bool:
+    """The covariate's rule: an event counts for its user's pre-period when it falls in the
+    PRE_PERIOD before the assignment, the assignment's moment excluded (it counts from there
+    on, ``counts``), the window's first microsecond included."""
+    return since - PRE_PERIOD <= event_at < since
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +56,12 @@ class ResultQuery:
     event_type: str | None = None
     variant_id: str | None = None
     primary_event_type: str | None = None
+    # What the experiment's metrics read: the totals of these event types, and the per-user
+    # cross sums of these (numerator, denominator) pairs. Empty without metrics.
+    metric_types: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
+    capped_types: tuple[str, ...] = ()  # whose per-user totals capped metrics need
+    covariates: bool = False  # CUPED's sums of the primary event type (VariantAggregate.covariate)
 
     @classmethod
     def resolve(
@@ -130,12 +95,16 @@ class ResultQuery:
                 errors.append(error)
         if errors:
             raise ValidationFailed(errors)
+        metrics = experiment.analysis.metrics
         return cls(
             start=start_at,
             end=end_at,
             event_type=event_type,
             variant_id=variant_id,
             primary_event_type=primary_event_type or experiment.primary_event_type or event_type,
+            metric_types=tuple(sorted({t for m in metrics for t in m.event_types})),
+            pairs=tuple(sorted({p for m in metrics if (p := m.pair) is not None})),
+            capped_types=tuple(sorted({m.event_type for m in metrics if m.cap is not None})),
         )
 
 
@@ -187,6 +156,23 @@ class Bayesian:
 
 
 @dataclass(frozen=True, slots=True)
+class CupedReading:
+    """A comparison adjusted by CUPED; with no pre-period data (theta None), the unadjusted
+    test itself."""
+
+    test: TestResult
+    theta: float | None
+    variance_reduction: float | None  # 1 − Var(adjusted difference) / Var(unadjusted)
+
+
+@dataclass(frozen=True, slots=True)
+class Cuped:
+    conversion: CupedReading
+    p_value_adjusted: float | None  # the adjusted conversion's, by the analysis's correction
+    value: CupedReading
+
+
+@dataclass(frozen=True, slots=True)
 class Comparison:
     """A variant against the control: its conversion (two-proportion z-test) and its value per
     user (Welch's t-test), and the read-out of the method asked for, if any."""
@@ -198,6 +184,7 @@ class Comparison:
     value: TestResult
     sequential: Sequential | None = None
     bayesian: Bayesian | None = None
+    cuped: Cuped | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +198,7 @@ class ExperimentResults:
     comparisons: list[Comparison]
     analysis: Analysis  # what read them: the request's settings over the experiment's
     srm_sequential: SequentialSampleRatio  # the split checked validly at every look
+    scorecard: Scorecard | None = None  # the experiment's declared metrics; None without any
 
 
 class ResultCalculator:
@@ -245,6 +233,8 @@ class ResultCalculator:
         comparisons = [
             replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
         ]
+        if analysis.cuped:
+            comparisons = self._cuped(comparisons, by_variant, baseline, analysis)
         if analysis.method is Method.SEQUENTIAL:
             comparisons = self._sequential(comparisons, by_variant, baseline, analysis)
         elif analysis.method is Method.BAYESIAN:
@@ -261,6 +251,8 @@ class ResultCalculator:
         shown = [v for v in experiment.variants if query.variant_id in (None, v.id)]
         variant_rows = [self._variant(v, by_variant[v.id]) for v in shown]
         shown_ids = {v.id for v in shown}
+        srm_sequential = sequential_srm_check(users, shares)
+        split_broken = (srm_sequential if analysis.method is Method.SEQUENTIAL else srm).mismatch
         return ExperimentResults(
             experiment=experiment,
             query=query,
@@ -270,7 +262,8 @@ class ResultCalculator:
             variants=variant_rows,
             comparisons=[c for c in comparisons if c.variant_id in shown_ids],
             analysis=analysis,
-            srm_sequential=sequential_srm_check(users, shares),
+            srm_sequential=srm_sequential,
+            scorecard=build_scorecard(experiment, by_variant, analysis, split_broken),
         )
 
     @staticmethod
@@ -298,6 +291,30 @@ class ResultCalculator:
         ]
 
     @staticmethod
+    def _cuped(
+        comparisons: list[Comparison],
+        by_variant: Mapping[str, VariantAggregate],
+        baseline: VariantAggregate,
+        analysis: Analysis,
+    ) -> list[Comparison]:
+        """Each comparison's conversion and value adjusted by the users' pre-period (CUPED, theta
+        pooled over the two arms), and the adjusted conversions' p-values corrected together."""
+        base_conversion, base_value = _covariates(baseline)
+        readings = []
+        for c in comparisons:
+            conversion, value = _covariates(by_variant[c.variant_id])
+            readings.append((
+                _cuped_reading(base_conversion, conversion, c.conversion),
+                _cuped_reading(base_value, value, c.value),
+            ))
+        adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
+        adjusted = adjust([conversion.test.p_value for conversion, _ in readings])
+        return [
+            replace(c, cuped=Cuped(conversion, p_adj, value))
+            for c, (conversion, value), p_adj in zip(comparisons, readings, adjusted, strict=True)
+        ]
+
+    @staticmethod
     def _variant(variant: Variant, agg: VariantAggregate) -> VariantResult:
         return VariantResult(
             variant=variant,
@@ -312,3 +329,25 @@ class ResultCalculator:
             value_per_user=agg.value.mean,
             value=agg.value,
         )
+
+
+def _covariates(agg: VariantAggregate) -> tuple[CovariateStatistic, CovariateStatistic]:
+    """CUPED's statistics of one variant, conversion and value: y a user's counted figure, x the
+    same in their pre-period (converted: 1 or 0; value: the sum)."""
+    cov = agg.covariate or CovariateTotals()
+    conversion = CovariateStatistic(
+        n=agg.users, y_sum=agg.primary.users, y_sum_sq=agg.primary.users,
+        x_sum=cov.users, x_sum_sq=cov.users, xy_sum=cov.both,
+    )
+    value = CovariateStatistic(
+        n=agg.users, y_sum=agg.primary.value_sum, y_sum_sq=agg.primary.value_sum_squares,
+        x_sum=cov.value_sum, x_sum_sq=cov.value_sum_squares, xy_sum=cov.value_products,
+    )
+    return conversion, value
+
+
+def _cuped_reading(a: CovariateStatistic, b: CovariateStatistic, unadjusted: TestResult) -> CupedReading:
+    adjusted = cuped_test(a, b, unadjusted.alpha)
+    if adjusted is None:  # no pre-period data: nothing to adjust by
+        return CupedReading(unadjusted, None, None)
+    return CupedReading(adjusted.test, adjusted.theta, adjusted.variance_reduction)

@@ -1,15 +1,23 @@
-"""The command line: `serve` (migrate, then run the server), `migrate`, `rebuild-aggregates`."""
+"""The command line: `serve` (migrate, then run the server), `migrate`, `rebuild-aggregates`
+here, on the database; every other command (create, list, show, status, results, export,
+import, keys) is the client's, which talks to a server by URL and key (clients/python)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from typing import Any
 
 from entrypoints.config.settings import ConfigurationError, Settings, generate_token
 from entrypoints.config.startup import listen_problem, read_settings, sqlite_directory_problem
 
 KEEP_ALIVE_SECONDS = 5
+# How long uvicorn's supervisor waits for a worker process to answer its health check before
+# killing it and starting another. Uvicorn's 5 s is shorter than a worker's start on a busy
+# machine (a new interpreter, then the app's imports, before the answering thread runs), so a
+# worker still starting was killed, and its replacement started from nothing again.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def _fail(message: str) -> int:
@@ -70,6 +78,7 @@ def serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         loop="uvloop",
         # httptools, answering problem+json and timing out slow heads and bodies (edge.py).
         http=ProblemHttpToolsProtocol,
@@ -142,35 +151,71 @@ def startup_problems(command: str) -> tuple[Settings | None, list[str]]:
     return settings, problems
 
 
+LOCAL = {
+    "serve": "Migrate the database, then serve the API.",
+    "migrate": "Bring the database (DATABASE_URL) to the latest schema.",
+    "rebuild-aggregates": "Recompute the pre-aggregated results from raw events, with a progress bar.",
+}
+"""The commands that run here, on the database; the client's (clients/python) talk HTTP."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
-    parser.add_argument("command", choices=["serve", "migrate", "rebuild-aggregates"])
-    args = parser.parse_args(argv)
-    settings, problems = startup_problems(args.command)
+    """The client's command line with these commands added, or these alone when the client is
+    not installed beside the service."""
+    try:
+        from experiments_client.cli import main as client_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "experiments_client":
+            raise
+        parser = argparse.ArgumentParser(prog="python -m entrypoints", description=__doc__)
+        parser.add_argument("command", choices=list(LOCAL))
+        return run_local(parser.parse_args(argv).command)
+    return client_main(argv, prog="python -m entrypoints", extend=add_local_commands)
+
+
+def add_local_commands(commands: Any) -> None:
+    """Add this side's commands to the client's (an argparse sub-parsers action)."""
+    for name, help in LOCAL.items():
+        command = commands.add_parser(name, help=help, description=help)
+        command.set_defaults(run=lambda _args, name=name: run_local(name))
+
+
+def run_local(command: str) -> int:
+    settings, problems = startup_problems(command)
     if settings is None or problems:
         for problem in problems:
             _fail(problem)
         return 2
-    if args.command == "migrate":
+    if command == "migrate":
         print("database is at the latest migration", flush=True)
         return 0
-    if args.command == "rebuild-aggregates":
+    if command == "rebuild-aggregates":
         return rebuild_aggregates(settings)
     return serve(settings)
 
 
 def rebuild_aggregates(settings: Settings) -> int:
-    """Recompute the pre-aggregated results from raw events (safe while the service runs)."""
+    """Recompute the pre-aggregated results from raw events (safe while the service runs),
+    with a progress bar of its steps on stderr."""
     import asyncio
+
+    from tqdm import tqdm
 
     from entrypoints.config.container import build_store
 
     async def rebuild() -> None:
         store = build_store(settings)
-        try:
-            await store.rebuild_aggregates()
-        finally:
-            await store.close()
+        with tqdm(desc="rebuilding", unit="step", file=sys.stderr) as bar:
+
+            def progress(done: int, steps: int, what: str) -> None:
+                bar.total = steps
+                bar.set_postfix_str(what)
+                bar.update(done - bar.n)
+
+            try:
+                await store.rebuild_aggregates(progress)
+            finally:
+                await store.close()
 
     asyncio.run(rebuild())
     print("aggregates rebuilt from raw events", flush=True)

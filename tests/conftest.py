@@ -29,11 +29,17 @@ NEEDS = {
 """A test that takes one of these fixtures needs that server: marked by what it uses."""
 
 
+CLIENT_TESTS = Path(__file__).parent.parent / "clients" / "python" / "tests"
+"""The client library's own suite: fakes only, so the fast tier (its tests against live
+servers are integration tests here)."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     tier_of: dict[str, str] = {}
     for item in items:
-        tier = tier_of[item.nodeid] = Path(item.path).relative_to(root).parts[0]
+        path = Path(item.path)
+        tier = tier_of[item.nodeid] = "unit" if path.is_relative_to(CLIENT_TESTS) else path.relative_to(root).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
 from application.unit_of_work import take_audit_entries
-from domain.assignment import Assignment
+from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import Event, EventBatch
@@ -15,7 +15,8 @@ from domain.experiment import Experiment
 from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice, SliceTaken
 from domain.lifecycle import Status
-from domain.results import EventTotals, ResultQuery, VariantAggregate, counts
+from domain.results import ResultQuery, counts, in_pre_period
+from domain.totals import CovariateTotals, CrossTotals, EventTotals, VariantAggregate
 
 
 class MemoryStore:
@@ -77,6 +78,11 @@ class MemoryStore:
 
     async def add_holdout_member(self, holdout_id: str, user_id: str, seen_at: datetime) -> None:
         self._members.setdefault((holdout_id, user_id), seen_at)
+
+    async def add_exposures(self, assignments: Sequence[Assignment], held_out: Sequence[HeldOut]) -> list[Assignment]:
+        for member in held_out:
+            self._members.setdefault((member.holdout_id, member.user_id), member.seen_at)
+        return [self._assignments.setdefault((a.experiment_id, a.user_id), a) for a in assignments]
 
     async def holdout_outcomes(self, holdout_id: str, event_type: str) -> tuple[int, int, int, int]:
         opted = {e.id for e in self._experiments.values() if e.holdout and e.holdout.holdout_id == holdout_id}
@@ -150,6 +156,9 @@ class MemoryStore:
         users_with_events: dict[str, set[str]] = defaultdict(set)
         primary_counts: dict[str, int] = defaultdict(int)
         user_values: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        metric_types = set(query.metric_types)
+        # (variant, type) -> user -> [events, value total], for the metrics' event types.
+        per_user: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
         for event in self._events.get(experiment.id, ()):
             assignment = self._assignments.get((experiment.id, event.user_id))
             if assignment is None or not counts(event.timestamp, assignment.assigned_at):
@@ -165,6 +174,58 @@ class MemoryStore:
             if query.primary_event_type is None or event.event_type == query.primary_event_type:
                 primary_counts[variant_id] += 1
                 user_values[variant_id][event.user_id] += event.value or 0.0
+            if event.event_type in metric_types:
+                totals = per_user[variant_id, event.event_type][event.user_id]
+                totals[0] += 1
+                totals[1] += event.value or 0.0
+
+        def covariate(variant_id: str) -> CovariateTotals | None:
+            """Each assigned user's pre-period total of the primary type, against their counted one."""
+            if not query.covariates:
+                return None
+            found = CovariateTotals()
+            for user_id, x in pre[variant_id].items():
+                y = user_values[variant_id].get(user_id)
+                found += CovariateTotals(1, x, x * x, int(y is not None), x * (y or 0.0))
+            return found
+
+        # Per variant, user: the pre-period's value total of the primary type (users assigned
+        # by the end, as the users counted), for users with a pre-period event of it.
+        pre: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        if query.covariates:
+            for event in self._events.get(experiment.id, ()):
+                assignment = self._assignments.get((experiment.id, event.user_id))
+                if assignment is None or not in_pre_period(event.timestamp, assignment.assigned_at):
+                    continue
+                if query.end is not None and assignment.assigned_at > query.end:
+                    continue
+                if query.primary_event_type in (None, event.event_type):
+                    pre[assignment.variant_id][event.user_id] += event.value or 0.0
+
+        def by_type(variant_id: str) -> dict[str, EventTotals]:
+            found = {}
+            for t in query.metric_types:
+                users = per_user.get((variant_id, t), {})
+                found[t] = EventTotals(
+                    events=int(sum(n for n, _ in users.values())),
+                    users=len(users),
+                    value_sum=sum(v for _, v in users.values()),
+                    value_sum_squares=sum(v * v for _, v in users.values()),
+                    events_sum_squares=int(sum(n * n for n, _ in users.values())),
+                )
+            return found
+
+        def cross(variant_id: str) -> dict[tuple[str, str], CrossTotals]:
+            found = {}
+            for a, b in query.pairs:
+                numerators, denominators = per_user.get((variant_id, a), {}), per_user.get((variant_id, b), {})
+                both = numerators.keys() & denominators.keys()
+                found[a, b] = CrossTotals(
+                    sum(numerators[u][0] * denominators[u][0] for u in both),
+                    sum(numerators[u][1] * denominators[u][0] for u in both),
+                )
+            return found
+
         return {
             v.id: VariantAggregate(
                 variant_id=v.id,
@@ -177,6 +238,13 @@ class MemoryStore:
                     value_sum=sum(user_values[v.id].values()),
                     value_sum_squares=sum(t * t for t in user_values[v.id].values()),
                 ),
+                by_type=by_type(v.id),
+                cross=cross(v.id),
+                per_user={
+                    t: tuple((int(n), float(s)) for n, s in per_user.get((v.id, t), {}).values())
+                    for t in query.capped_types
+                },
+                covariate=covariate(v.id),
             )
             for v in experiment.variants
         }
@@ -218,8 +286,9 @@ class MemoryStore:
         matching.sort(key=lambda e: (e.at, e.id), reverse=True)
         return matching[offset : offset + limit], len(matching)
 
-    async def rebuild_aggregates(self) -> None:
-        pass  # it aggregates raw events at every read: nothing kept to rebuild
+    async def rebuild_aggregates(self, progress: Callable[[int, int, str], None] | None = None) -> None:
+        if progress is not None:  # it aggregates raw events at every read: nothing kept to rebuild
+            progress(1, 1, "done")
 
     async def start(self) -> None:
         pass

@@ -36,13 +36,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from adapters.sqlalchemy.counting import counted
+from adapters.sqlalchemy.counting import counted, in_pre_period
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
 from adapters.sqlalchemy.dialects.common import FoldScript
@@ -147,10 +148,63 @@ def variant_increments(d: Dialect, deltas: str) -> str:
            SUM(d.n) AS events, SUM(CASE WHEN u.events IS NULL THEN 1 ELSE 0 END) AS users,
            SUM(d.s) AS value_sum,
            SUM((COALESCE(u.value_sum, 0.0) + d.s) * (COALESCE(u.value_sum, 0.0) + d.s)
-               - COALESCE(u.value_sum, 0.0) * COALESCE(u.value_sum, 0.0)) AS value_sum_squares
+               - COALESCE(u.value_sum, 0.0) * COALESCE(u.value_sum, 0.0)) AS value_sum_squares,
+           SUM((COALESCE(u.events, 0) + d.n) * (COALESCE(u.events, 0) + d.n)
+               - COALESCE(u.events, 0) * COALESCE(u.events, 0)) AS events_sum_squares
     FROM {deltas} d {d.totals_of("d", "u")}
     GROUP BY d.experiment_id, d.variant_id, d.event_type
     """
+
+
+def pair_increments(d: Dialect, deltas: str, only: str = "") -> str:
+    """What user deltas add to each registered ratio pair's cross sums (variant_pair_totals),
+    given each user's totals before them: a user's counts going from (a, b) to (a + da, b + db)
+    add (a + da)(b + db) − a·b, and alike for the numerator's value. ``only``: a condition on
+    the pairs ``p`` (the experiment's, the filled ones)."""
+    a_events, b_events = "COALESCE(ua.events, 0)", "COALESCE(ub.events, 0)"
+    a_value = "COALESCE(ua.value_sum, 0.0)"
+    return f"""
+    SELECT g.experiment_id AS experiment_id, g.variant_id AS variant_id, g.a AS numerator_type,
+           g.b AS denominator_type,
+           SUM(({a_events} + g.dna) * ({b_events} + g.dnb) - {a_events} * {b_events}) AS events_products,
+           SUM(({a_value} + g.dsa) * ({b_events} + g.dnb) - {a_value} * {b_events}) AS value_products
+    FROM (SELECT dl.experiment_id AS experiment_id, dl.user_id AS user_id, dl.variant_id AS variant_id,
+                 p.numerator_type AS a, p.denominator_type AS b,
+                 SUM(CASE WHEN dl.event_type = p.numerator_type THEN dl.n ELSE 0 END) AS dna,
+                 SUM(CASE WHEN dl.event_type = p.numerator_type THEN dl.s ELSE 0.0 END) AS dsa,
+                 SUM(CASE WHEN dl.event_type = p.denominator_type THEN dl.n ELSE 0 END) AS dnb
+          FROM {deltas} dl JOIN metric_pairs p ON p.experiment_id = dl.experiment_id
+            AND (dl.event_type = p.numerator_type OR dl.event_type = p.denominator_type){only}
+          GROUP BY dl.experiment_id, dl.user_id, dl.variant_id, p.numerator_type, p.denominator_type) g
+    {d.totals_by("ua", "g.experiment_id", "g.user_id", "g.a")}
+    {d.totals_by("ub", "g.experiment_id", "g.user_id", "g.b")}
+    GROUP BY g.experiment_id, g.variant_id, g.a, g.b
+    """
+
+
+def pair_backfill(only_unfilled: bool) -> str:
+    """The cross sums of registered pairs from the users' folded totals: when a pair is first
+    declared (the fold fills it), and in a rebuild."""
+    where = " WHERE p.filled = false" if only_unfilled else ""
+    return f"""
+    INSERT INTO variant_pair_totals
+      (experiment_id, variant_id, numerator_type, denominator_type, events_products, value_products)
+    SELECT p.experiment_id, a.variant_id, p.numerator_type, p.denominator_type,
+           SUM(ua.events * ub.events), SUM(ua.value_sum * ub.events)
+    FROM metric_pairs p
+    JOIN user_event_totals ua ON ua.experiment_id = p.experiment_id AND ua.event_type = p.numerator_type
+    JOIN user_event_totals ub ON ub.experiment_id = ua.experiment_id AND ub.user_id = ua.user_id
+      AND ub.event_type = p.denominator_type
+    JOIN user_assignments a ON a.experiment_id = ua.experiment_id AND a.user_id = ua.user_id{where}
+    GROUP BY p.experiment_id, a.variant_id, p.numerator_type, p.denominator_type
+    """
+
+
+_PAIRS_FILLED = "UPDATE metric_pairs SET filled = true WHERE filled = false"
+_UNFILLED = text(
+    "SELECT 1 FROM metric_pairs WHERE filled = false"
+    " UNION ALL SELECT 1 FROM covariate_experiments WHERE filled = false LIMIT 1"
+)
 
 
 def _period_upsert(table: str, period: str, source: str) -> str:
@@ -164,14 +218,86 @@ def _period_upsert(table: str, period: str, source: str) -> str:
 
 
 _SCRATCH = (
-    # Per connection, emptied by every fold: what one fold counts per user and hour, and per user.
+    # Per connection, emptied by every fold: what one fold counts per user and hour, and per user;
+    # and the events of its window that are a user's pre-period (assigned 1) or have no
+    # assignment yet (assigned 0).
     "CREATE TEMP TABLE IF NOT EXISTS fold_hours (experiment_id VARCHAR(32), user_id VARCHAR(256),"
     " variant_id VARCHAR(32), event_type VARCHAR(100), hour BIGINT, n BIGINT, s DOUBLE PRECISION)",
     "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
     " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
+    "CREATE TEMP TABLE IF NOT EXISTS fold_prior (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION, assigned INTEGER)",
     "DELETE FROM fold_hours",
     "DELETE FROM fold_deltas",
+    "DELETE FROM fold_prior",
 )
+
+
+def covariate_fill(d: Dialect, events_upto: str, assignments_upto: str, *, only_unfilled: bool) -> tuple[str, ...]:
+    """CUPED's tables (migration 0011) for the registered experiments, from raw rows up to the
+    horizons named: the events whose user had no assignment then, and every user's pre-period
+    totals; then the experiments marked filled. In a fold, for the experiments registered since
+    the last one (``only_unfilled``), from what was folded before it; in a rebuild, for all.
+    Each reads the events of its experiments, by the experiment's index."""
+    e_in = d.upto(d.event_key, events_upto)
+    a_in = d.upto(d.only(d.assignment_key), assignments_upto)
+    which = "filled = false" if only_unfilled else "1 = 1"
+    # The registrations lead: a fold with none to fill reads no event.
+    events_of = f"(SELECT experiment_id FROM covariate_experiments WHERE {which}) c {d.events_of('c', 'e')}"
+    pre = f"""
+    FROM {events_of} {d.assignment_after("e", "a")}
+    WHERE {in_pre_period("e", "a.assigned_at")} AND {e_in} AND {a_in}"""
+    return (
+        f"""INSERT INTO prior_events (experiment_id, user_id, event_type, timestamp, value)
+        SELECT e.experiment_id, e.user_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0) FROM {events_of}
+        WHERE {e_in} AND NOT EXISTS (SELECT 1 FROM user_assignments a WHERE a.experiment_id = e.experiment_id
+          AND a.user_id = e.user_id AND {d.upto(d.assignment_key, assignments_upto)})""",
+        f"""INSERT INTO user_pre_totals (experiment_id, user_id, event_type, events, value_sum)
+        SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0)) {pre}
+        GROUP BY e.experiment_id, e.user_id, e.event_type
+        UNION ALL
+        SELECT e.experiment_id, e.user_id, '{ANY_TYPE}', COUNT(*), SUM(COALESCE(e.value, 0.0)) {pre}
+        GROUP BY e.experiment_id, e.user_id""",
+        "UPDATE covariate_experiments SET filled = true WHERE filled = false",
+    )
+
+
+def covariate_statements(d: Dialect) -> tuple[str, ...]:
+    """A fold's part for CUPED, for the registered experiments (the others cost a lookup in a
+    table of a few rows): each new assignment's earlier events kept by user (prior_events,
+    within the pre-period), and the new events, each with its user's assignment if any: in its
+    user's pre-period, or kept as a prior event while the user has none; then the users'
+    pre-period totals. Reads only the fold's window and, per new assignment, its user's rows.
+    First, the experiments registered since the last fold are filled (``covariate_fill``)."""
+    w = fold_window(d)
+    assigned = d.upto(d.only(d.assignment_key), "at")
+    registered = "IN (SELECT experiment_id FROM covariate_experiments)"
+    return (
+        *covariate_fill(d, "eh", "ah", only_unfilled=True),
+        f"""INSERT INTO fold_prior (experiment_id, user_id, event_type, ts, v, assigned)
+        SELECT p.experiment_id, p.user_id, p.event_type, p.timestamp, p.value, 1
+        FROM {d.by_key("user_assignments", "a")} {d.prior_events_of("a", "p")}
+        WHERE {w.new_assignments} AND {d.only("a.experiment_id")} {registered}
+          AND {in_pre_period("p", "a.assigned_at")}""",
+        f"""INSERT INTO fold_prior (experiment_id, user_id, event_type, ts, v, assigned)
+        SELECT e.experiment_id, e.user_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0),
+               CASE WHEN a.assigned_at IS NOT NULL AND {assigned} THEN 1 ELSE 0 END
+        FROM (SELECT e.experiment_id, e.user_id, e.event_type, e.timestamp, e.value FROM {d.by_key("events", "e")}
+              WHERE {w.new_events} AND {d.only("e.experiment_id")} {registered}{d.fence}) e
+        {d.assignment_or_none("e", "a")}
+        WHERE a.assigned_at IS NULL OR NOT ({assigned}) OR ({in_pre_period("e", "a.assigned_at")})""",
+        """INSERT INTO prior_events (experiment_id, user_id, event_type, timestamp, value)
+        SELECT experiment_id, user_id, event_type, ts, v FROM fold_prior WHERE assigned = 0""",
+        f"""INSERT INTO user_pre_totals (experiment_id, user_id, event_type, events, value_sum)
+        SELECT experiment_id, user_id, event_type, COUNT(*), SUM(v) FROM fold_prior WHERE assigned = 1
+        GROUP BY experiment_id, user_id, event_type
+        UNION ALL
+        SELECT experiment_id, user_id, '{ANY_TYPE}', COUNT(*), SUM(v) FROM fold_prior WHERE assigned = 1
+        GROUP BY experiment_id, user_id
+        ON CONFLICT (experiment_id, user_id, event_type) DO UPDATE SET
+          events = user_pre_totals.events + excluded.events,
+          value_sum = user_pre_totals.value_sum + excluded.value_sum""",
+    )
 
 
 def fold_statements(d: Dialect) -> tuple[Any, ...]:
@@ -196,14 +322,27 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
         UNION ALL
         SELECT experiment_id, user_id, variant_id, '{ANY_TYPE}', SUM(n), SUM(s)
         FROM fold_hours GROUP BY experiment_id, user_id, variant_id""",
+        *covariate_statements(d),
+        # Pairs first declared since the last fold: their sums so far, then this fold's on top.
+        pair_backfill(only_unfilled=True),
+        _PAIRS_FILLED,
+        """INSERT INTO variant_pair_totals
+             (experiment_id, variant_id, numerator_type, denominator_type, events_products, value_products)
+        """ + pair_increments(d, "fold_deltas") + """
+        ON CONFLICT (experiment_id, variant_id, numerator_type, denominator_type) DO UPDATE SET
+          events_products = variant_pair_totals.events_products + excluded.events_products,
+          value_products = variant_pair_totals.value_products + excluded.value_products
+        """,
         """INSERT INTO variant_event_totals
-             (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
+             (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares,
+              events_sum_squares)
         """ + variant_increments(d, "fold_deltas") + """
         ON CONFLICT (experiment_id, variant_id, event_type) DO UPDATE SET
           events = variant_event_totals.events + excluded.events,
           users = variant_event_totals.users + excluded.users,
           value_sum = variant_event_totals.value_sum + excluded.value_sum,
-          value_sum_squares = variant_event_totals.value_sum_squares + excluded.value_sum_squares
+          value_sum_squares = variant_event_totals.value_sum_squares + excluded.value_sum_squares,
+          events_sum_squares = variant_event_totals.events_sum_squares + excluded.events_sum_squares
         """,
         """INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
         SELECT experiment_id, user_id, event_type, n, s FROM fold_deltas WHERE true
@@ -261,6 +400,10 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         "DELETE FROM user_day_totals",
         "DELETE FROM user_hour_totals",
         "DELETE FROM variant_users",
+        "DELETE FROM variant_pair_totals",
+        "DELETE FROM prior_events",
+        "DELETE FROM user_pre_totals",
+        *covariate_fill(d, "et", "at", only_unfilled=False),
         f"""INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
         SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0)) {pairs}
         GROUP BY e.experiment_id, e.user_id, e.event_type""",
@@ -268,12 +411,15 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         SELECT e.experiment_id, e.user_id, '{ANY_TYPE}', COUNT(*), SUM(COALESCE(e.value, 0.0)) {pairs}
         GROUP BY e.experiment_id, e.user_id""",
         """INSERT INTO variant_event_totals
-          (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares)
+          (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares,
+           events_sum_squares)
         SELECT u.experiment_id, a.variant_id, u.event_type, SUM(u.events), COUNT(*),
-               SUM(u.value_sum), SUM(u.value_sum * u.value_sum)
+               SUM(u.value_sum), SUM(u.value_sum * u.value_sum), SUM(u.events * u.events)
         FROM user_event_totals u JOIN user_assignments a
           ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
         GROUP BY u.experiment_id, a.variant_id, u.event_type""",
+        pair_backfill(only_unfilled=False),
+        _PAIRS_FILLED,
         per_period("user_day_totals", "day", MICROS_PER_DAY),
         per_period("user_hour_totals", "hour", MICROS_PER_HOUR),
         f"""INSERT INTO variant_users (experiment_id, variant_id, users)
@@ -282,6 +428,19 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         _SET_HORIZONS,
     )
     return tuple(text(s) for s in statements)
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def step_name(sql: str) -> str:
+    """What a rebuild statement does, in a few words: ``clear user_day_totals``."""
+    words = sql.split()
+    verb = words[0].upper()
+    table = words[1] if verb == "UPDATE" else words[2]
+    # The horizon; or what is filled (ratio pairs, CUPED's tables).
+    updated = "advance" if "events_horizon" in sql else "mark"
+    return {"DELETE": "clear", "INSERT": "fill", "UPDATE": updated}.get(verb, verb.lower()) + " " + table
 
 
 def _now_micros() -> int:
@@ -298,7 +457,7 @@ class Folder:
         self._d = database.dialect
         self.interval = self._d.fold_interval if interval is None else interval
         self._fold = self._d.script(fold_statements(self._d))
-        self._rebuild = self._d.script(rebuild_statements(self._d))
+        self._rebuild = rebuild_statements(self._d)
         self._lease = self._d.lease(database.engine)
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None  # made in the loop that runs the task
@@ -307,8 +466,8 @@ class Folder:
     def _job(self, script: FoldScript, limit: int) -> Any:
         def run(conn: Connection) -> int:
             eh, ah, et, at = self._d.fold_window(conn, limit)  # first: on PostgreSQL, the snapshot
-            if script is self._fold and (et, at) == (eh, ah):
-                return 0
+            if script is self._fold and (et, at) == (eh, ah) and conn.execute(_UNFILLED).first() is None:
+                return 0  # nothing new, and no ratio pair or CUPED experiment waiting to be filled
             script(conn, {"eh": eh, "ah": ah, "et": et, "at": at, "now": _now_micros()})
             return max(et - eh, 0)
 
@@ -323,9 +482,21 @@ class Folder:
         transactions (PostgreSQL). Returns once committed."""
         return await self._serialized(self._job(self._fold, MAX_EVENTS_PER_FOLD))
 
-    async def rebuild(self) -> None:
-        """Recompute every total from raw rows, in one transaction, with no folder in between."""
-        await self._serialized(self._job(self._rebuild, 2**62))
+    async def rebuild(self, progress: Progress | None = None) -> None:
+        """Recompute every total from raw rows, in one transaction, with no folder in between.
+        ``progress(done, steps, what)`` is called before each statement and once at the end, from
+        the thread that runs them: the rebuild of a large store takes minutes."""
+        statements = self._rebuild
+
+        def script(conn: Connection, params: Mapping[str, int]) -> None:
+            for done, statement in enumerate(statements):
+                if progress is not None:
+                    progress(done, len(statements), step_name(statement.text))
+                conn.execute(statement, params)
+            if progress is not None:
+                progress(len(statements), len(statements), "done")
+
+        await self._serialized(self._job(script, 2**62))
 
     async def _serialized(self, job: Any) -> int:
         return await self._d.serialize_fold(self._db, job)

@@ -4,23 +4,24 @@ plus the tail not yet folded (views.py), over one unit of work (database.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sqlalchemy.access import AuditTrail, Keys
 from adapters.sqlalchemy.database import Database, unavailable_on_connection_loss
-from adapters.sqlalchemy.folding import Folder
+from adapters.sqlalchemy.folding import Folder, Progress
 from adapters.sqlalchemy.views import ResultsView
 from adapters.sqlalchemy.writes import Assignments, Events, Experiments, Layers
-from domain.assignment import Assignment
+from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
 from domain.event import EventBatch, to_micros
 from domain.experiment import Experiment
 from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice
-from domain.results import ResultQuery, VariantAggregate
+from domain.results import ResultQuery
+from domain.totals import VariantAggregate
 
 
 class SqlStore:
@@ -117,6 +118,11 @@ class SqlStore:
         return await self._assignments.add(assignment)
 
     @unavailable_on_connection_loss
+    async def add_exposures(self, assignments: Sequence[Assignment], held_out: Sequence[HeldOut]) -> list[Assignment]:
+        self.folder.start()
+        return await self._assignments.add_exposures(assignments, held_out)
+
+    @unavailable_on_connection_loss
     async def add_events(self, batch: EventBatch) -> int:
         self.folder.start()
         return await self._events.add(batch)
@@ -159,8 +165,8 @@ class SqlStore:
         return await self.folder.fold()
 
     @unavailable_on_connection_loss
-    async def rebuild_aggregates(self) -> None:
-        await self.folder.rebuild()
+    async def rebuild_aggregates(self, progress: Progress | None = None) -> None:
+        await self.folder.rebuild(progress)
 
     async def ping(self) -> bool:
         return await self.database.ping()

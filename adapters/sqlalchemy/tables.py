@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -146,16 +147,21 @@ events = Table(
 # event_type "" stands for "every type": a real event_type has at least one character.
 ANY_TYPE = ""
 
-user_event_totals = Table(
-    "user_event_totals",
-    metadata,
-    Column("experiment_id", String(32), primary_key=True),
-    Column("user_id", String(256), primary_key=True),
-    Column("event_type", String(100), primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("value_sum", Float, nullable=False),
-    sqlite_with_rowid=False,
-)
+def _user_totals(name: str) -> Table:
+    """Per user and event type (and "" for every type): events and value sum."""
+    return Table(
+        name,
+        metadata,
+        Column("experiment_id", String(32), primary_key=True),
+        Column("user_id", String(256), primary_key=True),
+        Column("event_type", String(100), primary_key=True),
+        Column("events", BigInteger, nullable=False),
+        Column("value_sum", Float, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
+user_event_totals = _user_totals("user_event_totals")
 
 variant_event_totals = Table(
     "variant_event_totals",
@@ -167,8 +173,64 @@ variant_event_totals = Table(
     Column("users", BigInteger, nullable=False),
     Column("value_sum", Float, nullable=False),
     Column("value_sum_squares", Float, nullable=False),
+    Column("events_sum_squares", BigInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
 )
+
+# The ratio metrics' (numerator, denominator) event types of each experiment (domain/metrics.py),
+# registered when an experiment declares them; ``filled`` once a fold has summed the users'
+# totals so far into variant_pair_totals, which folds then keep up to date.
+metric_pairs = Table(
+    "metric_pairs",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("numerator_type", String(100), primary_key=True),
+    Column("denominator_type", String(100), primary_key=True),
+    Column("filled", Boolean, nullable=False, server_default=false()),
+    sqlite_with_rowid=False,
+)
+
+# Per variant and registered pair: Σ aᵢ·bᵢ of the users' event counts of the two types, and
+# Σ vᵢ·bᵢ of the numerator's value total and the denominator's count (domain/totals.CrossTotals).
+variant_pair_totals = Table(
+    "variant_pair_totals",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("variant_id", String(32), primary_key=True),
+    Column("numerator_type", String(100), primary_key=True),
+    Column("denominator_type", String(100), primary_key=True),
+    Column("events_products", BigInteger, nullable=False),
+    Column("value_products", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# CUPED's covariate (docs/statistics.md, CUPED; migration 0011), kept for the experiments
+# registered here (``analysis.cuped``): ``filled`` once a fold has filled the two tables below
+# with what was folded before the registration; folds keep them from then on.
+covariate_experiments = Table(
+    "covariate_experiments",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("filled", Boolean, nullable=False, server_default=false()),
+    sqlite_with_rowid=False,
+)
+
+# Events folded while their user had no assignment, found by user when the assignment comes;
+# and per user and event type (and "" for every type), the totals of the PRE_PERIOD before the
+# user's assignment.
+prior_events = Table(
+    "prior_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("experiment_id", String(32), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_prior_events_user", "experiment_id", "user_id"),
+)
+
+user_pre_totals = _user_totals("user_pre_totals")
 
 # Per user and UTC day (days since 1970-01-01) or hour (hours since the epoch), for results
 # over a date range: whole days and hours read these, only the edges read events. Only real

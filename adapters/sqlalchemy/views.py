@@ -10,28 +10,33 @@ rows of the period totals, only the partial hours read raw events. Each source g
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sqlalchemy.counting import counted
+from adapters.sqlalchemy.counting import counted, in_pre_period
 from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
 from adapters.sqlalchemy.folding import (
     MICROS_PER_DAY,
     MICROS_PER_HOUR,
     counted_pairs,
+    pair_increments,
     tail_window,
     user_deltas,
     variant_increments,
 )
 from adapters.sqlalchemy.tables import ANY_TYPE
+from domain.errors import CovariatesFilling
 from domain.event import to_micros
 from domain.experiment import Experiment
-from domain.results import EventTotals, ResultQuery, VariantAggregate
+from domain.results import ResultQuery
+from domain.totals import CovariateTotals, CrossTotals, EventTotals, VariantAggregate
+
+_FILLED = text("SELECT filled FROM covariate_experiments WHERE experiment_id = :x")
 
 # Open ends of a range, as whole days, far outside years 1 to 9999.
 OPEN_START = -(2**62 // MICROS_PER_DAY) * MICROS_PER_DAY
@@ -69,6 +74,8 @@ class ResultsView:
         self._timeout = timeout
         d = database.dialect
         self._d = d
+        # The experiment's counted pairs past the stored horizons: what every read adds up.
+        self._tail = counted_pairs(d, tail_window(d), experiment=True)
         # Without a range: users, folded totals and the tail's increments in one statement (one
         # round trip, where three cost a results request three waits on a busy event loop).
         # kind "u": (variant, users); kind "t": (variant, type, events, users, sum, sum of squares).
@@ -80,16 +87,54 @@ class ResultsView:
         )
         self._users = text(users)
         self._without_range = text(
-            f"WITH counted AS ({counted_pairs(d, tail_window(d), experiment=True)}),"
+            f"WITH counted AS ({self._tail}),"
             f" deltas AS ({user_deltas('counted')}),"
             f" increments AS ({variant_increments(d, 'deltas')}),"
             f" users AS ({users})"
-            " SELECT 'u', variant_id, NULL, users, NULL, NULL, NULL FROM users"
-            " UNION ALL SELECT 't', variant_id, event_type, events, users, value_sum, value_sum_squares"
-            " FROM variant_event_totals WHERE experiment_id = :x"
-            " UNION ALL SELECT 't', variant_id, event_type, events, users, value_sum, value_sum_squares"
-            " FROM increments"
+            " SELECT 'u', variant_id, NULL, users, NULL, NULL, NULL, NULL FROM users"
+            " UNION ALL SELECT 't', variant_id, event_type, events, users, value_sum, value_sum_squares,"
+            " events_sum_squares FROM variant_event_totals WHERE experiment_id = :x"
+            " UNION ALL SELECT 't', variant_id, event_type, events, users, value_sum, value_sum_squares,"
+            " events_sum_squares FROM increments"
         )
+        # The ratio pairs' cross sums: folded, plus the tail's increments to them, for the
+        # experiment's filled pairs (kind "x"); and which pairs are filled (kind "f").
+        self._pairs = text(
+            f"WITH counted AS ({self._tail}),"
+            f" deltas AS ({user_deltas('counted')}),"
+            f" increments AS ({pair_increments(d, 'deltas', ' AND p.filled = true')})"
+            " SELECT 'x', variant_id, numerator_type, denominator_type, events_products, value_products"
+            " FROM variant_pair_totals WHERE experiment_id = :x"
+            " UNION ALL SELECT 'x', variant_id, numerator_type, denominator_type, events_products, value_products"
+            " FROM increments"
+            " UNION ALL SELECT 'f', NULL, numerator_type, denominator_type, NULL, NULL"
+            " FROM metric_pairs WHERE experiment_id = :x AND filled = true"
+        )
+        # Per user, the folded totals of the ratio metrics' event types, and the tail's pairs:
+        # the rows a ratio's cross sums group (_cross_sql), for a pair no fold has filled yet.
+        self._per_user_totals = (
+            "SELECT a.variant_id, ut.user_id, ut.event_type, ut.events, ut.value_sum"
+            " FROM user_event_totals ut JOIN user_assignments a"
+            " ON a.experiment_id = ut.experiment_id AND a.user_id = ut.user_id"
+            " WHERE ut.experiment_id = :x AND ut.event_type IN ({types})"
+            " UNION ALL SELECT variant_id, user_id, event_type, 1, v"
+            f" FROM ({self._tail}) p WHERE p.event_type IN ({{types}})"
+        )
+        self._tail_pre = tail_pre_period(d)
+        # CUPED's sums without a range, for a primary event type (False) or every type (True):
+        # the users' pre-period totals against their counted totals, looked up by key per such
+        # user, then the tail's.
+        self._covariates_sql: dict[bool, Any] = {}
+        for every_type in (False, True):
+            of_type = "" if every_type else " AND q.event_type = :pt"
+            ys = (
+                "SELECT xs.u AS u, COALESCE(t.events, 0) AS n, COALESCE(t.value_sum, 0.0) AS s"
+                f" FROM xs {d.totals_by('t', ':x', 'xs.u', ':pt')}"
+                f" UNION ALL SELECT q.user_id, 1, q.v FROM ({self._tail}) q WHERE 1 = 1{of_type}"
+            )
+            self._covariates_sql[every_type] = text(
+                f"WITH {covariate_ctes(self._tail_pre, of_type, ys, '')} {_COVARIATE_FIGURES}"
+            )
         self._users_until = text(
             "SELECT variant_id, COUNT(*) FROM user_assignments"
             " WHERE experiment_id = :x AND assigned_at <= :end GROUP BY variant_id"
@@ -101,6 +146,8 @@ class ResultsView:
         async with self._db.snapshot(self._timeout) as conn:
             eh, ah = (await conn.execute(text("SELECT events_horizon, assignments_horizon FROM fold_state"))).one()
             params = {"x": experiment.id, "eh": eh, "ah": ah}
+            if query.covariates and not (await conn.execute(_FILLED, params)).scalar():
+                raise CovariatesFilling(experiment.id)  # registered since the last fold
             if query.start is None and query.end is None:
                 return await self._from_totals(conn, experiment, query, params)
             return await self._over_range(conn, experiment, query, params)
@@ -111,11 +158,25 @@ class ResultsView:
         """No date range: the per-variant totals plus the tail's increments to them."""
         users: dict[str, int] = defaultdict(int)
         totals: dict[str, dict[str, EventTotals]] = defaultdict(lambda: defaultdict(EventTotals))
-        for kind, variant_id, event_type, n, u, s, s2 in await conn.execute(self._without_range, params):
+        for kind, variant_id, event_type, n, u, s, s2, n2 in await conn.execute(self._without_range, params):
             if kind == "u":
                 users[variant_id] += int(n)
             else:
-                totals[variant_id][event_type] += EventTotals(int(n), int(u), float(s), float(s2))
+                totals[variant_id][event_type] += EventTotals(int(n), int(u), float(s), float(s2), int(n2))
+        cross: dict[str, dict[tuple[str, str], CrossTotals]] = defaultdict(lambda: defaultdict(CrossTotals))
+        if query.pairs:
+            filled: set[tuple[str, str]] = set()
+            for kind, variant_id, a, b, products, value_products in await conn.execute(self._pairs, params):
+                if kind == "f":
+                    filled.add((a, b))
+                elif (a, b) in query.pairs:
+                    cross[variant_id][a, b] += CrossTotals(int(products), float(value_products))
+            if unfilled := tuple(p for p in query.pairs if p not in filled):
+                # Declared since the last fold: summed over the users' totals, this once.
+                for variant_id, sums in (await self._cross_per_user(conn, unfilled, params)).items():
+                    cross[variant_id].update(sums)
+        per_user = await self._per_user(conn, query.capped_types, params) if query.capped_types else {}
+        covariates = await self._covariates(conn, query, params) if query.covariates else {}
         shown_type = ANY_TYPE if query.event_type is None else query.event_type
         primary_type = ANY_TYPE if query.primary_event_type is None else query.primary_event_type
         result = {}
@@ -128,15 +189,65 @@ class ResultsView:
             }
             primary = by_type.get(primary_type, EventTotals())
             shown = by_type.get(shown_type, EventTotals()).users
-            result[v.id] = VariantAggregate(v.id, users[v.id], counts, shown, primary)
+            metric_totals = {t: by_type.get(t, EventTotals()) for t in query.metric_types}
+            result[v.id] = VariantAggregate(
+                v.id, users[v.id], counts, shown, primary, metric_totals, dict(cross.get(v.id, {})),
+                _users_of(per_user.get(v.id, {}), query.capped_types),
+                covariates.get(v.id, CovariateTotals()) if query.covariates else None,
+            )
         return result
+
+    async def _covariates(
+        self, conn: AsyncConnection, query: ResultQuery, params: dict[str, Any]
+    ) -> dict[str, CovariateTotals]:
+        """CUPED's sums per variant, over the users with a pre-period event of the primary type:
+        their pre-period totals (folded, plus the tail's) against their counted totals (folded,
+        plus the tail's). One row per such user is grouped: the cost is theirs, not the
+        experiment's."""
+        primary = query.primary_event_type
+        sql = self._covariates_sql[primary is None]
+        found: dict[str, CovariateTotals] = {}
+        pt = ANY_TYPE if primary is None else primary
+        for kind, variant_id, _, users, both, sx, sxx, _ in await conn.execute(sql, {**params, "pt": pt}):
+            found[variant_id] = found.get(variant_id, CovariateTotals()) + _covariate_row(kind, users, both, sx, sxx)
+        return found
+
+    def _per_user_source(self, types: Sequence[str]) -> tuple[str, dict[str, str]]:
+        """Rows (variant, user, type, events, value sum) of ``types``: the users' folded totals
+        and the tail's pairs; and the parameters that name the types."""
+        names = {f"m{i}": t for i, t in enumerate(types)}
+        return self._per_user_totals.format(types=", ".join(f":{k}" for k in names)), names
+
+    async def _per_user(
+        self, conn: AsyncConnection, types: tuple[str, ...], params: dict[str, Any]
+    ) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        """Every user's totals of ``types`` (capped metrics': domain/capping.py), folded plus
+        the tail's: one row per user with a counted event of a type."""
+        source, names = self._per_user_source(types)
+        sql = f"WITH src (v, u, t, n, s) AS ({source}) SELECT v, t, SUM(n), SUM(s) FROM src GROUP BY v, u, t"
+        found: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+        for variant_id, event_type, n, total in await conn.execute(text(sql), {**params, **names}):
+            found[variant_id][event_type].append((int(n), float(total)))
+        return found
+
+    async def _cross_per_user(
+        self, conn: AsyncConnection, pairs: tuple[tuple[str, str], ...], params: dict[str, Any]
+    ) -> dict[str, dict[tuple[str, str], CrossTotals]]:
+        types = sorted({t for pair in pairs for t in pair})
+        source, names = self._per_user_source(types)
+        cross_sql, more = _cross_sql("SELECT v, u, t, n, s FROM src", pairs)
+        sql = f"WITH src (v, u, t, n, s) AS ({source}) {cross_sql}"
+        found: dict[str, dict[tuple[str, str], CrossTotals]] = defaultdict(dict)
+        for _, variant_id, _, i, _, xs, ys, _ in await conn.execute(text(sql), {**params, **names, **more}):
+            found[variant_id][pairs[int(i)]] = CrossTotals(float(xs or 0), float(ys or 0))
+        return found
 
     async def _over_range(
         self, conn: AsyncConnection, experiment: Experiment, query: ResultQuery, params: dict[str, Any]
     ) -> Mapping[str, VariantAggregate]:
         start = OPEN_START if query.start is None else to_micros(query.start)
         end = OPEN_END if query.end is None else to_micros(query.end) + 1
-        sql, more = _range_sql(self._d, periods(start, end), query)
+        sql, more = _range_sql(self._d, periods(start, end), query, self._tail_pre)
         params = {**params, **more, "s": start, "t": end}
         if query.end is None:
             users_q, users_params = self._users, params
@@ -149,29 +260,111 @@ class ResultsView:
         by_type: dict[str, dict[str, int]] = defaultdict(dict)
         uniques: dict[str, int] = {}
         primaries: dict[str, EventTotals] = {}
-        for kind, variant_id, event_type, count, n, s, s2 in figures:
-            if kind == "type":
+        metric_totals: dict[str, dict[str, EventTotals]] = defaultdict(dict)
+        cross: dict[str, dict[tuple[str, str], CrossTotals]] = defaultdict(dict)
+        per_user: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+        covariates: dict[str, CovariateTotals] = defaultdict(CovariateTotals)
+        for kind, variant_id, event_type, count, n, s, s2, n2 in figures:
+            if kind in ("cov", "cxy"):
+                covariates[variant_id] += _covariate_row(kind, count, n, s, s2)
+            elif kind == "user":
+                per_user[variant_id][event_type].append((int(count), float(s or 0.0)))
+            elif kind == "type":
                 by_type[variant_id][event_type] = int(count)
             elif kind == "uniq":
                 uniques[variant_id] = int(count)
-            else:
+            elif kind == "prim":
                 primaries[variant_id] = EventTotals(int(n or 0), int(count), float(s or 0.0), float(s2 or 0.0))
+            elif kind == "metric":
+                metric_totals[variant_id][event_type] = EventTotals(
+                    int(n or 0), int(count), float(s or 0.0), float(s2 or 0.0), int(n2 or 0)
+                )
+            else:
+                cross[variant_id][query.pairs[int(count)]] = CrossTotals(float(s or 0), float(s2 or 0))
         return {
             v.id: VariantAggregate(
-                v.id, users[v.id], by_type[v.id], uniques.get(v.id, 0), primaries.get(v.id, EventTotals())
+                v.id,
+                users[v.id],
+                by_type[v.id],
+                uniques.get(v.id, 0),
+                primaries.get(v.id, EventTotals()),
+                {t: metric_totals[v.id].get(t, EventTotals()) for t in query.metric_types},
+                cross.get(v.id, {}),
+                _users_of(per_user.get(v.id, {}), query.capped_types),
+                covariates[v.id] if query.covariates else None,
             )
             for v in experiment.variants
         }
 
 
-def _range_sql(d: Dialect, cut: Periods, query: ResultQuery) -> tuple[str, dict[str, Any]]:
+def tail_pre_period(d: Dialect) -> str:
+    """The pre-period's events (``in_pre_period``) not yet folded into user_pre_totals, of the
+    experiment :x: events past the stored horizon :eh with their user's assignment, and the
+    prior events (kept by user) of assignments past :ah. Columns: variant_id, user_id,
+    event_type, since (the assignment's time), v."""
+    return f"""
+    SELECT a.variant_id AS variant_id, e.user_id AS user_id, e.event_type AS event_type,
+           a.assigned_at AS since, COALESCE(e.value, 0.0) AS v
+    FROM events e {d.assignment_of("e", "a")}
+    WHERE {d.after(d.event_key, "eh")} AND {d.only("e.experiment_id")} = :x AND {in_pre_period("e", "a.assigned_at")}
+    UNION ALL
+    SELECT a.variant_id, p.user_id, p.event_type, a.assigned_at, p.value
+    FROM {d.by_key("user_assignments", "a")} {d.prior_events_of("a", "p")}
+    WHERE {d.after(d.assignment_key, "ah")} AND {d.only("a.experiment_id")} = :x
+      AND {in_pre_period("p", "a.assigned_at")}
+    """
+
+
+def covariate_ctes(tail_pre: str, of_type: str, ys: str, until: str) -> str:
+    """The common table expressions ``_COVARIATE_FIGURES`` reads: ``xs``, each user's
+    pre-period total (v, u, n, s), and ``ys``, each user's counted total (u, n, s). ``ys``: the
+    counted rows (u, n, s); ``of_type``: the tail's condition on the primary type (``q``);
+    ``until``: a condition on the assignment's time ``{since}`` (users assigned by a range's end)."""
+    return f"""
+    xr (v, u, n, s) AS (
+      SELECT a.variant_id, p.user_id, p.events, p.value_sum FROM user_pre_totals p
+      JOIN user_assignments a ON a.experiment_id = p.experiment_id AND a.user_id = p.user_id
+      WHERE p.experiment_id = :x AND p.event_type = :pt{until.format(since="a.assigned_at")}
+      UNION ALL SELECT q.variant_id, q.user_id, 1, q.v FROM ({tail_pre}) q
+      WHERE 1 = 1{of_type}{until.format(since="q.since")}),
+    xs AS (SELECT v, u, SUM(n) AS n, SUM(s) AS s FROM xr GROUP BY v, u),
+    yr (u, n, s) AS ({ys}),
+    ys AS (SELECT u, SUM(n) AS n, SUM(s) AS s FROM yr GROUP BY u)"""
+
+
+# CUPED's sums per variant, as rows shaped as the range figures are: ('cov', v, NULL, users,
+# both, Σx, Σx², NULL) and ('cxy', v, NULL, NULL, NULL, Σxy, NULL, NULL).
+_COVARIATE_FIGURES = """
+    SELECT 'cov', xs.v, CAST(NULL AS VARCHAR(100)), COUNT(*), SUM(CASE WHEN ys.n > 0 THEN 1 ELSE 0 END),
+           SUM(xs.s), SUM(xs.s * xs.s), CAST(NULL AS BIGINT)
+    FROM xs LEFT JOIN ys ON ys.u = xs.u GROUP BY xs.v
+    UNION ALL
+    SELECT 'cxy', xs.v, CAST(NULL AS VARCHAR(100)), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
+           SUM(xs.s * COALESCE(ys.s, 0.0)), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS BIGINT)
+    FROM xs LEFT JOIN ys ON ys.u = xs.u GROUP BY xs.v"""
+
+
+def _covariate_row(kind: str, users: Any, both: Any, s: Any, s2: Any) -> CovariateTotals:
+    if kind == "cxy":
+        return CovariateTotals(value_products=float(s or 0.0))
+    return CovariateTotals(int(users or 0), float(s or 0.0), float(s2 or 0.0), int(both or 0))
+
+
+def _users_of(
+    found: Mapping[str, list[tuple[int, float]]], types: tuple[str, ...]
+) -> dict[str, tuple[tuple[int, float], ...]]:
+    return {t: tuple(found.get(t, ())) for t in types}
+
+
+def _range_sql(d: Dialect, cut: Periods, query: ResultQuery, tail_pre: str) -> tuple[str, dict[str, Any]]:
     """One statement: every source of (v, u, t, n, s) rows, then the figures over them."""
     params: dict[str, Any] = {}
     types = ""
     if query.event_type is not None and query.primary_event_type is not None:
-        # Only these two types show: read no rows of the others.
-        params.update(t1=query.event_type, t2=query.primary_event_type)
-        types = " AND {} IN (:t1, :t2)"
+        # Only these types show: read no rows of the others.
+        wanted = sorted({query.event_type, query.primary_event_type, *query.metric_types})
+        params.update({f"t{i}": t for i, t in enumerate(wanted)})
+        types = " AND {} IN (" + ", ".join(f":t{i}" for i in range(len(wanted))) + ")"
     sources = []
     if cut.days is not None:
         params.update(d1=cut.days[0], d2=cut.days[1])
@@ -205,17 +398,69 @@ def _range_sql(d: Dialect, cut: Periods, query: ResultQuery) -> tuple[str, dict[
     union = " UNION ALL ".join(sources)
     # Counts per type add up over the sources as they are; only unique users and the
     # per-user value totals need the rows of one user together.
+    metrics = ""
+    if query.metric_types:
+        params.update({f"mt{i}": t for i, t in enumerate(query.metric_types)})
+        listed = ", ".join(f":mt{i}" for i in range(len(query.metric_types)))
+        metrics = f"""
+    UNION ALL
+    SELECT 'metric', v, t, COUNT(*), SUM(n), SUM(s), SUM(s * s), SUM(n * n)
+    FROM (SELECT v, u, t, SUM(n) AS n, SUM(s) AS s FROM src WHERE t IN ({listed}) GROUP BY v, u, t) mu
+    GROUP BY v, t"""
+    if query.pairs:
+        cross, more = _cross_sql("SELECT v, u, t, n, s FROM src", query.pairs)
+        params.update(more)
+        metrics += f"\n    UNION ALL {cross}"
+    if query.capped_types:
+        # Capped metrics need every user's figures (domain/capping.py): a row per user and type.
+        params.update({f"ct{i}": t for i, t in enumerate(query.capped_types)})
+        listed = ", ".join(f":ct{i}" for i in range(len(query.capped_types)))
+        metrics += f"""
+    UNION ALL
+    SELECT 'user', v, t, SUM(n), CAST(NULL AS BIGINT), SUM(s), CAST(NULL AS DOUBLE PRECISION),
+           CAST(NULL AS BIGINT)
+    FROM src WHERE t IN ({listed}) GROUP BY v, u, t"""
+    covariates = ""
+    if query.covariates:
+        params["pt"] = ANY_TYPE if query.primary_event_type is None else query.primary_event_type
+        of_type = "" if query.primary_event_type is None else " AND q.event_type = :pt"
+        until = ""
+        if query.end is not None:
+            params["uend"] = to_micros(query.end)
+            until = " AND {since} <= :uend"
+        ys = f"SELECT u, n, s FROM src{primary}"
+        covariates = f", {covariate_ctes(tail_pre, of_type, ys, until)}"
+        metrics += f"\n    UNION ALL {_COVARIATE_FIGURES}"
     sql = f"""
-    WITH src (v, u, t, n, s) AS ({union})
+    WITH src (v, u, t, n, s) AS ({union}){covariates}
     SELECT 'type', v, t, SUM(n), CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE PRECISION),
-           CAST(NULL AS DOUBLE PRECISION)
+           CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS BIGINT)
     FROM src{shown} GROUP BY v, t
     UNION ALL
     SELECT 'uniq', v, CAST(NULL AS VARCHAR(100)), COUNT(DISTINCT u), CAST(NULL AS BIGINT),
-           CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION)
+           CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS BIGINT)
     FROM src{shown} GROUP BY v
     UNION ALL
-    SELECT 'prim', v, CAST(NULL AS VARCHAR(100)), COUNT(*), SUM(n), SUM(s), SUM(s * s)
-    FROM (SELECT v, SUM(n) AS n, SUM(s) AS s FROM src{primary} GROUP BY v, u) pu GROUP BY v
+    SELECT 'prim', v, CAST(NULL AS VARCHAR(100)), COUNT(*), SUM(n), SUM(s), SUM(s * s), CAST(NULL AS BIGINT)
+    FROM (SELECT v, SUM(n) AS n, SUM(s) AS s FROM src{primary} GROUP BY v, u) pu GROUP BY v{metrics}
     """
     return sql, params
+
+
+def _cross_sql(source: str, pairs: tuple[tuple[str, str], ...]) -> tuple[str, dict[str, Any]]:
+    """Per ratio pair (its index in ``pairs``) and variant, over ``source``'s rows of (v, u, t,
+    n, s): the sums of per-user products Σ aᵢ·bᵢ and Σ vᵢ·bᵢ (CrossTotals), in rows shaped as
+    the range figures are: ('cross', v, NULL, pair index, NULL, Σab, Σvb, NULL)."""
+    params: dict[str, Any] = {}
+    parts = []
+    for i, (a, b) in enumerate(pairs):
+        params.update({f"xa{i}": a, f"xb{i}": b})
+        parts.append(
+            f"SELECT 'cross', v, CAST(NULL AS VARCHAR(100)), {i}, CAST(NULL AS BIGINT),"
+            " SUM(CAST(na AS DOUBLE PRECISION) * nb), SUM(sa * nb), CAST(NULL AS BIGINT)"
+            f" FROM (SELECT v, u, SUM(CASE WHEN t = :xa{i} THEN n ELSE 0 END) AS na,"
+            f" SUM(CASE WHEN t = :xa{i} THEN s ELSE 0.0 END) AS sa,"
+            f" SUM(CASE WHEN t = :xb{i} THEN n ELSE 0 END) AS nb"
+            f" FROM ({source}) x{i} WHERE t IN (:xa{i}, :xb{i}) GROUP BY v, u) c{i} GROUP BY v"
+        )
+    return " UNION ALL ".join(parts), params

@@ -31,7 +31,7 @@ from adapters.sqlalchemy.tables import (
     variants,
 )
 from application.unit_of_work import take_audit_entries
-from domain.assignment import Assignment
+from domain.assignment import Assignment, HeldOut
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import EventBatch, from_micros, to_micros
 from domain.experiment import Experiment
@@ -64,6 +64,35 @@ def _insert_parts(conn: Connection, rows: ExperimentRows, *, variants_too: bool)
         conn.execute(experiment_overrides.insert(), rows.overrides)
 
 
+_REGISTER_PAIR = text(
+    "INSERT INTO metric_pairs (experiment_id, numerator_type, denominator_type, filled)"
+    " VALUES (:x, :a, :b, :filled) ON CONFLICT (experiment_id, numerator_type, denominator_type) DO NOTHING"
+)
+
+
+def _register_pairs(conn: Connection, experiment: Experiment) -> None:
+    """The ratio metrics' pairs, for the folder to keep their cross sums (folding.py); a pair
+    stays registered when a metric is dropped, so that declaring it again costs nothing."""
+    pairs = sorted({p for m in experiment.analysis.metrics if (p := m.pair) is not None})
+    if pairs:
+        conn.execute(_REGISTER_PAIR, [{"x": experiment.id, "a": a, "b": b, "filled": False} for a, b in pairs])
+
+
+_REGISTER_COVARIATES = text(
+    "INSERT INTO covariate_experiments (experiment_id, filled) VALUES (:x, :filled)"
+    " ON CONFLICT (experiment_id) DO NOTHING"
+)
+
+
+def _register_covariates(conn: Connection, experiment: Experiment, *, new: bool) -> None:
+    """An experiment with ``analysis.cuped``, for the folder to keep its users' pre-periods
+    (folding.py). A new one has nothing to fill (no event can name an experiment before it
+    exists); one changed to it is filled by the next fold from the events already stored. It
+    stays registered when CUPED is turned off, so that turning it on again costs nothing."""
+    if experiment.analysis.cuped:
+        conn.execute(_REGISTER_COVARIATES, {"x": experiment.id, "filled": new})
+
+
 class Experiments:
     IDS_PER_STATEMENT = 1000  # well within SQLite's 32,766 bound parameters
 
@@ -78,6 +107,8 @@ class Experiments:
             _check_slice(conn, experiment)
             conn.execute(experiments.insert().values(**rows.experiment))
             _insert_parts(conn, rows, variants_too=True)
+            _register_pairs(conn, experiment)
+            _register_covariates(conn, experiment, new=True)
             insert_audit(conn, entries)
 
         try:
@@ -111,6 +142,8 @@ class Experiments:
             if new_split:  # in draft only (the domain refuses it later): no assignment names them
                 conn.execute(variants.delete().where(variants.c.experiment_id == experiment.id))
             _insert_parts(conn, rows, variants_too=new_split)
+            _register_pairs(conn, experiment)
+            _register_covariates(conn, experiment, new=False)
             insert_audit(conn, entries)
 
         try:
@@ -220,6 +253,17 @@ class Assignments:
     async def add(self, assignment: Assignment) -> Assignment:
         """Insert unless one exists; return the stored one (the first of racing inserts)."""
         return await self._db.write_batched(self._add_all, assignment)
+
+    async def add_exposures(self, decided: Sequence[Assignment], held_out: Sequence[HeldOut]) -> list[Assignment]:
+        """The assignments and holdout members in one transaction: all stored, or none."""
+        members = [{"h": m.holdout_id, "u": m.user_id, "t": to_micros(m.seen_at)} for m in held_out]
+
+        def job(conn: Connection) -> list[Assignment]:
+            if members:
+                conn.execute(_ADD_MEMBER, members)
+            return self._add_all(conn, decided) if decided else []
+
+        return await self._db.write(job)
 
     def _add_all(self, conn: Connection, decided: Sequence[Assignment]) -> list[Assignment]:
         rows = [(a.experiment_id, a.user_id, a.variant_id, to_micros(a.assigned_at)) for a in decided]

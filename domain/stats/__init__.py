@@ -13,6 +13,7 @@ from domain.stats.frequentist import (
     welch_test,
     wilson_interval,
 )
+from domain.stats.ratio import RatioStatistic, ratio_test
 from domain.stats.sample_ratio import SRM_ALPHA, SampleRatio, srm_check
 from domain.stats.values import Proportion, SampleMean
 
@@ -22,6 +23,7 @@ __all__ = [
     "Interval",
     "IntervalMethod",
     "Proportion",
+    "RatioStatistic",
     "SampleMean",
     "SampleRatio",
     "TestResult",
@@ -29,6 +31,7 @@ __all__ = [
     "finite",
     "holm_adjust",
     "lifts",
+    "ratio_test",
     "srm_check",
     "two_proportion_test",
     "welch_test",

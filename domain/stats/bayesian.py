@@ -56,6 +56,7 @@ from scipy import special
 
 from domain.stats._floats import clip, finite
 from domain.stats.frequentist import ALPHA, Interval
+from domain.stats.ratio import RatioStatistic
 from domain.stats.values import Proportion, SampleMean
 
 MIN_BASELINE_SDS = 6.0
@@ -191,6 +192,27 @@ def bayesian_means(
         return _undefined(description, alpha)
     try:
         return _normal_result(mean_a, sd_a, mean_b, sd_b, alpha)
+    except (ArithmeticError, ValueError):  # pragma: no cover - only for absurd magnitudes
+        return _undefined(description, alpha)
+
+
+def bayesian_ratios(
+    a: RatioStatistic, b: RatioStatistic, prior: NormalPrior | None = None, alpha: float = ALPHA
+) -> BayesianResult:
+    """The Bayesian read-out of two ratios (Σx/Σy per arm) as of two means: each arm's ratio
+    ~ Normal(ratio, delta-method variance), the large-sample posterior ``bayesian_means`` takes
+    for a mean; with ``prior``, see ``NormalPrior``."""
+    r_a, r_b, var_a, var_b = a.ratio, b.ratio, a.variance, b.variance
+    n_a, n_b = a.units, b.units
+    description = FLAT_MEANS if prior is None else prior.description
+    if r_a is None or r_b is None or var_a is None or var_b is None or n_a is None or n_b is None:
+        return _undefined(description, alpha)
+    if prior is not None:
+        return _normal_prior(r_a, var_a * n_a, n_a, r_b, var_b * n_b, n_b, prior, alpha)
+    if not _valid_alpha(alpha) or not math.isfinite(r_b - r_a):
+        return _undefined(description, alpha)
+    try:
+        return _normal_result(r_a, math.sqrt(var_a), r_b, math.sqrt(var_b), alpha)
     except (ArithmeticError, ValueError):  # pragma: no cover - only for absurd magnitudes
         return _undefined(description, alpha)
 

@@ -21,7 +21,7 @@ from domain.stats.values import Proportion, SampleMean
 ALPHA = 0.05
 """Significance of every comparison; its intervals are at the level 1 − ALPHA (0.95)."""
 
-IntervalMethod = Literal["newcombe", "welch"]
+IntervalMethod = Literal["newcombe", "welch", "delta", "cuped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,30 @@ def welch_test(a: SampleMean, b: SampleMean, alpha: float = ALPHA) -> TestResult
             if lower is not None and upper is not None:
                 interval = Interval(lower, upper)
     return TestResult(absolute, relative, t, df, p_value, interval, "welch", alpha)
+
+
+def normal_test(
+    absolute: float, relative: float | None, se_sq: float, method: IntervalMethod, alpha: float = ALPHA
+) -> TestResult:
+    """The z-test of a difference ``absolute`` with variance ``se_sq``, and its normal interval
+    absolute ± z_(1 − alpha / 2) · se; only the lifts where the variance is 0 or not finite."""
+    descriptive = TestResult(absolute, relative, None, None, None, None, method, alpha)
+    if not se_sq > 0.0 or not math.isfinite(se_sq):
+        return descriptive
+    se = math.sqrt(se_sq)
+    z = finite(absolute / se)
+    if z is None:
+        return descriptive
+    p_value = finite(clip(_two_sided_normal_p(z), 0.0, 1.0))
+    interval = None
+    quantile = _z(alpha)
+    if quantile is not None:
+        half = finite(quantile * se)
+        if half is not None:
+            lower, upper = finite(absolute - half), finite(absolute + half)
+            if lower is not None and upper is not None:
+                interval = Interval(lower, upper)
+    return TestResult(absolute, relative, z, None, p_value, interval, method, alpha)
 
 
 def wilson_interval(p: Proportion, alpha: float = ALPHA) -> Interval | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from domain.stats._floats import finite
 from domain.stats.frequentist import ALPHA, Interval, lifts
+from domain.stats.ratio import RatioStatistic
 from domain.stats.values import Proportion, SampleMean
 
 TUNING_ALPHA = 0.05
@@ -130,6 +131,22 @@ def sequential_means(
     ``SampleMeanStatistic``. See ``_sequence`` for the formulas."""
     absolute, _ = lifts(a.mean, b.mean)
     return _sequence(absolute, a.variance, a.units, b.variance, b.units, alpha, tuning_users)
+
+
+def sequential_ratios(
+    a: RatioStatistic,
+    b: RatioStatistic,
+    alpha: float = ALPHA,
+    tuning_users: float = DEFAULT_TUNING_USERS,
+) -> SequentialResult:
+    """The confidence sequence and always-valid p-value of ratio_B − ratio_A (Σx/Σy per arm),
+    each arm's delta-method variance of its ratio taken as s²/n with n its users (``_sequence``),
+    as gbstats' ``RatioStatistic`` enters its sequential test."""
+    absolute, _ = lifts(a.ratio, b.ratio)
+    var_a, var_b, n_a, n_b = a.variance, b.variance, a.units, b.units
+    per_user_a = None if var_a is None or n_a is None else var_a * n_a
+    per_user_b = None if var_b is None or n_b is None else var_b * n_b
+    return _sequence(absolute, per_user_a, n_a, per_user_b, n_b, alpha, tuning_users)
 
 
 def _sequence(

@@ -11,8 +11,9 @@ from adapters.memory.rate_limiter import MemoryRateLimiter
 from adapters.memory.store import MemoryStore
 from adapters.system import SystemClock, TimeOrderedIds
 from application.access import CreateKey, GetKey, KeyRing, ListAudit, ListKeys, RevokeKey
-from application.assignment import AssignUser
+from application.assignment import AssignUser, RecordExposures
 from application.experiments import (
+    AllExperiments,
     ChangeExperiment,
     CreateExperiment,
     GetExperiment,
@@ -117,6 +118,7 @@ class Container(containers.DeclarativeContainer):
     )
     layers = providers.Singleton(LayersAndHoldouts, store, clock, ids, results_slots)
     list_experiments = providers.Singleton(ListExperiments, store)
+    all_experiments = providers.Singleton(AllExperiments, store)
     # AssignUser reads and writes through counting wrappers (entrypoints/telemetry/metrics.py).
     assign_user = providers.Singleton(
         AssignUser,
@@ -125,13 +127,10 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(CountingCache, cache),
         clock,
     )
-    record_events = providers.Singleton(
-        RecordEvents,
-        get_experiment,
-        store,
-        clock,
-        providers.Factory(timedelta, seconds=settings.provided.event_clock_skew_seconds),
-    )
+    # How far an event's or an exposure's own time may be from the clock.
+    clock_skew = providers.Factory(timedelta, seconds=settings.provided.event_clock_skew_seconds)
+    record_events = providers.Singleton(RecordEvents, get_experiment, store, clock, clock_skew)
+    record_exposures = providers.Singleton(RecordExposures, get_experiment, store, clock, clock_skew)
     compute_results = providers.Singleton(
         ComputeResults, get_experiment, store, calculator, results_slots
     )

@@ -220,3 +220,14 @@ def _litestar_exception_shape(response: OpenAPIResponse) -> bool:
         if isinstance(schema, Schema) and schema.properties and "status_code" in schema.properties:
             return True
     return False
+
+
+def not_modified() -> dict[int, ResponseSpec]:
+    """A conditional GET's ``304``: the ``If-None-Match`` sent names the current ``ETag``."""
+    return {
+        304: ResponseSpec(
+            data_container=None,
+            description="Not Modified: `If-None-Match` names the current `ETag`; no body.",
+            generate_examples=False,
+        )
+    }

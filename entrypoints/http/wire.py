@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from domain.stats import TestResult
+if TYPE_CHECKING:
+    # Only a parameter's type: importing the statistics (and scipy) here would make every
+    # worker process load them before uvicorn's health-check thread starts (edge.py imports
+    # this module for ProblemOut).
+    from domain.stats import TestResult
 
 
 def doc(description: str, *examples: Any) -> msgspec.Meta:
@@ -46,7 +50,12 @@ class IntervalOut(msgspec.Struct):
     """A confidence interval for the difference; its bounds null when undefined."""
 
     level: Annotated[float, doc("The confidence level.", 0.95)]
-    method: Annotated[Literal["newcombe", "welch"], doc("How it was computed.", "newcombe")]
+    method: Annotated[
+        Literal["newcombe", "welch", "delta", "cuped"],
+        doc("How it was computed: Newcombe's score interval (conversion), Welch's t (means), the delta "
+            "method's normal interval (ratios), the normal interval of the CUPED-adjusted difference.",
+            "newcombe"),
+    ]
     lower: Lift
     upper: Lift
 

@@ -15,7 +15,7 @@ import pytest
 
 from application.ports import Store
 from application.unit_of_work import UnitOfWork
-from domain.assignment import Assignment
+from domain.assignment import Assignment, HeldOut
 from domain.audit import EXPERIMENT_CREATED, KEY_CREATED, KEY_REVOKED, AuditEntry
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import Event, EventBatch
@@ -177,6 +177,24 @@ async def test_first_assignment_wins_and_is_returned_to_every_caller(store: Stor
     assert len(set(stored)) == 1
     assert stored[0] in tries
     assert await store.get_assignment(exp.id, "u1") == stored[0]
+
+
+async def test_exposures_store_assignments_and_holdout_members_keeping_what_was_first(store: Store) -> None:
+    holdout = Holdout("H", "global", "seed", 500, T0)
+    await store.add_holdout(holdout)
+    exp = replace(experiment("exposed", ids="ex"), holdout=HoldoutRef("H", "seed", 500))
+    await store.add_experiment(exp)
+    t = lambda minutes: T0 + timedelta(minutes=minutes)  # noqa: E731
+    earlier = await store.add_assignment(Assignment.decide(exp, "known", t(1)))
+    decided = [Assignment.decide(exp, user, t(5)) for user in ("known", "new-1", "new-2")]
+    stored = await store.add_exposures(decided, [HeldOut("H", "held", t(5))])
+    assert stored == [earlier, decided[1], decided[2]]  # the first assignment stays
+    assert await store.get_assignment(exp.id, "new-2") == decided[2]
+    await store.add_exposures([], [HeldOut("H", "held", t(9))])  # the first sight stays too
+    await store.add_events(EventBatch.of([Event(exp.id, "held", "buy", t(6))]))
+    assert await store.holdout_outcomes("H", "buy") == (1, 1, 3, 0)
+    users = await store.variant_aggregates(exp, ResultQuery())
+    assert sum(v.users for v in users.values()) == 3
 
 
 async def test_events_skip_known_event_ids_within_and_across_batches(store: Store) -> None:
@@ -533,3 +551,216 @@ async def test_audit_entries_are_newest_first_filtered_and_paged(store: Store) -
     assert total == 2 and [e.action for e in about_first] == [KEY_REVOKED, KEY_CREATED]
     assert (await store.list_audit(10, 0, action=KEY_REVOKED, target_id=keys[1].id)) == ([], 0)
     assert (await store.list_audit(10, 0, target_id="nul\x00")) == ([], 0)
+
+
+RATIOS = [{"name": "p", "kind": "conversion", "event_type": "buy", "role": "primary"}] + [
+    {"name": f"{a}/{b}", "kind": "ratio", "event_type": a, "denominator_event_type": b}
+    for a, b in (("buy", "view"), ("buy", "buy"), ("visit", "buy"))
+]
+
+
+@pytest.mark.parametrize("declared", ["at creation", "after the first fold", "never"])
+async def test_metric_totals_equal_an_independent_computation(store: Store, declared: str) -> None:
+    """The totals of the metrics' event types and the ratios' per-user cross sums, folded in
+    part (the SQL stores read folded totals plus the tail), over every kind of range. Ratios
+    declared at creation are kept by every fold; declared later, the next fold sums what came
+    before; a pair never declared is summed from the users' totals at each read."""
+    rng = random.Random(11)
+    exp = experiment(shares=(50, 50), analysis={"metrics": RATIOS} if declared == "at creation" else None)
+    await store.add_experiment(exp)
+    assignments: dict[str, Assignment] = {}
+    events: list[Event] = []
+
+    async def wave(first: int, count: int) -> None:
+        batch = []
+        for i in range(first, first + count):
+            user = f"u{i}"
+            at = T0 + timedelta(days=rng.randrange(3), seconds=rng.randrange(86_400))
+            assignments[user] = await store.add_assignment(Assignment.decide(exp, user, at))
+        for _ in range(count * 8):
+            user = f"u{rng.randrange(first + count + 5)}"  # a few never assigned
+            when = T0 + timedelta(days=rng.randrange(5), seconds=rng.randrange(86_400))
+            value = rng.choice([None, round(rng.uniform(-5, 50), 2)])
+            batch.append(Event(exp.id, user, rng.choice(["buy", "view", "visit"]), when, value))
+        events.extend(batch)
+        await store.add_events(EventBatch.of(batch))
+
+    await wave(0, 30)
+    if hasattr(store, "fold"):
+        await store.fold()  # the first wave folded, the second in the tail
+    if declared == "after the first fold":
+        changed, _ = exp.changed(T0, SequentialIds("v2").new_id, analysis={"metrics": RATIOS})
+        await store.update_experiment(changed, expected_version=exp.version)
+        exp = changed
+    await wave(30, 15)
+    if hasattr(store, "fold"):
+        await store.fold()  # a pair declared after the first fold is filled by this one
+    await wave(45, 15)
+    day = timedelta(days=1)
+    types, pairs = ("buy", "view", "visit"), (("buy", "view"), ("buy", "buy"), ("visit", "buy"))
+    # Capped metrics' types (domain/capping.py) come with every user's figures.
+    queries = [
+        ResultQuery(primary_event_type="buy", metric_types=types, pairs=pairs, capped_types=("buy", "view")),
+        ResultQuery(event_type="view", primary_event_type="buy", metric_types=("buy", "visit"), pairs=pairs[2:],
+                    capped_types=("visit",)),
+        ResultQuery(start=T0 + day + timedelta(hours=5, microseconds=3), end=T0 + 3 * day - timedelta(minutes=7),
+                    metric_types=types, pairs=pairs, capped_types=types),
+        ResultQuery(start=T0 + 2 * day, event_type="buy", primary_event_type="buy", metric_types=types, pairs=pairs,
+                    capped_types=("buy",)),
+    ]
+    for query in queries:
+        got = await store.variant_aggregates(exp, query)
+        for v in exp.variants:
+            per_user: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+            for e in events:
+                a = assignments.get(e.user_id)
+                if a is None or a.variant_id != v.id or e.timestamp < a.assigned_at:
+                    continue
+                if (query.start and e.timestamp < query.start) or (query.end and e.timestamp > query.end):
+                    continue
+                per_user[e.user_id, e.event_type][0] += 1
+                per_user[e.user_id, e.event_type][1] += e.value or 0.0
+            agg = got[v.id]
+            assert set(agg.by_type) == set(query.metric_types)
+            for t in query.metric_types:
+                mine = [x for (_, tt), x in per_user.items() if tt == t]
+                totals = agg.by_type[t]
+                assert (totals.events, totals.users, totals.events_sum_squares) == (
+                    sum(n for n, _ in mine), len(mine), sum(n * n for n, _ in mine)), (query, t)
+                assert totals.value_sum == pytest.approx(sum(s for _, s in mine), rel=1e-9, abs=1e-9)
+                assert totals.value_sum_squares == pytest.approx(sum(s * s for _, s in mine), rel=1e-9)
+            assert set(agg.per_user) == set(query.capped_types)
+            for t in query.capped_types:
+                want = sorted((n, s) for (_, tt), (n, s) in per_user.items() if tt == t)
+                figures = sorted(agg.per_user[t])
+                assert [n for n, _ in figures] == [n for n, _ in want], (query, t)
+                assert [s for _, s in figures] == pytest.approx([s for _, s in want], rel=1e-9, abs=1e-9)
+            for a_type, b_type in query.pairs:
+                users = {u for (u, t) in per_user if t == a_type} & {u for (u, t) in per_user if t == b_type}
+                cross = agg.cross.get((a_type, b_type))
+                want_n = sum(per_user[u, a_type][0] * per_user[u, b_type][0] for u in users)
+                want_v = sum(per_user[u, a_type][1] * per_user[u, b_type][0] for u in users)
+                got_n = 0 if cross is None else cross.events_products
+                got_v = 0.0 if cross is None else cross.value_products
+                assert got_n == want_n, (query, a_type, b_type)
+                assert got_v == pytest.approx(want_v, rel=1e-9, abs=1e-9), (query, a_type, b_type)
+    # Folded and rebuilt from raw rows, the last query's figures stay (sums of floats to rounding).
+    if hasattr(store, "fold"):
+        await store.fold()
+    await store.rebuild_aggregates()
+    again = await store.variant_aggregates(exp, queries[-1])
+    for v in exp.variants:
+        for t, totals in got[v.id].by_type.items():
+            rebuilt = again[v.id].by_type[t]
+            assert (rebuilt.events, rebuilt.users, rebuilt.events_sum_squares) == (
+                totals.events, totals.users, totals.events_sum_squares)
+            assert rebuilt.value_sum_squares == pytest.approx(totals.value_sum_squares, rel=1e-12)
+        for pair, cross in got[v.id].cross.items():
+            assert again[v.id].cross[pair].events_products == cross.events_products
+            assert again[v.id].cross[pair].value_products == pytest.approx(cross.value_products, rel=1e-12)
+
+
+@pytest.mark.parametrize("turned_on", ["at creation", "after the first folds"])
+async def test_covariate_totals_equal_an_independent_computation(store: Store, turned_on: str) -> None:
+    """CUPED's sums (domain/totals.CovariateTotals): each user's pre-period total of the primary
+    type (events in the 14 days before the assignment, that moment excluded) against their
+    counted total, with events sent before and after the assignment (late ones too), folded in
+    part, at the window's edges to the microsecond, without and with date ranges. Turned on
+    later, the next fold fills what came before."""
+    rng = random.Random(5)
+    exp = experiment(shares=(50, 50), analysis={"cuped": True} if turned_on == "at creation" else None)
+    await store.add_experiment(exp)
+    assignments: dict[str, Assignment] = {}
+    events: list[Event] = []
+    day = timedelta(days=1)
+    start = T0 + 20 * day  # assignments from here on; events from 20 days earlier
+
+    async def send(batch: list[Event]) -> None:
+        events.extend(batch)
+        await store.add_events(EventBatch.of(batch))
+
+    def some_events(users: Sequence[str], count: int, earliest: datetime, days: int) -> list[Event]:
+        return [
+            Event(exp.id, rng.choice(users), rng.choice(["buy", "view"]),
+                  earliest + timedelta(days=rng.randrange(days), seconds=rng.randrange(86_400)),
+                  rng.choice([None, round(rng.uniform(-5, 50), 2)]))
+            for _ in range(count)
+        ]
+
+    async def assign(users: Sequence[str], at: datetime) -> None:
+        for user in users:
+            assignments[user] = await store.add_assignment(Assignment.decide(exp, user, at))
+
+    first, second, third = [f"u{i}" for i in range(20)], [f"v{i}" for i in range(20)], [f"w{i}" for i in range(10)]
+    # Before any assignment: events of the first and second waves' users (some older than 14 days).
+    await send(some_events(first + second + ["never"], 200, T0, 20))
+    if hasattr(store, "fold"):
+        await store.fold()  # these are kept as prior events, their users not yet assigned
+    await assign(first, start)
+    # At the window's edges, to the microsecond: in, in, out; and at the assignment (counted, not pre).
+    edge = first[0]
+    await send([
+        Event(exp.id, edge, "buy", start - 14 * day, 1.0),
+        Event(exp.id, edge, "buy", start - timedelta(microseconds=1), 2.0),
+        Event(exp.id, edge, "buy", start - 14 * day - timedelta(microseconds=1), 4.0),
+        Event(exp.id, edge, "buy", start, 8.0),
+    ])
+    await send(some_events(first, 100, start - 3 * day, 6))  # late pre-period events and counted ones
+    if hasattr(store, "fold"):
+        await store.fold()
+    await assign(second, start + day)  # their earlier events were folded as prior events
+    await send(some_events(first + second + third, 150, start - 10 * day, 14))
+    if turned_on != "at creation":
+        changed, _ = exp.changed(T0, SequentialIds("v2").new_id, analysis={"cuped": True})
+        await store.update_experiment(changed, expected_version=exp.version)
+        exp = changed
+        if hasattr(store, "fold"):
+            await store.fold()  # fills what was folded, and folds the rest
+    await assign(third, start + 2 * day)  # in the tail, with their earlier events in the tail too
+    queries = [
+        ResultQuery(primary_event_type="buy", covariates=True),
+        ResultQuery(covariates=True),  # every type
+        ResultQuery(start=start + day, end=start + 2 * day + timedelta(hours=3), primary_event_type="buy", covariates=True),
+        ResultQuery(start=start - 2 * day, primary_event_type="view", covariates=True),
+        ResultQuery(end=start + day, covariates=True),
+    ]
+
+    def expected(query: ResultQuery, variant_id: str) -> tuple[int, float, float, int, float]:
+        users, sx, sxx, both, sxy = 0, 0.0, 0.0, 0, 0.0
+        for user, a in assignments.items():
+            if a.variant_id != variant_id or (query.end is not None and a.assigned_at > query.end):
+                continue
+            mine = [e for e in events if e.user_id == user and query.primary_event_type in (None, e.event_type)]
+            pre = [e for e in mine if a.assigned_at - 14 * day <= e.timestamp < a.assigned_at]
+            post = [e for e in mine if e.timestamp >= a.assigned_at
+                    and (query.start is None or e.timestamp >= query.start)
+                    and (query.end is None or e.timestamp <= query.end)]
+            if not pre:
+                continue
+            x = sum(e.value or 0.0 for e in pre)
+            y = sum(e.value or 0.0 for e in post)
+            users, sx, sxx, both, sxy = users + 1, sx + x, sxx + x * x, both + bool(post), sxy + x * y
+        return users, sx, sxx, both, sxy
+
+    async def check() -> None:
+        for query in queries:
+            got = await store.variant_aggregates(exp, query)
+            plain = await store.variant_aggregates(exp, replace(query, covariates=False))
+            for v in exp.variants:
+                cov = got[v.id].covariate
+                assert cov is not None and plain[v.id].covariate is None
+                users, sx, sxx, both, sxy = expected(query, v.id)
+                assert (cov.users, cov.both) == (users, both), (query, v.name)
+                assert (cov.value_sum, cov.value_sum_squares, cov.value_products) == pytest.approx(
+                    (sx, sxx, sxy), rel=1e-9, abs=1e-9), (query, v.name)
+                # Nothing else changes (PostgreSQL may add a float sum's terms in another order).
+                assert replace(got[v.id], covariate=None, primary=plain[v.id].primary) == plain[v.id]
+                assert got[v.id].primary.value_sum == pytest.approx(plain[v.id].primary.value_sum, rel=1e-12)
+        assert any(expected(queries[0], v.id)[0] for v in exp.variants)  # the test has data to check
+
+    await check()
+    if hasattr(store, "fold"):
+        await store.fold()
+        await check()
+    await store.rebuild_aggregates()
+    await check()

@@ -116,3 +116,18 @@ async def async_memory_client() -> AsyncIterator[httpx.AsyncClient]:
 def experiment(client: TestClient) -> dict:
     """An experiment of two halves, control and treatment, on the ``client``'s app."""
     return create_experiment(client, "events", [("control", 50), ("treatment", 50)])
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_client(
+    request: pytest.FixtureRequest, make_client: Callable[..., TestClient], database_url: str, fake_clock: FakeClock
+) -> TestClient:
+    """A client on SQLite, then on a migrated PostgreSQL database. Sequential ids, prefixed by
+    the test module's ``IDS``: the experiment's id, and so which user lands where, is the same
+    on every run."""
+    ids = SequentialIds(getattr(request.module, "IDS", "store"))
+    if request.param == "sqlite":
+        return make_client(database_url, fake_clock, ids)
+    url = request.getfixturevalue("postgres_database")
+    upgrade(url)
+    return make_client(url, fake_clock, ids)

@@ -111,3 +111,20 @@ def test_an_experiment_without_conversions_asks_for_a_baseline(client: TestClien
     fake_clock.advance(minutes=1)
     paced = power(client, experiment_id=experiment["id"], mde=0.1, baseline_rate=0.05)["traffic"]
     assert paced["users_per_day"] == pytest.approx(24.0) and paced["days_left"] is not None
+
+
+def test_power_reads_the_plain_figures_even_while_cuped_is_filled(
+    make_client: Any, database_url: str, fake_clock: FakeClock
+) -> None:
+    """An experiment whose CUPED was just turned on answers results with 503 until the next
+    fold; its power question needs only the plain figures, and is answered at once."""
+    client = make_client(database_url, fake_clock, fold_interval_seconds=3600)  # no fold comes
+    experiment = create_experiment(client, primary="buy")
+    for i in range(40):
+        assign(client, experiment["id"], f"u{i}")
+    events = [event(experiment["id"], f"u{i}", "buy") for i in range(0, 40, 3)]
+    assert client.post("/events", json={"events": events}).status_code == 202
+    changed = client.patch(f"/experiments/{experiment['id']}", json={"analysis": {"cuped": True}})
+    assert changed.status_code == 200, changed.text
+    assert_problem(client.get(f"/experiments/{experiment['id']}/results"), 503)
+    assert power(client, experiment_id=experiment["id"], mde=0.2)["baseline_rate"] is not None

@@ -17,6 +17,7 @@ from adapters.sqlalchemy.engine import create_engine_for
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.store import SqlStore
 from domain.assignment import Assignment
+from domain.errors import CovariatesFilling
 from domain.event import Event, EventBatch
 from domain.results import ResultQuery
 from tests.factories import an_experiment
@@ -292,5 +293,31 @@ async def test_an_empty_window_moves_once_it_is_wide(postgres_database: str, mon
             return after >= before + 5
 
         await eventually_async(moved, 15, "the horizon moved past the empty window")
+    finally:
+        await store.close()
+
+
+async def test_cuped_turned_on_answers_filling_until_the_next_fold(database_url: str) -> None:
+    """Registered when an experiment turns CUPED on, its users' pre-periods are filled by the
+    next fold; a read before it is refused (503 with Retry-After at the API), never answered
+    from half the data. A new experiment is filled from the start."""
+    store = SqlStore(create_engine_for(database_url), fold_interval=3600)  # folds only when told
+    try:
+        exp = an_experiment("later")
+        born = an_experiment("born", analysis={"cuped": True})
+        for e in (exp, born):
+            await store.add_experiment(e)
+        await store.add_events(EventBatch.of([Event(exp.id, "u1", "buy", T0, 5.0)]))  # before the assignment
+        await store.fold()
+        await store.add_assignment(Assignment.decide(exp, "u1", T0 + timedelta(days=1)))
+        assert (await store.variant_aggregates(born, ResultQuery(covariates=True)))  # nothing to fill
+        changed, _ = exp.changed(T0, lambda: "v2", analysis={"cuped": True})
+        await store.update_experiment(changed, expected_version=exp.version)
+        with pytest.raises(CovariatesFilling):
+            await store.variant_aggregates(changed, ResultQuery(covariates=True))
+        await store.fold()
+        got = await store.variant_aggregates(changed, ResultQuery(primary_event_type="buy", covariates=True))
+        (covariate,) = [a.covariate for a in got.values() if a.covariate and a.covariate.users]
+        assert (covariate.users, covariate.value_sum, covariate.both) == (1, 5.0, 0)
     finally:
         await store.close()

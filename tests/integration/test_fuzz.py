@@ -45,9 +45,15 @@ CHECKS = (
 ALL_CHECKS = "\n".join(
     f"[checks.{name}]\nenabled = true" for name in CHECKS if name != "positive_data_acceptance"
 )
+# `filter_too_much` is Hypothesis saying that its generator threw away many of the cases it
+# drew, not that the service did anything wrong: for the assignment routes (two free-text path
+# parameters and no body) the negative cases it can make are few, and how many it keeps
+# depends on what the server has answered before (schemathesis reuses values it saw), so a
+# slow, busy machine failed the run on it now and then with no failing case to show.
 CONFIG = f"""
 headers = {{ Authorization = "Bearer {TOKEN}" }}
 seed = 20261128
+suppress-health-check = ["filter_too_much"]
 request-timeout = 10
 
 [generation]

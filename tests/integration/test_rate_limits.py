@@ -32,7 +32,9 @@ def test_two_instances_on_one_redis_share_a_tokens_bucket(start_servers, redis_u
         ]
         assert [a.status_code for a in answers] == [200, 200, 200, 200, 429]
         assert [a.headers["RateLimit-Remaining"] for a in answers] == ["3", "2", "1", "0", "0"]
-        assert answers[-1].headers["Retry-After"] == "15"
+        # A token comes back every 15 s, counted from the fourth request: whole seconds rounded
+        # up, so 15 unless a loaded machine took over a second between the two.
+        assert 1 <= int(answers[-1].headers["Retry-After"]) <= 15
         assert answers[-1].headers["content-type"].startswith("application/problem+json")
         # The other instance refuses too, and the bucket is where the docs say, with a TTL.
         other = httpx.get(f"{servers[1].base_url}/experiments", headers=auth, timeout=10)

@@ -18,7 +18,8 @@ def test_the_defaults_are_the_fixed_horizon_tests() -> None:
     assert Analysis.parse(None) == Analysis() == Analysis.parse({})
     assert Analysis().method is Method.FIXED
     assert Analysis().document() == {
-        "method": "fixed", "sequential_tuning_users": 10_000, "prior": None, "correction": "holm"
+        "method": "fixed", "sequential_tuning_users": 10_000, "prior": None, "correction": "holm",
+        "metrics": [], "cuped": False,
     }
 
 
@@ -44,6 +45,8 @@ def test_a_document_parses_back_to_the_same_analysis() -> None:
         ({"prior": 0.3}, ["analysis.prior"]),
         ({"method": "x", "sequential_tuning_users": 0}, ["analysis.method", "analysis.sequential_tuning_users"]),
         ({"correction": "bonferroni"}, ["analysis.correction"]),
+        ({"cuped": "yes"}, ["analysis.cuped"]),
+        ({"cuped": 1}, ["analysis.cuped"]),
     ],
 )
 def test_every_invalid_setting_is_named(value: Any, named: list[str]) -> None:

@@ -48,6 +48,8 @@ DECLARED = {
     ("get", "/holdouts/{holdout_id}"): AUTHENTICATED | {404},
     ("get", "/holdouts/{holdout_id}/results"): AUTHENTICATED | {404, 422},
     ("post", "/power"): AUTHENTICATED | WITH_BODY | {404},
+    ("get", "/definitions"): AUTHENTICATED,
+    ("post", "/exposures"): AUTHENTICATED | WITH_BODY,
 }
 
 

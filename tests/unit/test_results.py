@@ -12,7 +12,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
 from domain.errors import ValidationFailed
-from domain.results import EventTotals, ResultCalculator, ResultQuery, VariantAggregate
+from domain.results import ResultCalculator, ResultQuery
+from domain.totals import EventTotals, VariantAggregate
 from tests.factories import an_experiment
 
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.sqlalchemy.views import OPEN_END, OPEN_START, periods
-from domain.results import EventTotals
+from domain.totals import EventTotals
 
 HOUR, DAY = 3_600_000_000, 86_400_000_000
 

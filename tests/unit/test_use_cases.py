@@ -296,3 +296,29 @@ async def test_holdout_results_test_the_exposed_against_the_held_out() -> None:
     assert (test.interval.lower, test.interval.upper) == pytest.approx((float(low), float(high)), rel=1e-9)
     assert test.absolute_lift == pytest.approx(94 / 360 - 11 / 40, rel=1e-12)
     assert test.relative_lift == pytest.approx((94 / 360 - 11 / 40) / (11 / 40), rel=1e-12)
+
+
+async def test_all_experiments_holds_each_once_when_one_is_created_while_it_pages() -> None:
+    from application.experiments import AllExperiments
+    from tests.factories import an_experiment
+
+    store = MemoryStore()
+    for i in range(5):
+        await store.add_experiment(an_experiment(f"e{i}", ids=f"x{i}", created_at=datetime(2026, 11, 1, i, tzinfo=UTC)))
+    reads = []
+    listing = store.list_experiments
+
+    async def list_then_create(limit: int, offset: int):  # noqa: ANN202
+        reads.append(offset)
+        page = await listing(limit, offset)
+        if len(reads) == 1:  # a new experiment arrives between the first page and the second
+            await store.add_experiment(an_experiment("late", ids="late", created_at=datetime(2026, 11, 2, tzinfo=UTC)))
+        return page
+
+    store.list_experiments = list_then_create  # type: ignore[method-assign]
+    paging = AllExperiments(store)
+    paging.PAGE = 2
+    found = await paging()
+    assert len(reads) > 2
+    # The pages shifted: the one read next repeats e3. Each once; "late" is the next read's.
+    assert sorted(e.name for e in found) == ["e0", "e1", "e2", "e3", "e4"]

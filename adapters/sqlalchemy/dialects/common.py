@@ -110,6 +110,7 @@ class Dialect(Protocol):
 
     event_key: str
     assignment_key: str
+    fence: str
 
     def after(self, key: str, param: str) -> str: ...
 
@@ -121,6 +122,14 @@ class Dialect(Protocol):
 
     def assignment_of(self, events: str, alias: str) -> str: ...
 
+    def assignment_after(self, events: str, alias: str) -> str: ...
+
+    def assignment_or_none(self, events: str, alias: str) -> str: ...
+
+    def prior_events_of(self, assignments: str, alias: str) -> str: ...
+
+    def events_of(self, experiments: str, alias: str) -> str: ...
+
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
         """The first statement of a fold: the stored horizons (events, assignments) and the new
         ones it folds up to."""
@@ -130,6 +139,9 @@ class Dialect(Protocol):
         connection's open transaction with the fold's parameters."""
 
     def totals_of(self, deltas: str, alias: str) -> str: ...
+
+    def totals_by(self, alias: str, experiment: str, user: str, event_type: str) -> str:
+        """A join of one user's totals of one event type (NULLs without any), by key."""
 
     def refresh_statistics(self, conn: Connection) -> list[str]: ...
 

@@ -333,6 +333,35 @@ class PostgresDialect:
             f" WHERE l.experiment_id = {events}.experiment_id AND l.user_id = {events}.user_id LIMIT 1) {alias}"
         )
 
+    def prior_events_of(self, assignments: str, alias: str) -> str:
+        """Each assignment's prior events by their index, whatever the statistics say (a young
+        table has none, and the planner then scanned it once per assignment): OFFSET 0 keeps
+        the LATERAL subquery from being flattened into a join it could turn around."""
+        return (
+            f"CROSS JOIN LATERAL (SELECT q.experiment_id, q.user_id, q.event_type, q.timestamp, q.value"
+            f" FROM prior_events q WHERE q.experiment_id = {assignments}.experiment_id"
+            f" AND q.user_id = {assignments}.user_id OFFSET 0) {alias}"
+        )
+
+    # Ends a subquery whose filters must run before the joins around it: OFFSET 0 keeps a subquery whole: its filters run before the joins around it.
+    fence = " OFFSET 0"
+
+    def events_of(self, experiments: str, alias: str) -> str:
+        """Each experiment's events by their index on the experiment, never a scan of every
+        event for a hash join (OFFSET 0 keeps the LATERAL subquery from being flattened)."""
+        return (
+            f"CROSS JOIN LATERAL (SELECT q.experiment_id, q.user_id, q.event_type, q.timestamp, q.value, q.txid"
+            f" FROM events q WHERE q.experiment_id = {experiments}.experiment_id OFFSET 0) {alias}"
+        )
+
+    def assignment_after(self, events: str, alias: str) -> str:
+        """``assignment_of``: a LATERAL lookup already keeps the events outside."""
+        return self.assignment_of(events, alias)
+
+    def assignment_or_none(self, events: str, alias: str) -> str:
+        """As ``assignment_of``, with NULLs for an event whose user has no assignment."""
+        return self.assignment_of(events, alias).replace("CROSS JOIN LATERAL", "LEFT JOIN LATERAL", 1) + " ON true"
+
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
         """The stored horizons, and the xmin of this transaction's snapshot as the new ones:
         every transaction below it has ended, so its rows are all visible now and none can
@@ -372,6 +401,14 @@ class PostgresDialect:
             f"LEFT JOIN LATERAL (SELECT t.events, t.value_sum FROM user_event_totals t"
             f" WHERE t.experiment_id = {deltas}.experiment_id AND t.user_id = {deltas}.user_id"
             f" AND t.event_type = {deltas}.event_type LIMIT 1) {alias} ON true"
+        )
+
+    def totals_by(self, alias: str, experiment: str, user: str, event_type: str) -> str:
+        """A lookup by key, as ``totals_of``."""
+        return (
+            f"LEFT JOIN LATERAL (SELECT t.events, t.value_sum FROM user_event_totals t"
+            f" WHERE t.experiment_id = {experiment} AND t.user_id = {user} AND t.event_type = {event_type}"
+            f" LIMIT 1) {alias} ON true"
         )
 
     # A table is analyzed here when autovacuum has not yet (it wakes once a minute, and a young

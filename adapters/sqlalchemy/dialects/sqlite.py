@@ -232,6 +232,31 @@ class SqliteDialect:
             f" ON {alias}.experiment_id = {events}.experiment_id AND {alias}.user_id = {events}.user_id"
         )
 
+    def prior_events_of(self, assignments: str, alias: str) -> str:
+        """Join each assignment of ``assignments`` to its user's prior events, as ``alias``: a
+        range of their index per assignment (CROSS JOIN keeps the assignments outside)."""
+        return (
+            f"CROSS JOIN prior_events {alias}"
+            f" ON {alias}.experiment_id = {assignments}.experiment_id AND {alias}.user_id = {assignments}.user_id"
+        )
+
+    # Ends a subquery whose filters must run before the joins around it: SQLite's planner keeps a subquery's own filters inside it.
+    fence = ""
+
+    def events_of(self, experiments: str, alias: str) -> str:
+        """Join each row of ``experiments`` (an experiment_id) to its events, as ``alias``, by the
+        events' index on the experiment: CROSS JOIN keeps the few experiments outside."""
+        return f"CROSS JOIN events {alias} ON {alias}.experiment_id = {experiments}.experiment_id"
+
+    def assignment_after(self, events: str, alias: str) -> str:
+        """As ``assignment_of``, the events kept outside whatever the planner would pick (it
+        scanned the assignments and read the experiment's events once for each)."""
+        return "CROSS " + self.assignment_of(events, alias)
+
+    def assignment_or_none(self, events: str, alias: str) -> str:
+        """As ``assignment_of``, with NULLs for an event whose user has no assignment."""
+        return "LEFT " + self.assignment_of(events, alias)
+
     def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
         """The stored horizons, and those a fold may advance to: the newest rows (the write lock
         is held, so nothing else can commit meanwhile), at most ``limit`` events past the stored
@@ -261,6 +286,12 @@ class SqliteDialect:
         return (
             f"LEFT JOIN user_event_totals {alias} ON {alias}.experiment_id = {deltas}.experiment_id"
             f" AND {alias}.user_id = {deltas}.user_id AND {alias}.event_type = {deltas}.event_type"
+        )
+
+    def totals_by(self, alias: str, experiment: str, user: str, event_type: str) -> str:
+        return (
+            f"LEFT JOIN user_event_totals {alias} ON {alias}.experiment_id = {experiment}"
+            f" AND {alias}.user_id = {user} AND {alias}.event_type = {event_type}"
         )
 
     def refresh_statistics(self, conn: Connection) -> list[str]:

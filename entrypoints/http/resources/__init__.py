@@ -12,6 +12,7 @@ from entrypoints.http.resources.health import HealthController
 from entrypoints.http.resources.holdouts import HoldoutsController
 from entrypoints.http.resources.keys import KeysController
 from entrypoints.http.resources.layers import LayersController
+from entrypoints.http.resources.local_assignment import DefinitionsController, ExposuresController
 from entrypoints.http.resources.power import PowerController
 from entrypoints.http.resources.results import ResultsController
 
@@ -19,6 +20,8 @@ RESOURCES: tuple[type[Controller], ...] = (
     HealthController,
     ExperimentsController,
     AssignmentsController,
+    DefinitionsController,
+    ExposuresController,
     EventsController,
     ResultsController,
     PowerController,

@@ -96,6 +96,13 @@ def _named_by_key(raw: bytes, errors: list[FieldError]) -> list[FieldError]:
         attributes = msgspec.json.decode(raw, type=_Attributes).attributes
     except msgspec.MsgspecError:
         return errors
+    named = attribute_errors(attributes)
+    others = [e for e in errors if e not in about_attributes]
+    return others + named if named else errors
+
+
+def attribute_errors(attributes: dict[str, msgspec.Raw]) -> list[FieldError]:
+    """Each bad attribute, named by its key: ``attributes.age``, or ``attributes`` for a bad key."""
     named: list[FieldError] = []
     for key, item in attributes.items():
         if not 1 <= len(key) <= MAX_ATTRIBUTE_NAME:
@@ -106,8 +113,7 @@ def _named_by_key(raw: bytes, errors: list[FieldError]) -> list[FieldError]:
             msgspec.json.decode(item, type=AttributeValue)
         except msgspec.ValidationError as error:
             named.append(FieldError(f"attributes.{key}", str(error).split(" - at ")[0]))
-    others = [e for e in errors if e not in about_attributes]
-    return others + named if named else errors
+    return named
 
 
 class OverrideDTO(StrictDTO[OverrideIn]):

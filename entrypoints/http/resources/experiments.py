@@ -196,6 +196,54 @@ class PriorOut(msgspec.Struct):
     sd: Annotated[float, doc("Its standard deviation, above 0.", 0.3)]
 
 
+class CapOut(msgspec.Struct, omit_defaults=True):
+    """Exactly one of the two (docs/statistics.md, Capping outliers)."""
+
+    value: Annotated[float | None, doc("Cap each user's figure at this value, above 0.", 500.0)] = None
+    percentile: Annotated[
+        float | None,
+        doc("Cap each user's figure at this percentile of the figures of users with an event of event_type, "
+            "all variants pooled (nearest rank), as a share between 0 and 1.", 0.99),
+    ] = None
+
+
+class MetricOut(msgspec.Struct):
+    """A metric of the scorecard (docs/statistics.md, Scorecards): one figure per user, from
+    the events counted for the user."""
+
+    name: Annotated[str, doc("Unique among the experiment's metrics; 1 to 100 characters.", "checkout rate")]
+    kind: Annotated[
+        Literal["conversion", "count", "value", "ratio"],
+        doc("conversion: has an event of event_type; count: events per user; value: sum of value per "
+            "user; ratio: the numerator over the count of denominator_event_type, by the delta method.",
+            "conversion"),
+    ]
+    event_type: Annotated[str, doc("The event type measured (a ratio's numerator).", "purchase")]
+    role: Annotated[
+        Literal["primary", "secondary", "guardrail"],
+        doc("Exactly one primary decides; secondaries inform; guardrails must not get worse than "
+            "their tolerance allows. Default secondary.", "primary"),
+    ]
+    direction: Annotated[Literal["increase", "decrease"], doc("Which way is better. Default increase.", "increase")]
+    tolerance: Annotated[
+        float | None,
+        doc("Guardrails: the relative harm tolerated, 0 to 10 (0.02: 2% worse than the control). "
+            "Default 0; null for other roles.", 0.02),
+    ] = None
+    denominator_event_type: Annotated[
+        str | None, doc("Ratios: the event type whose count per user is the denominator.", "session")
+    ] = None
+    numerator: Annotated[
+        Literal["count", "value"] | None,
+        doc("Ratios: what the numerator sums of event_type's events, their count or their value. "
+            "Default count.", "value"),
+    ] = None
+    cap: Annotated[
+        CapOut | None,
+        doc("Count and value metrics: cap each user's figure, at a value or a percentile; null: not capped."),
+    ] = None
+
+
 class AnalysisOut(msgspec.Struct):
     """How the experiment's results are read unless a request asks otherwise."""
 
@@ -211,6 +259,10 @@ class AnalysisOut(msgspec.Struct):
     correction: Annotated[
         Literal["holm", "bh"],
         doc("Of p_value_adjusted over the variants: holm (family-wise error) or bh (false discovery rate).", "holm"),
+    ]
+    metrics: Annotated[list[MetricOut], doc("The scorecard's metrics; empty: results carry no scorecard.")]
+    cuped: Annotated[
+        bool, doc("Results carry the comparisons adjusted by the users' pre-period (CUPED) beside them.", False)
     ]
 
 
@@ -229,6 +281,11 @@ class AnalysisIn(msgspec.Struct):
     ] = DEFAULT_TUNING_USERS
     prior: Annotated[PriorOut | None, doc("Bayesian: a normal prior on the relative effect; null: flat.")] = None
     correction: Annotated[Literal["holm", "bh"], doc("Default holm.", "bh")] = "holm"
+    metrics: Annotated[
+        list[MetricOut],
+        msgspec.Meta(max_length=20, description="Up to 20, exactly one of them primary; default none."),
+    ] = []
+    cuped: Annotated[bool, doc("Default false.", True)] = False
 
 
 class VariantOut(msgspec.Struct):

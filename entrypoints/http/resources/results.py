@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Request, get
@@ -15,13 +15,14 @@ from application.results import ComputeResults
 from domain.analysis import AnalysisOverrides
 from domain.errors import FieldError, ValidationFailed
 from domain.keys import READ
-from domain.results import Comparison, ExperimentResults, VariantResult
-from domain.stats import Interval, Proportion
+from domain.results import Comparison, Cuped, CupedReading, ExperimentResults, VariantResult
+from domain.scorecard import MetricCard, MetricComparison, MetricValue, Scorecard
+from domain.stats import Interval, Proportion, finite
 from domain.stats.bayesian import BayesianResult
 from domain.stats.sequential import SequentialResult
 from entrypoints.http import openapi
 from entrypoints.http.disconnects import while_connected
-from entrypoints.http.resources.experiments import AnalysisOut, ExperimentOut
+from entrypoints.http.resources.experiments import AnalysisOut, ExperimentOut, MetricOut
 from entrypoints.http.resources.holdouts import HoldoutOut
 from entrypoints.http.wire import Id, IntervalOut, Lift, PValue, doc
 
@@ -165,6 +166,40 @@ class BayesianOut(msgspec.Struct):
         )
 
 
+class CupedValueOut(msgspec.Struct):
+    """The comparison adjusted by CUPED (docs/statistics.md, CUPED): the difference less theta
+    times the arms' difference in the pre-period, with its normal test and interval. With no
+    pre-period data, theta is null and the figures are the unadjusted ones."""
+
+    theta: Annotated[float | None, doc("Pooled over the two arms: Cov(x, y) / Var(x); null without pre-period data.", 0.42)]
+    variance_reduction: Annotated[
+        float | None, doc("1 − the adjusted difference's variance over the unadjusted one's.", 0.31)
+    ]
+    absolute_lift: Lift
+    relative_lift: Annotated[float | None, doc("The adjusted difference over the control's (unadjusted) figure.", 0.05)]
+    statistic: Annotated[float | None, doc("z of the adjusted difference (t for the unadjusted value's Welch test).", 2.1)]
+    p_value: PValue
+    significant: Annotated[bool, doc("p_value < 0.05; false when it is null.", True)]
+    confidence_interval: IntervalOut
+
+    @classmethod
+    def of(cls, r: CupedReading) -> CupedValueOut:
+        t = r.test
+        return cls(r.theta, r.variance_reduction, t.absolute_lift, t.relative_lift, t.statistic, t.p_value,
+                   t.significant, IntervalOut.of(t))
+
+
+class CupedConversionOut(CupedValueOut):
+    p_value_adjusted: Annotated[
+        float | None, doc("Over the comparisons' adjusted conversions, by the analysis's correction.", 0.004)
+    ]
+
+    @classmethod
+    def of_comparison(cls, c: Cuped) -> CupedConversionOut:
+        value = CupedValueOut.of(c.conversion)
+        return cls(**msgspec.structs.asdict(value), p_value_adjusted=c.p_value_adjusted)
+
+
 class ValueComparisonOut(msgspec.Struct, omit_defaults=True):
     absolute_lift: float | None
     relative_lift: float | None
@@ -174,6 +209,7 @@ class ValueComparisonOut(msgspec.Struct, omit_defaults=True):
     confidence_interval: IntervalOut
     sequential: Annotated[SequentialOut | None, doc("With method=sequential.")] = None
     bayesian: Annotated[BayesianOut | None, doc("With method=bayesian.")] = None
+    cuped: Annotated[CupedValueOut | None, doc("With cuped=true: the value adjusted by the pre-period.")] = None
 
     @classmethod
     def of(cls, c: Comparison) -> ValueComparisonOut:
@@ -182,6 +218,7 @@ class ValueComparisonOut(msgspec.Struct, omit_defaults=True):
             t.absolute_lift, t.relative_lift, t.statistic, t.p_value, t.significant, IntervalOut.of(t),
             None if c.sequential is None else SequentialOut.of(c.sequential.value),
             None if c.bayesian is None else BayesianOut.of(c.bayesian.value),
+            None if c.cuped is None else CupedValueOut.of(c.cuped.value),
         )
 
 
@@ -202,6 +239,9 @@ class ComparisonOut(msgspec.Struct, omit_defaults=True):
     value: ValueComparisonOut
     sequential: Annotated[SequentialOut | None, doc("With method=sequential: the conversion's.")] = None
     bayesian: Annotated[BayesianOut | None, doc("With method=bayesian: the conversion's.")] = None
+    cuped: Annotated[
+        CupedConversionOut | None, doc("With cuped=true: the conversion adjusted by the pre-period.")
+    ] = None
 
     @classmethod
     def of(cls, c: Comparison) -> ComparisonOut:
@@ -221,16 +261,135 @@ class ComparisonOut(msgspec.Struct, omit_defaults=True):
                 c.sequential.conversion, c.sequential.p_value_adjusted
             ),
             bayesian=None if c.bayesian is None else BayesianOut.of(c.bayesian.conversion),
+            cuped=None if c.cuped is None else CupedConversionOut.of_comparison(c.cuped),
         )
 
 
-class ResultsOut(msgspec.Struct):
+class MetricValueOut(msgspec.Struct):
+    variant_id: Id
+    estimate: Annotated[float | None, doc("The rate, the mean per user or the ratio; null when undefined.", 0.081)]
+    numerator: Annotated[
+        float | None, doc("Converters, the sum over users, or the ratio's numerator sum; null if it overflows.", 812)
+    ]
+    denominator: Annotated[float | None, doc("Users, or the ratio's denominator sum; null if it overflows.", 10000)]
+
+    @classmethod
+    def of(cls, v: MetricValue) -> MetricValueOut:
+        return cls(v.variant_id, v.estimate, finite(v.numerator), finite(v.denominator))
+
+
+class MetricComparisonOut(msgspec.Struct, omit_defaults=True):
+    """A variant against the control on one metric."""
+
+    variant_id: Id
+    absolute_lift: Lift
+    relative_lift: Lift
+    statistic: Annotated[float | None, doc("z (conversion, ratio) or Welch's t (count, value).", 2.4)]
+    p_value: PValue
+    p_value_adjusted: Annotated[
+        float | None,
+        doc("Over the primary and secondary metrics × variants, by the analysis's correction; null for "
+            "guardrails, which are kept out of the family.", 0.031),
+    ]
+    confidence_interval: IntervalOut
+    outcome: Annotated[
+        Literal["better", "worse", "inconclusive"] | None,
+        doc("By the method's reading (docs/statistics.md, Scorecards), in the metric's desired direction; "
+            "null when undefined.", "better"),
+    ]
+    guardrail: Annotated[
+        Literal["ok", "at_risk", "breached"] | None,
+        doc("Guardrails: ok (the interval rules out harm beyond the tolerance), at_risk (not yet), "
+            "breached (the whole interval lies beyond it); null for other roles.", "ok"),
+    ]
+    sequential: Annotated[
+        SequentialOut | None, doc("With method=sequential; its p_value_adjusted is Holm over the family.")
+    ] = None
+    bayesian: Annotated[BayesianOut | None, doc("With method=bayesian.")] = None
+
+    @classmethod
+    def of(cls, c: MetricComparison) -> MetricComparisonOut:
+        t = c.test
+        return cls(
+            variant_id=c.variant_id,
+            absolute_lift=t.absolute_lift,
+            relative_lift=t.relative_lift,
+            statistic=t.statistic,
+            p_value=t.p_value,
+            p_value_adjusted=c.p_value_adjusted,
+            confidence_interval=IntervalOut.of(t),
+            outcome=None if c.outcome is None else c.outcome.value,
+            guardrail=None if c.guardrail is None else c.guardrail.value,
+            sequential=None if c.sequential is None else SequentialOut.of(c.sequential, c.sequential_p_value_adjusted),
+            bayesian=None if c.bayesian is None else BayesianOut.of(c.bayesian),
+        )
+
+
+class MetricCardOut(msgspec.Struct, omit_defaults=True):
+    metric: MetricOut
+    variants: Annotated[list[MetricValueOut], doc("Every variant, in the experiment's order.")]
+    comparisons: Annotated[list[MetricComparisonOut], doc("Every variant but the control, against it.")]
+    capped_at: Annotated[
+        float | None,
+        doc("A capped metric's cap: the value each user's figure was capped at (a percentile's, as found "
+            "in this answer's data); absent for a metric without a cap, or while no user has a figure.",
+            412.5),
+    ] = None
+
+    @classmethod
+    def of(cls, card: MetricCard) -> MetricCardOut:
+        return cls(
+            msgspec.convert(card.metric.document(), MetricOut),
+            [MetricValueOut.of(v) for v in card.values],
+            [MetricComparisonOut.of(c) for c in card.comparisons],
+            card.capped_at,
+        )
+
+
+class DecisionOut(msgspec.Struct):
+    variant_id: Id
+    decision: Annotated[
+        Literal["ship", "keep_running", "roll_back", "unhealthy"],
+        doc("By the documented rule (docs/statistics.md, Scorecards).", "keep_running"),
+    ]
+    reasons: Annotated[list[str], doc("Why, in plain words.")]
+
+
+class ScorecardOut(msgspec.Struct):
+    """Every declared metric for every variant, and a decision per variant."""
+
+    method: Annotated[Literal["fixed", "sequential", "bayesian"], doc("What the outcomes and decisions read.")]
+    correction: Annotated[
+        Literal["holm", "bh"] | None,
+        doc("Of the family that decides: the analysis's under fixed, holm under sequential, null under bayesian."),
+    ]
+    alpha: Annotated[float, doc("The significance level.", 0.05)]
+    metrics: list[MetricCardOut]
+    decisions: Annotated[list[DecisionOut], doc("Every variant but the control.")]
+
+    @classmethod
+    def of(cls, s: Scorecard) -> ScorecardOut:
+        return cls(
+            s.method.value,
+            None if s.correction is None else s.correction.value,
+            s.alpha,
+            [MetricCardOut.of(c) for c in s.metrics],
+            [DecisionOut(d.variant_id, d.verdict.value, d.reasons) for d in s.decisions],
+        )
+
+
+class ResultsOut(msgspec.Struct, omit_defaults=True):
     experiment: ExperimentOut
     filters: FiltersOut
     summary: SummaryOut
     variants: list[VariantResultOut]
     comparisons: list[ComparisonOut]
     analysis: Annotated[AnalysisOut, doc("How these results were read: the request's or the experiment's.")]
+    scorecard: Annotated[
+        ScorecardOut | None,
+        doc("When the experiment declares metrics (analysis.metrics): every metric for every variant, and "
+            "a decision per variant. Absent otherwise."),
+    ] = None
 
     @classmethod
     def of(cls, r: ExperimentResults) -> ResultsOut:
@@ -249,6 +408,7 @@ class ResultsOut(msgspec.Struct):
             variants=[VariantResultOut.of(v) for v in r.variants],
             comparisons=[ComparisonOut.of(c) for c in r.comparisons],
             analysis=msgspec.convert(r.analysis.document(), AnalysisOut),
+            scorecard=None if r.scorecard is None else ScorecardOut.of(r.scorecard),
         )
 
 
@@ -307,20 +467,23 @@ class ResultsController(Controller):
         prior_mean: FromQuery[float | None] = None,
         prior_sd: FromQuery[float | None] = None,
         correction: FromQuery[str | None] = None,
+        cuped: FromQuery[bool | None] = None,
     ) -> ResultsOut:
         """`start_date` and `end_date` are ISO 8601 dates or datetimes, inclusive (a bare date
         is that whole UTC day; anything else is a 422). Each non-control variant is compared
         with the control: two-proportion z-test, Newcombe interval, Holm-adjusted p-values, and
         a Welch t-test of the value per user. `method` (`fixed`, `sequential` or `bayesian`;
         default: the experiment's `analysis`) adds that read-out beside them, with
-        `sequential_tuning_users`, `prior_mean`, `prior_sd` and `correction` (`holm` or `bh`, of
-        `p_value_adjusted`) for this request alone
+        `sequential_tuning_users`, `prior_mean`, `prior_sd`, `correction` (`holm` or `bh`, of
+        `p_value_adjusted`) and `cuped` (`false` leaves out, `true` asks for, the comparisons
+        adjusted by the users' pre-period, for an experiment with `analysis.cuped`) for this
+        request alone
         (docs/statistics.md). Undefined numbers are null (README.md, The statistics). Results
         never pile up on the database: past `RESULTS_MAX_CONCURRENT` being
         computed on this server (after a wait of up to `RESULTS_QUEUE_SECONDS`), or when the
         read runs past `RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a
         client that disconnects cancels its read."""
-        overrides = AnalysisOverrides(method, sequential_tuning_users, prior_mean, prior_sd, correction)
+        overrides = AnalysisOverrides(method, sequential_tuning_users, prior_mean, prior_sd, correction, cuped)
         errors: list[FieldError] = []
         start = _moment(start_date, "start_date", errors)
         end = _moment(end_date, "end_date", errors)
