@@ -12,7 +12,6 @@ from typing import Any
 from entrypoints.config.settings import ConfigurationError, Settings, generate_token
 from entrypoints.config.startup import listen_problem, read_settings, sqlite_directory_problem
 
-KEEP_ALIVE_SECONDS = 5
 # How long uvicorn's supervisor waits for a worker process to answer its health check before
 # killing it and starting another. Uvicorn's 5 s is shorter than a worker's start on a busy
 # machine (a new interpreter, then the app's imports, before the answering thread runs), so a
@@ -82,8 +81,9 @@ def serve(settings: Settings) -> int:
         loop="uvloop",
         # httptools, answering problem+json and timing out slow heads and bodies (edge.py).
         http=ProblemHttpToolsProtocol,
-        # An idle keep-alive connection is closed after this; uvicorn's default, made explicit.
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # An idle keep-alive connection is closed after this (5 s, uvicorn's default, unless
+        # set): behind a proxy that keeps its own connections open longer, longer than its.
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
         # No limit_concurrency: uvicorn would answer past it with a text/plain 503, and the
         # read timeouts already bound how long a connection is held (README.md, "Connections").
         # One line per request comes from the app's request log (entrypoints/telemetry/logs.py), in the

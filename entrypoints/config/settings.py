@@ -38,6 +38,7 @@ class Settings:
     event_clock_skew_seconds: int = 7 * 86400
     header_read_timeout_seconds: float = 10.0
     body_read_timeout_seconds: float = 60.0
+    keep_alive_timeout_seconds: float = 5.0
     key_cache_ttl_seconds: float = 5.0
     jwt_public_key_file: str | None = None
     jwt_jwks_file: str | None = None
@@ -78,6 +79,7 @@ class Settings:
             event_clock_skew_seconds=_int(env, "EVENT_CLOCK_SKEW_SECONDS", 7 * 86400),
             header_read_timeout_seconds=_seconds(env, "HEADER_READ_TIMEOUT_SECONDS", 10.0),
             body_read_timeout_seconds=_seconds(env, "BODY_READ_TIMEOUT_SECONDS", 60.0),
+            keep_alive_timeout_seconds=_seconds(env, "KEEP_ALIVE_TIMEOUT_SECONDS", 5.0),
             key_cache_ttl_seconds=_seconds(env, "KEY_CACHE_TTL_SECONDS", 5.0, allow_zero=True),
             jwt_public_key_file=env.get("JWT_PUBLIC_KEY_FILE") or None,
             jwt_jwks_file=env.get("JWT_JWKS_FILE") or None,

@@ -25,20 +25,35 @@ USERS = 40
 CALLS_PER_USER = 10
 
 
+# The warmed connections stay open on the servers' side far longer than the client keeps
+# them: with uvicorn's 5 s, a connection the client had held idle for under its 2 s could be
+# one the server had answered over 5 s earlier on a busy machine (the client reads answers
+# late), and be closed just as the first call went out on it (an httpx.ReadError on CI).
+KEEP_ALIVE = {"KEEP_ALIVE_TIMEOUT_SECONDS": "120"}
+CLIENT_KEEP_ALIVE_SECONDS = 60
+
+
 def environment(database_url: str, **extra: str) -> dict[str, str]:
     # No Redis: a cache shared by the instances could answer for a race the store lost.
-    return {"DATABASE_URL": database_url, "CACHE_URL": "memory://", "API_TOKENS": "t", **extra}
+    return {
+        "DATABASE_URL": database_url,
+        "CACHE_URL": "memory://",
+        "API_TOKENS": "t",
+        **KEEP_ALIVE,
+        **extra,
+    }
 
 
 async def first_calls_all_at_once(
     servers: list[ServerProcess], experiment_id: str, users: list[str]
 ) -> dict[str, list[dict]]:
     """Each user's calls alternate over the servers; all of them are sent together, on
-    connections opened beforehand so that none waits for a handshake. (Kept for 2 s at most:
-    under uvicorn's 5 s, so that none is reused just as the server closes it.)"""
+    connections opened beforehand so that none waits for a handshake (see KEEP_ALIVE)."""
     calls = USERS * CALLS_PER_USER
     limits = httpx.Limits(
-        max_connections=calls, max_keepalive_connections=calls, keepalive_expiry=2
+        max_connections=calls,
+        max_keepalive_connections=calls,
+        keepalive_expiry=CLIENT_KEEP_ALIVE_SECONDS,
     )
     clients = [
         httpx.AsyncClient(base_url=s.base_url, headers=AUTH, limits=limits, timeout=60)

@@ -156,9 +156,12 @@ def test_a_method_no_route_has_is_a_405_problem(server: ServerProcess) -> None:
 
 @pytest.fixture(scope="module")
 def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with short read timeouts."""
+    """A server with short read timeouts, and a keep-alive timeout of its own."""
     yield from started(
-        tmp_path_factory.mktemp("impatient"), HEADER_READ_TIMEOUT_SECONDS="1", BODY_READ_TIMEOUT_SECONDS="1.5"
+        tmp_path_factory.mktemp("impatient"),
+        HEADER_READ_TIMEOUT_SECONDS="1",
+        BODY_READ_TIMEOUT_SECONDS="1.5",
+        KEEP_ALIVE_TIMEOUT_SECONDS="4",
     )
 
 
@@ -234,4 +237,17 @@ def test_a_slow_body_of_an_answered_request_gets_no_second_answer(impatient: Ser
         while chunk := sock.recv(65536):
             rest += chunk
         assert rest == b""
-        assert time.monotonic() - started < 3.5  # the body's bound, not the keep-alive's 5 s
+        assert time.monotonic() - started < 3.5  # the body's bound, not the keep-alive's 4 s
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
+    impatient: ServerProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_answer(sock)
+        assert answer.status == 200 and not answer.closed
+        answered = time.monotonic()
+        sock.settimeout(10)
+        assert sock.recv(1) == b""
+        assert 3.5 < time.monotonic() - answered < 6

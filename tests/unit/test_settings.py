@@ -16,7 +16,14 @@ def test_read_timeouts_default_and_accept_fractions() -> None:
     assert (settings.header_read_timeout_seconds, settings.body_read_timeout_seconds) == (2.5, 30)
 
 
-@pytest.mark.parametrize("name", ["HEADER_READ_TIMEOUT_SECONDS", "BODY_READ_TIMEOUT_SECONDS"])
+def test_the_keep_alive_timeout_defaults_to_uvicorns_and_can_be_set() -> None:
+    assert Settings.from_env({}).keep_alive_timeout_seconds == 5
+    assert Settings.from_env({"KEEP_ALIVE_TIMEOUT_SECONDS": "75"}).keep_alive_timeout_seconds == 75
+
+
+@pytest.mark.parametrize(
+    "name", ["HEADER_READ_TIMEOUT_SECONDS", "BODY_READ_TIMEOUT_SECONDS", "KEEP_ALIVE_TIMEOUT_SECONDS"]
+)
 @pytest.mark.parametrize("raw", ["0", "-1", "abc", "nan", "inf", "1e9"])
 def test_a_bad_read_timeout_is_one_clear_line(name: str, raw: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
