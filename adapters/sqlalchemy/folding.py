@@ -201,10 +201,6 @@ def pair_backfill(only_unfilled: bool) -> str:
 
 
 _PAIRS_FILLED = "UPDATE metric_pairs SET filled = true WHERE filled = false"
-_UNFILLED = text(
-    "SELECT 1 FROM metric_pairs WHERE filled = false"
-    " UNION ALL SELECT 1 FROM covariate_experiments WHERE filled = false LIMIT 1"
-)
 
 
 def _period_upsert(table: str, period: str, source: str) -> str:
@@ -465,8 +461,8 @@ class Folder:
 
     def _job(self, script: FoldScript, limit: int) -> Any:
         def run(conn: Connection) -> int:
-            eh, ah, et, at = self._d.fold_window(conn, limit)  # first: on PostgreSQL, the snapshot
-            if script is self._fold and (et, at) == (eh, ah) and conn.execute(_UNFILLED).first() is None:
+            eh, ah, et, at, waiting = self._d.fold_window(conn, limit)  # first: on PostgreSQL, the snapshot
+            if script is self._fold and (et, at) == (eh, ah) and not waiting:
                 return 0  # nothing new, and no ratio pair or CUPED experiment waiting to be filled
             script(conn, {"eh": eh, "ah": ah, "et": et, "at": at, "now": _now_micros()})
             return max(et - eh, 0)

@@ -20,6 +20,12 @@ EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value",
 BatchJob = Callable[[Connection, Sequence[Any]], Sequence[Any]]
 """Takes the items of a group, returns one result per item, in their order."""
 FoldScript = Callable[[Connection, Mapping[str, int]], None]
+WAITING_TO_FILL = (
+    "EXISTS (SELECT 1 FROM metric_pairs WHERE filled = false)"
+    " OR EXISTS (SELECT 1 FROM covariate_experiments WHERE filled = false)"
+)
+"""Whether a ratio pair or a CUPED experiment waits for a fold to fill it (folding.py): asked in
+the window's own statement, so that a fold with nothing to do costs no more round trips."""
 
 
 class FoldsOn(Protocol):
@@ -130,9 +136,9 @@ class Dialect(Protocol):
 
     def events_of(self, experiments: str, alias: str) -> str: ...
 
-    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
-        """The first statement of a fold: the stored horizons (events, assignments) and the new
-        ones it folds up to."""
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int, bool]:
+        """The first statement of a fold: the stored horizons (events, assignments), the new
+        ones it folds up to, and whether anything waits to be filled (``WAITING_TO_FILL``)."""
 
     def script(self, statements: Sequence[TextClause]) -> FoldScript:
         """A fold's (or a rebuild's) statements, prepared once, to run in order in a

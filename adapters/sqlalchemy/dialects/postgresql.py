@@ -26,6 +26,7 @@ from sqlalchemy.util.concurrency import await_
 from adapters.coalescing import Coalescer
 from adapters.sqlalchemy.dialects.common import (
     EVENT_COLUMNS,
+    WAITING_TO_FILL,
     BatchJob,
     FoldScript,
     FoldsOn,
@@ -362,7 +363,7 @@ class PostgresDialect:
         """As ``assignment_of``, with NULLs for an event whose user has no assignment."""
         return self.assignment_of(events, alias).replace("CROSS JOIN LATERAL", "LEFT JOIN LATERAL", 1) + " ON true"
 
-    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int, bool]:
         """The stored horizons, and the xmin of this transaction's snapshot as the new ones:
         every transaction below it has ended, so its rows are all visible now and none can
         appear later. It must be the first statement of a REPEATABLE READ transaction, so that
@@ -372,16 +373,17 @@ class PostgresDialect:
         every time, so an idle database would never see an empty fold. Past ``EMPTY_WINDOW``
         transactions it moves anyway, so that the index entries of rolled-back writes in it are
         not looked at again by every fold until autovacuum removes them."""
-        eh, ah, horizon, rows = conn.execute(self._WINDOW).one()
+        eh, ah, horizon, rows, waiting = conn.execute(self._WINDOW).one()
         moves = rows or horizon - min(eh, ah) > self.EMPTY_WINDOW
-        return (eh, ah, horizon, horizon) if moves else (eh, ah, eh, ah)
+        return (eh, ah, horizon, horizon, waiting) if moves else (eh, ah, eh, ah, waiting)
 
     EMPTY_WINDOW = 10_000
 
     _WINDOW = text(
         "SELECT f.events_horizon, f.assignments_horizon, w.x,"
         " EXISTS (SELECT 1 FROM events WHERE txid >= f.events_horizon AND txid < w.x)"
-        " OR EXISTS (SELECT 1 FROM user_assignments WHERE txid >= f.assignments_horizon AND txid < w.x)"
+        " OR EXISTS (SELECT 1 FROM user_assignments WHERE txid >= f.assignments_horizon AND txid < w.x),"
+        f" {WAITING_TO_FILL}"
         " FROM fold_state f, (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS x) w"
     )
 

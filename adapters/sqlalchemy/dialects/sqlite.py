@@ -22,7 +22,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import TextClause
 
-from adapters.sqlalchemy.dialects.common import EVENT_COLUMNS, FoldScript, FoldsOn, Row
+from adapters.sqlalchemy.dialects.common import (
+    EVENT_COLUMNS,
+    WAITING_TO_FILL,
+    FoldScript,
+    FoldsOn,
+    Row,
+)
 from adapters.sqlalchemy.group_commit import GroupCommit
 from domain.event import EventBatch
 
@@ -257,17 +263,17 @@ class SqliteDialect:
         """As ``assignment_of``, with NULLs for an event whose user has no assignment."""
         return "LEFT " + self.assignment_of(events, alias)
 
-    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int]:
+    def fold_window(self, conn: Connection, limit: int) -> tuple[int, int, int, int, bool]:
         """The stored horizons, and those a fold may advance to: the newest rows (the write lock
         is held, so nothing else can commit meanwhile), at most ``limit`` events past the stored
         horizon."""
-        eh, ah, et, at = conn.exec_driver_sql(
+        eh, ah, et, at, waiting = conn.exec_driver_sql(
             "SELECT events_horizon, assignments_horizon,"
             " MIN((SELECT COALESCE(MAX(id), 0) FROM events), events_horizon + ?),"
-            " (SELECT COALESCE(MAX(rowid), 0) FROM user_assignments) FROM fold_state",
+            f" (SELECT COALESCE(MAX(rowid), 0) FROM user_assignments), {WAITING_TO_FILL} FROM fold_state",
             (limit,),
         ).one()
-        return eh, ah, et, at
+        return eh, ah, et, at, bool(waiting)
 
     def script(self, statements: Sequence[TextClause]) -> FoldScript:
         """One by one: each is a call into the embedded library, no round trip to save."""
