@@ -222,19 +222,75 @@ _SCRATCH = (
     "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
     " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
     "CREATE TEMP TABLE IF NOT EXISTS fold_prior (experiment_id VARCHAR(32), user_id VARCHAR(256),"
-    " event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION, assigned INTEGER)",
+    " variant_id VARCHAR(32), event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION, assigned INTEGER)",
+    # Per user and event type (and "" for every type): what one fold adds to the pre-period's totals.
+    "CREATE TEMP TABLE IF NOT EXISTS fold_pre (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+    " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
     "DELETE FROM fold_hours",
     "DELETE FROM fold_deltas",
     "DELETE FROM fold_prior",
+    "DELETE FROM fold_pre",
 )
+
+
+def covariate_increments(d: Dialect, rows: str) -> str:
+    """What users' deltas add to CUPED's per-variant sums (variant_covariate_totals), given each
+    user's pre-period and counted totals before them, looked up by key. A user's pre-period
+    value going from x to x + dx and counted value from y to y + dy add (x + dx)² − x² to Σx²
+    and (x + dx)(y + dy) − x·y to Σxy; a user whose pre-period count leaves 0 is one more user,
+    and one whose two counts both become positive one more counted user. Users with no
+    pre-period, before or after, add nothing and are left out. ``rows``: (experiment_id,
+    user_id, variant_id, event_type, xn, xs, yn, ys), the pre-period's and the counted deltas,
+    any number of rows per user."""
+    x_n, x_s = "COALESCE(x.events, 0)", "COALESCE(x.value_sum, 0.0)"
+    y_n, y_s = "COALESCE(y.events, 0)", "COALESCE(y.value_sum, 0.0)"
+    return f"""
+    SELECT g.experiment_id AS experiment_id, g.variant_id AS variant_id, g.event_type AS event_type,
+           SUM(CASE WHEN {x_n} = 0 AND g.xn > 0 THEN 1 ELSE 0 END) AS users,
+           SUM(g.xs) AS value_sum,
+           SUM(({x_s} + g.xs) * ({x_s} + g.xs) - {x_s} * {x_s}) AS value_sum_squares,
+           SUM(CASE WHEN {x_n} + g.xn > 0 AND {y_n} + g.yn > 0 THEN 1 ELSE 0 END
+               - CASE WHEN {x_n} > 0 AND {y_n} > 0 THEN 1 ELSE 0 END) AS users_counted,
+           SUM(({x_s} + g.xs) * ({y_s} + g.ys) - {x_s} * {y_s}) AS value_products
+    FROM (SELECT r.experiment_id AS experiment_id, r.user_id AS user_id, r.variant_id AS variant_id,
+                 r.event_type AS event_type, SUM(r.xn) AS xn, SUM(r.xs) AS xs, SUM(r.yn) AS yn,
+                 SUM(r.ys) AS ys
+          FROM ({rows}) r GROUP BY r.experiment_id, r.user_id, r.variant_id, r.event_type) g
+    {d.totals_by("x", "g.experiment_id", "g.user_id", "g.event_type", "user_pre_totals")}
+    {d.totals_by("y", "g.experiment_id", "g.user_id", "g.event_type")}
+    WHERE g.xn > 0 OR x.events IS NOT NULL
+    GROUP BY g.experiment_id, g.variant_id, g.event_type
+    """
+
+
+def covariate_backfill(only_unfilled: bool) -> str:
+    """CUPED's per-variant sums from the users' folded totals: when an experiment is first
+    registered (the fold fills it), and in a rebuild."""
+    where = " WHERE c.filled = false" if only_unfilled else ""
+    return f"""
+    INSERT INTO variant_covariate_totals
+      (experiment_id, variant_id, event_type, users, value_sum, value_sum_squares, users_counted,
+       value_products)
+    SELECT p.experiment_id, a.variant_id, p.event_type, COUNT(*), SUM(p.value_sum),
+           SUM(p.value_sum * p.value_sum), SUM(CASE WHEN u.events > 0 THEN 1 ELSE 0 END),
+           SUM(p.value_sum * COALESCE(u.value_sum, 0.0))
+    FROM covariate_experiments c
+    JOIN user_pre_totals p ON p.experiment_id = c.experiment_id
+    JOIN user_assignments a ON a.experiment_id = p.experiment_id AND a.user_id = p.user_id
+    LEFT JOIN user_event_totals u ON u.experiment_id = p.experiment_id AND u.user_id = p.user_id
+      AND u.event_type = p.event_type{where}
+    GROUP BY p.experiment_id, a.variant_id, p.event_type
+    """
 
 
 def covariate_fill(d: Dialect, events_upto: str, assignments_upto: str, *, only_unfilled: bool) -> tuple[str, ...]:
     """CUPED's tables (migration 0011) for the registered experiments, from raw rows up to the
     horizons named: the events whose user had no assignment then, and every user's pre-period
     totals; then the experiments marked filled. In a fold, for the experiments registered since
-    the last one (``only_unfilled``), from what was folded before it; in a rebuild, for all.
-    Each reads the events of its experiments, by the experiment's index."""
+    the last one (``only_unfilled``), from what was folded before it, with their per-variant
+    sums; in a rebuild, for all, whose per-variant sums wait for the counted totals
+    (``covariate_backfill``). Each reads the events of its experiments, by the experiment's
+    index."""
     e_in = d.upto(d.event_key, events_upto)
     a_in = d.upto(d.only(d.assignment_key), assignments_upto)
     which = "filled = false" if only_unfilled else "1 = 1"
@@ -254,6 +310,7 @@ def covariate_fill(d: Dialect, events_upto: str, assignments_upto: str, *, only_
         UNION ALL
         SELECT e.experiment_id, e.user_id, '{ANY_TYPE}', COUNT(*), SUM(COALESCE(e.value, 0.0)) {pre}
         GROUP BY e.experiment_id, e.user_id""",
+        *((covariate_backfill(only_unfilled=True),) if only_unfilled else ()),
         "UPDATE covariate_experiments SET filled = true WHERE filled = false",
     )
 
@@ -262,21 +319,23 @@ def covariate_statements(d: Dialect) -> tuple[str, ...]:
     """A fold's part for CUPED, for the registered experiments (the others cost a lookup in a
     table of a few rows): each new assignment's earlier events kept by user (prior_events,
     within the pre-period), and the new events, each with its user's assignment if any: in its
-    user's pre-period, or kept as a prior event while the user has none; then the users'
-    pre-period totals. Reads only the fold's window and, per new assignment, its user's rows.
-    First, the experiments registered since the last fold are filled (``covariate_fill``)."""
+    user's pre-period, or kept as a prior event while the user has none; then what those and
+    the counted deltas (fold_deltas) add to the per-variant sums, and the users' pre-period
+    totals. Reads only the fold's window and, per new assignment or user with a delta, its
+    user's rows. First, the experiments registered since the last fold are filled
+    (``covariate_fill``)."""
     w = fold_window(d)
     assigned = d.upto(d.only(d.assignment_key), "at")
     registered = "IN (SELECT experiment_id FROM covariate_experiments)"
     return (
         *covariate_fill(d, "eh", "ah", only_unfilled=True),
-        f"""INSERT INTO fold_prior (experiment_id, user_id, event_type, ts, v, assigned)
-        SELECT p.experiment_id, p.user_id, p.event_type, p.timestamp, p.value, 1
+        f"""INSERT INTO fold_prior (experiment_id, user_id, variant_id, event_type, ts, v, assigned)
+        SELECT p.experiment_id, p.user_id, a.variant_id, p.event_type, p.timestamp, p.value, 1
         FROM {d.by_key("user_assignments", "a")} {d.prior_events_of("a", "p")}
         WHERE {w.new_assignments} AND {d.only("a.experiment_id")} {registered}
           AND {in_pre_period("p", "a.assigned_at")}""",
-        f"""INSERT INTO fold_prior (experiment_id, user_id, event_type, ts, v, assigned)
-        SELECT e.experiment_id, e.user_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0),
+        f"""INSERT INTO fold_prior (experiment_id, user_id, variant_id, event_type, ts, v, assigned)
+        SELECT e.experiment_id, e.user_id, a.variant_id, e.event_type, e.timestamp, COALESCE(e.value, 0.0),
                CASE WHEN a.assigned_at IS NOT NULL AND {assigned} THEN 1 ELSE 0 END
         FROM (SELECT e.experiment_id, e.user_id, e.event_type, e.timestamp, e.value FROM {d.by_key("events", "e")}
               WHERE {w.new_events} AND {d.only("e.experiment_id")} {registered}{d.fence}) e
@@ -284,12 +343,31 @@ def covariate_statements(d: Dialect) -> tuple[str, ...]:
         WHERE a.assigned_at IS NULL OR NOT ({assigned}) OR ({in_pre_period("e", "a.assigned_at")})""",
         """INSERT INTO prior_events (experiment_id, user_id, event_type, timestamp, value)
         SELECT experiment_id, user_id, event_type, ts, v FROM fold_prior WHERE assigned = 0""",
-        f"""INSERT INTO user_pre_totals (experiment_id, user_id, event_type, events, value_sum)
-        SELECT experiment_id, user_id, event_type, COUNT(*), SUM(v) FROM fold_prior WHERE assigned = 1
-        GROUP BY experiment_id, user_id, event_type
+        f"""INSERT INTO fold_pre (experiment_id, user_id, variant_id, event_type, n, s)
+        SELECT experiment_id, user_id, variant_id, event_type, COUNT(*), SUM(v) FROM fold_prior
+        WHERE assigned = 1 GROUP BY experiment_id, user_id, variant_id, event_type
         UNION ALL
-        SELECT experiment_id, user_id, '{ANY_TYPE}', COUNT(*), SUM(v) FROM fold_prior WHERE assigned = 1
-        GROUP BY experiment_id, user_id
+        SELECT experiment_id, user_id, variant_id, '{ANY_TYPE}', COUNT(*), SUM(v) FROM fold_prior
+        WHERE assigned = 1 GROUP BY experiment_id, user_id, variant_id""",
+        # Before the users' totals take this fold's deltas: the increments need them as they were.
+        """INSERT INTO variant_covariate_totals
+             (experiment_id, variant_id, event_type, users, value_sum, value_sum_squares,
+              users_counted, value_products)
+        """ + covariate_increments(
+            d,
+            "SELECT experiment_id, user_id, variant_id, event_type, n AS xn, s AS xs, 0 AS yn,"
+            " 0.0 AS ys FROM fold_pre"
+            " UNION ALL SELECT experiment_id, user_id, variant_id, event_type, 0, 0.0, n, s"
+            f" FROM fold_deltas WHERE experiment_id {registered}",
+        ) + """
+        ON CONFLICT (experiment_id, variant_id, event_type) DO UPDATE SET
+          users = variant_covariate_totals.users + excluded.users,
+          value_sum = variant_covariate_totals.value_sum + excluded.value_sum,
+          value_sum_squares = variant_covariate_totals.value_sum_squares + excluded.value_sum_squares,
+          users_counted = variant_covariate_totals.users_counted + excluded.users_counted,
+          value_products = variant_covariate_totals.value_products + excluded.value_products""",
+        """INSERT INTO user_pre_totals (experiment_id, user_id, event_type, events, value_sum)
+        SELECT experiment_id, user_id, event_type, n, s FROM fold_pre WHERE true
         ON CONFLICT (experiment_id, user_id, event_type) DO UPDATE SET
           events = user_pre_totals.events + excluded.events,
           value_sum = user_pre_totals.value_sum + excluded.value_sum""",
@@ -399,6 +477,7 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         "DELETE FROM variant_pair_totals",
         "DELETE FROM prior_events",
         "DELETE FROM user_pre_totals",
+        "DELETE FROM variant_covariate_totals",
         *covariate_fill(d, "et", "at", only_unfilled=False),
         f"""INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
         SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0)) {pairs}
@@ -416,6 +495,7 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         GROUP BY u.experiment_id, a.variant_id, u.event_type""",
         pair_backfill(only_unfilled=False),
         _PAIRS_FILLED,
+        covariate_backfill(only_unfilled=False),
         per_period("user_day_totals", "day", MICROS_PER_DAY),
         per_period("user_hour_totals", "hour", MICROS_PER_HOUR),
         f"""INSERT INTO variant_users (experiment_id, variant_id, users)

@@ -232,6 +232,24 @@ prior_events = Table(
 
 user_pre_totals = _user_totals("user_pre_totals")
 
+# Per variant and event type (and "" for every type), CUPED's sums over the users with a
+# pre-period (domain/totals.CovariateTotals): how many, Σx and Σx² of their pre-period values,
+# how many of them also have a counted event, and Σx·y with their counted values. Folds keep
+# them by increments from the two per-user tables, so a read is O(variants).
+variant_covariate_totals = Table(
+    "variant_covariate_totals",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("variant_id", String(32), primary_key=True),
+    Column("event_type", String(100), primary_key=True),
+    Column("users", BigInteger, nullable=False),
+    Column("value_sum", Float, nullable=False),
+    Column("value_sum_squares", Float, nullable=False),
+    Column("users_counted", BigInteger, nullable=False),
+    Column("value_products", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Per user and UTC day (days since 1970-01-01) or hour (hours since the epoch), for results
 # over a date range: whole days and hours read these, only the edges read events. Only real
 # event types; the variant rides along so that a read needs no join to the assignments.

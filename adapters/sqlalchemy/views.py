@@ -24,6 +24,7 @@ from adapters.sqlalchemy.folding import (
     MICROS_PER_DAY,
     MICROS_PER_HOUR,
     counted_pairs,
+    covariate_increments,
     pair_increments,
     tail_window,
     user_deltas,
@@ -122,18 +123,25 @@ class ResultsView:
         )
         self._tail_pre = tail_pre_period(d)
         # CUPED's sums without a range, for a primary event type (False) or every type (True):
-        # the users' pre-period totals against their counted totals, looked up by key per such
-        # user, then the tail's.
+        # the folded per-variant sums, plus what the tail's pre-period and counted events add
+        # to them, given the totals of the tail's users (one lookup by key each).
         self._covariates_sql: dict[bool, Any] = {}
         for every_type in (False, True):
             of_type = "" if every_type else " AND q.event_type = :pt"
-            ys = (
-                "SELECT xs.u AS u, COALESCE(t.events, 0) AS n, COALESCE(t.value_sum, 0.0) AS s"
-                f" FROM xs {d.totals_by('t', ':x', 'xs.u', ':pt')}"
-                f" UNION ALL SELECT q.user_id, 1, q.v FROM ({self._tail}) q WHERE 1 = 1{of_type}"
+            ids = "CAST(:x AS VARCHAR(32)), q.user_id, q.variant_id, CAST(:pt AS VARCHAR(100))"
+            named = (
+                "CAST(:x AS VARCHAR(32)) AS experiment_id, q.user_id AS user_id,"
+                " q.variant_id AS variant_id, CAST(:pt AS VARCHAR(100)) AS event_type"
             )
+            tail_rows = (
+                f"SELECT {named}, 1 AS xn, q.v AS xs, 0 AS yn, 0.0 AS ys"
+                f" FROM ({self._tail_pre}) q WHERE 1 = 1{of_type}"
+                f" UNION ALL SELECT {ids}, 0, 0.0, 1, q.v FROM ({self._tail}) q WHERE 1 = 1{of_type}"
+            )
+            columns = "variant_id, users, users_counted, value_sum, value_sum_squares, value_products"
             self._covariates_sql[every_type] = text(
-                f"WITH {covariate_ctes(self._tail_pre, of_type, ys, '')} {_COVARIATE_FIGURES}"
+                f"SELECT {columns} FROM variant_covariate_totals WHERE experiment_id = :x AND event_type = :pt"
+                f" UNION ALL SELECT {columns} FROM ({covariate_increments(d, tail_rows)}) i"
             )
         self._users_until = text(
             "SELECT variant_id, COUNT(*) FROM user_assignments"
@@ -201,15 +209,15 @@ class ResultsView:
         self, conn: AsyncConnection, query: ResultQuery, params: dict[str, Any]
     ) -> dict[str, CovariateTotals]:
         """CUPED's sums per variant, over the users with a pre-period event of the primary type:
-        their pre-period totals (folded, plus the tail's) against their counted totals (folded,
-        plus the tail's). One row per such user is grouped: the cost is theirs, not the
-        experiment's."""
+        the folder's, plus the tail's increments. O(variants) and the tail's users."""
         primary = query.primary_event_type
         sql = self._covariates_sql[primary is None]
-        found: dict[str, CovariateTotals] = {}
+        found: dict[str, CovariateTotals] = defaultdict(CovariateTotals)
         pt = ANY_TYPE if primary is None else primary
-        for kind, variant_id, _, users, both, sx, sxx, _ in await conn.execute(sql, {**params, "pt": pt}):
-            found[variant_id] = found.get(variant_id, CovariateTotals()) + _covariate_row(kind, users, both, sx, sxx)
+        for variant_id, users, counted_users, sx, sxx, sxy in await conn.execute(sql, {**params, "pt": pt}):
+            found[variant_id] += CovariateTotals(
+                int(users or 0), float(sx or 0.0), float(sxx or 0.0), int(counted_users or 0), float(sxy or 0.0)
+            )
         return found
 
     def _per_user_source(self, types: Sequence[str]) -> tuple[str, dict[str, str]]:

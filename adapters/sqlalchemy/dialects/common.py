@@ -146,8 +146,11 @@ class Dialect(Protocol):
 
     def totals_of(self, deltas: str, alias: str) -> str: ...
 
-    def totals_by(self, alias: str, experiment: str, user: str, event_type: str) -> str:
-        """A join of one user's totals of one event type (NULLs without any), by key."""
+    def totals_by(
+        self, alias: str, experiment: str, user: str, event_type: str, table: str = "user_event_totals"
+    ) -> str:
+        """A join of one user's totals of one event type (NULLs without any), by key: the
+        counted totals, or those of another per-user table of the same shape (the pre-period's)."""
 
     def refresh_statistics(self, conn: Connection) -> list[str]: ...
 

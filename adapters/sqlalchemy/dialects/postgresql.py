@@ -405,10 +405,12 @@ class PostgresDialect:
             f" AND t.event_type = {deltas}.event_type LIMIT 1) {alias} ON true"
         )
 
-    def totals_by(self, alias: str, experiment: str, user: str, event_type: str) -> str:
+    def totals_by(
+        self, alias: str, experiment: str, user: str, event_type: str, table: str = "user_event_totals"
+    ) -> str:
         """A lookup by key, as ``totals_of``."""
         return (
-            f"LEFT JOIN LATERAL (SELECT t.events, t.value_sum FROM user_event_totals t"
+            f"LEFT JOIN LATERAL (SELECT t.events, t.value_sum FROM {table} t"
             f" WHERE t.experiment_id = {experiment} AND t.user_id = {user} AND t.event_type = {event_type}"
             f" LIMIT 1) {alias} ON true"
         )

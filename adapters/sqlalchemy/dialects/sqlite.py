@@ -294,9 +294,11 @@ class SqliteDialect:
             f" AND {alias}.user_id = {deltas}.user_id AND {alias}.event_type = {deltas}.event_type"
         )
 
-    def totals_by(self, alias: str, experiment: str, user: str, event_type: str) -> str:
+    def totals_by(
+        self, alias: str, experiment: str, user: str, event_type: str, table: str = "user_event_totals"
+    ) -> str:
         return (
-            f"LEFT JOIN user_event_totals {alias} ON {alias}.experiment_id = {experiment}"
+            f"LEFT JOIN {table} {alias} ON {alias}.experiment_id = {experiment}"
             f" AND {alias}.user_id = {user} AND {alias}.event_type = {event_type}"
         )
 

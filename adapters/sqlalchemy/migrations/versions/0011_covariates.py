@@ -5,7 +5,9 @@ PRE_PERIOD_DAYS before the assignment, per event type.
   that meets the assignment can find the user's earlier events by user (the events table has
   no index by user, on purpose: migration 0003);
 - ``user_pre_totals``: per user and event type (and "" for every type), the pre-period's
-  events and value sum.
+  events and value sum;
+- ``variant_covariate_totals``: per variant and event type, the sums CUPED reads (users with a
+  pre-period, Σx, Σx², those also counted, Σxy), kept by the folder from the two above.
 
 - ``covariate_experiments``: the experiments that keep them (``analysis.cuped``), registered
   when one is turned on; ``filled`` once a fold has filled both from what was folded before.
@@ -47,6 +49,18 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_table(
+        "variant_covariate_totals",
+        sa.Column("experiment_id", sa.String(32), primary_key=True),
+        sa.Column("variant_id", sa.String(32), primary_key=True),
+        sa.Column("event_type", sa.String(100), primary_key=True),
+        sa.Column("users", sa.BigInteger(), nullable=False),
+        sa.Column("value_sum", sa.Float(), nullable=False),
+        sa.Column("value_sum_squares", sa.Float(), nullable=False),
+        sa.Column("users_counted", sa.BigInteger(), nullable=False),
+        sa.Column("value_products", sa.Float(), nullable=False),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
         "covariate_experiments",
         sa.Column("experiment_id", sa.String(32), primary_key=True),
         sa.Column("filled", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -56,6 +70,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("covariate_experiments")
+    op.drop_table("variant_covariate_totals")
     op.drop_table("user_pre_totals")
     op.drop_index("ix_prior_events_user", "prior_events")
     op.drop_table("prior_events")
