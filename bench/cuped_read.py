@@ -2,9 +2,12 @@
 PostgreSQL with --store postgres): bulk-loaded events before and after each user's
 assignment, totals rebuilt, then the store's read timed with and without the covariate sums.
 
-    .venv/bin/python bench/cuped_read.py [--users 100000] [--store sqlite|postgres]
+    .venv/bin/python bench/cuped_read.py [--users 100000] [--store sqlite|postgres] [--fold] [--plain]
 
-Prints the medians of 10 reads; bench/RESULTS.md (CUPED) has the figures."""
+``--fold`` folds the loaded rows as the folder does (a backlog, in folds of at most 500,000
+events on SQLite) instead of rebuilding, and prints how long that took; ``--plain`` leaves
+CUPED off, for the same figures without it. Prints the medians of 10 reads; bench/RESULTS.md
+(CUPED) has the figures."""
 
 from __future__ import annotations
 
@@ -75,6 +78,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--fold", action="store_true", help="fold the rows instead of a rebuild")
+    parser.add_argument("--plain", action="store_true", help="without CUPED")
     args = parser.parse_args()
     if args.store == "postgres":
         import psycopg
@@ -91,16 +96,26 @@ async def main() -> None:
         variants=[VariantDraft("control", 50), VariantDraft("treatment", 50)],
         new_id=iter(f"id{i:06d}" for i in range(100)).__next__, created_at=START - timedelta(days=30),
     )
-    exp, _ = exp.changed(START, iter(f"v{i:05d}" for i in range(100)).__next__, analysis={"cuped": True})
+    if not args.plain:
+        exp, _ = exp.changed(START, iter(f"v{i:05d}" for i in range(100)).__next__, analysis={"cuped": True})
     store = SqlStore(create_engine_for(url), fold_interval=3600)
     try:
         await store.add_experiment(exp)
         load(url, exp, args.users, args.store == "postgres")
         started = time.perf_counter()
-        await store.rebuild_aggregates()
-        print(f"{args.users:,} users, {args.users * 10:,} events: rebuilt in {time.perf_counter() - started:.1f} s")
-        for name, query in (("plain", ResultQuery(primary_event_type="purchase")),
-                            ("cuped", ResultQuery(primary_event_type="purchase", covariates=True))):
+        if args.fold:
+            folds = 0
+            while await store.fold():
+                folds += 1
+            done = f"folded in {time.perf_counter() - started:.1f} s ({folds} folds)"
+        else:
+            await store.rebuild_aggregates()
+            done = f"rebuilt in {time.perf_counter() - started:.1f} s"
+        print(f"{args.users:,} users, {args.users * 10:,} events{'' if args.plain else ', CUPED'}: {done}")
+        reads = [("plain", ResultQuery(primary_event_type="purchase"))]
+        if not args.plain:
+            reads.append(("cuped", ResultQuery(primary_event_type="purchase", covariates=True)))
+        for name, query in reads:
             times = []
             for _ in range(10):
                 t = time.perf_counter()
