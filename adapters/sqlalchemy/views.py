@@ -37,7 +37,12 @@ from domain.experiment import Experiment
 from domain.results import ResultQuery
 from domain.totals import CovariateTotals, CrossTotals, EventTotals, VariantAggregate
 
-_FILLED = text("SELECT filled FROM covariate_experiments WHERE experiment_id = :x")
+# The horizons, and whether the experiment's CUPED totals are filled (NULL: not registered),
+# in one round trip.
+_HORIZONS = text(
+    "SELECT events_horizon, assignments_horizon,"
+    " (SELECT filled FROM covariate_experiments WHERE experiment_id = :x) FROM fold_state"
+)
 
 # Open ends of a range, as whole days, far outside years 1 to 9999.
 OPEN_START = -(2**62 // MICROS_PER_DAY) * MICROS_PER_DAY
@@ -152,10 +157,10 @@ class ResultsView:
         self, experiment: Experiment, query: ResultQuery
     ) -> Mapping[str, VariantAggregate]:
         async with self._db.snapshot(self._timeout) as conn:
-            eh, ah = (await conn.execute(text("SELECT events_horizon, assignments_horizon FROM fold_state"))).one()
-            params = {"x": experiment.id, "eh": eh, "ah": ah}
-            if query.covariates and not (await conn.execute(_FILLED, params)).scalar():
+            eh, ah, filled = (await conn.execute(_HORIZONS, {"x": experiment.id})).one()
+            if query.covariates and not filled:
                 raise CovariatesFilling(experiment.id)  # registered since the last fold
+            params = {"x": experiment.id, "eh": eh, "ah": ah}
             if query.start is None and query.end is None:
                 return await self._from_totals(conn, experiment, query, params)
             return await self._over_range(conn, experiment, query, params)
