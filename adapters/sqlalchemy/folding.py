@@ -38,6 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -48,6 +49,7 @@ from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
 from adapters.sqlalchemy.dialects.common import FoldScript
 from adapters.sqlalchemy.tables import ANY_TYPE
+from domain.results import PRE_PERIOD
 
 log = logging.getLogger("experiments.folder")
 
@@ -60,6 +62,8 @@ IDLE_REST_SECONDS = 1.0
 not twenty times (the rest doubles from the interval after each empty fold)."""
 STATISTICS_INTERVAL_SECONDS = 5.0
 """How often the folder asks whether the planner's statistics of the pair tables are behind."""
+PRUNE_INTERVAL_SECONDS = 60.0
+"""How often the folder drops the prior events no future assignment can reach (``prune``)."""
 
 
 def floor_div(micros: str, unit: int) -> str:
@@ -444,6 +448,7 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
     return tuple(text(s) for s in statements)
 
 
+_PRUNE = text("DELETE FROM prior_events WHERE timestamp < :cutoff")
 _SET_HORIZONS = "UPDATE fold_state SET events_horizon = :et, assignments_horizon = :at, folded_at = :now"
 
 
@@ -527,9 +532,14 @@ class Folder:
     """Folds in the background while this process holds the database's lease; any process may
     also fold on demand (``fold``), serialized with the others."""
 
-    def __init__(self, database: Database, *, interval: float | None = None) -> None:
-        """``interval``: seconds of rest between folds; None: the database's own default."""
+    def __init__(
+        self, database: Database, *, interval: float | None = None, backdating: timedelta = timedelta(0)
+    ) -> None:
+        """``interval``: seconds of rest between folds; None: the database's own default.
+        ``backdating``: how far before its arrival an assignment's time may be (an exposure's own
+        time, within the clock-skew bound), which bounds how long prior events are kept."""
         self._db = database
+        self._reach = backdating + PRE_PERIOD
         self._d = database.dialect
         self.interval = self._d.fold_interval if interval is None else interval
         self._fold = self._d.script(fold_statements(self._d))
@@ -574,6 +584,17 @@ class Folder:
 
         await self._serialized(self._job(script, 2**62))
 
+    async def prune(self) -> int:
+        """Drop the prior events (kept for CUPED until their user is assigned) that no
+        assignment from now on can have in its pre-period: older than the PRE_PERIOD before the
+        earliest time an assignment made now may carry. Returns how many were dropped."""
+        cutoff = _now_micros() - self._reach // timedelta(microseconds=1)
+
+        def run(conn: Connection) -> int:
+            return conn.execute(_PRUNE, {"cutoff": cutoff}).rowcount or 0
+
+        return await self._serialized(run)
+
     async def _serialized(self, job: Any) -> int:
         return await self._d.serialize_fold(self._db, job)
 
@@ -591,7 +612,7 @@ class Folder:
 
     async def _run(self) -> None:
         assert self._stop is not None
-        checked = 0.0
+        checked = pruned = 0.0
         rest, idle = self.interval, max(self.interval, IDLE_REST_SECONDS)
         while not self._stop.is_set():
             more = False
@@ -604,6 +625,10 @@ class Folder:
                         checked = time.monotonic()
                         if analyzed := await self.refresh_statistics():
                             log.info("analyzed %s: their statistics were missing or behind", ", ".join(analyzed))
+                    if time.monotonic() - pruned >= PRUNE_INTERVAL_SECONDS:
+                        pruned = time.monotonic()
+                        if dropped := await self.prune():
+                            log.info("dropped %d prior events no assignment can reach any more", dropped)
                 if self._failing:
                     self._failing = False
                     log.warning("folding again")

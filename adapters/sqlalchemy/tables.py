@@ -228,6 +228,7 @@ prior_events = Table(
     Column("timestamp", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
     Index("ix_prior_events_user", "experiment_id", "user_id"),
+    Index("ix_prior_events_time", "timestamp"),  # the folder drops those no assignment can reach
 )
 
 user_pre_totals = _user_totals("user_pre_totals")

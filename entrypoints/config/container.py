@@ -41,6 +41,8 @@ def build_store(settings: Settings) -> Store:
         create_engine_for(settings.database_url),
         fold_interval=settings.fold_interval_seconds,
         results_timeout=settings.results_timeout_seconds,
+        # An exposure reported by a client carries its own time, at most this far back.
+        backdating=timedelta(seconds=settings.event_clock_skew_seconds),
     )
 
 

@@ -326,3 +326,31 @@ async def test_cuped_turned_on_answers_filling_until_the_next_fold(database_url:
         assert (covariate.users, covariate.value_sum, covariate.both) == (1, 5.0, 0)
     finally:
         await store.close()
+
+
+async def test_prior_events_no_assignment_can_reach_are_dropped(database_url: str) -> None:
+    """An event of a user with no assignment is kept for CUPED (prior_events) while an
+    assignment made from now on could still have it in its pre-period: an assignment may carry
+    a time up to ``backdating`` before now (an exposure's own time), so what is older than the
+    pre-period before that can go. Nothing a read counts changes."""
+    store = SqlStore(create_engine_for(database_url), fold_interval=3600, backdating=timedelta(days=1))
+    try:
+        exp = an_experiment("pruned", analysis={"cuped": True})
+        await store.add_experiment(exp)
+        now = datetime.now(UTC)
+        ages = {"unreachable": timedelta(days=15, hours=1), "reachable": timedelta(days=14, hours=23)}
+        await store.add_events(EventBatch.of(
+            [Event(exp.id, "later", "buy", now - age, value) for age, value in zip(ages.values(), (4.0, 2.0), strict=True)]
+        ))
+        await store.fold()
+        assert await store.folder.prune() == 1
+        assert await store.folder.prune() == 0
+        async with store.database.engine.connect() as conn:
+            kept = (await conn.execute(text("SELECT value FROM prior_events WHERE user_id = 'later'"))).scalars().all()
+        assert kept == [2.0]
+        # Assigned as far back as allowed: only the reachable event is in the pre-period.
+        a = await store.add_assignment(Assignment.decide(exp, "later", now - timedelta(days=1)))
+        got = await store.variant_aggregates(exp, ResultQuery(primary_event_type="buy", covariates=True))
+        assert (got[a.variant_id].covariate.users, got[a.variant_id].covariate.value_sum) == (1, 2.0)
+    finally:
+        await store.close()

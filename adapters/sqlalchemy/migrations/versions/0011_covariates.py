@@ -3,7 +3,7 @@ PRE_PERIOD_DAYS before the assignment, per event type.
 
 - ``prior_events``: events folded while their user had no assignment, kept so that the fold
   that meets the assignment can find the user's earlier events by user (the events table has
-  no index by user, on purpose: migration 0003);
+  no index by user, on purpose: migration 0003), until no assignment can reach them (by time);
 - ``user_pre_totals``: per user and event type (and "" for every type), the pre-period's
   events and value sum;
 - ``variant_covariate_totals``: per variant and event type, the sums CUPED reads (users with a
@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Float(), nullable=False),
     )
     op.create_index("ix_prior_events_user", "prior_events", ["experiment_id", "user_id"])
+    op.create_index("ix_prior_events_time", "prior_events", ["timestamp"])
     op.create_table(
         "user_pre_totals",
         sa.Column("experiment_id", sa.String(32), primary_key=True),
@@ -72,5 +73,6 @@ def downgrade() -> None:
     op.drop_table("covariate_experiments")
     op.drop_table("variant_covariate_totals")
     op.drop_table("user_pre_totals")
+    op.drop_index("ix_prior_events_time", "prior_events")
     op.drop_index("ix_prior_events_user", "prior_events")
     op.drop_table("prior_events")
