@@ -221,15 +221,23 @@ _SCRATCH = (
     # Per connection, emptied by every fold: what one fold counts per user and hour, and per user;
     # and the events of its window that are a user's pre-period (assigned 1) or have no
     # assignment yet (assigned 0).
-    "CREATE TEMP TABLE IF NOT EXISTS fold_hours (experiment_id VARCHAR(32), user_id VARCHAR(256),"
-    " variant_id VARCHAR(32), event_type VARCHAR(100), hour BIGINT, n BIGINT, s DOUBLE PRECISION)",
-    "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
-    " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
-    "CREATE TEMP TABLE IF NOT EXISTS fold_prior (experiment_id VARCHAR(32), user_id VARCHAR(256),"
-    " variant_id VARCHAR(32), event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION, assigned INTEGER)",
+    (
+        "CREATE TEMP TABLE IF NOT EXISTS fold_hours (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+        " variant_id VARCHAR(32), event_type VARCHAR(100), hour BIGINT, n BIGINT, s DOUBLE PRECISION)"
+    ),
+    (
+        "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+        " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)"
+    ),
+    (
+        "CREATE TEMP TABLE IF NOT EXISTS fold_prior (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+        " variant_id VARCHAR(32), event_type VARCHAR(100), ts BIGINT, v DOUBLE PRECISION, assigned INTEGER)"
+    ),
     # Per user and event type (and "" for every type): what one fold adds to the pre-period's totals.
-    "CREATE TEMP TABLE IF NOT EXISTS fold_pre (experiment_id VARCHAR(32), user_id VARCHAR(256),"
-    " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)",
+    (
+        "CREATE TEMP TABLE IF NOT EXISTS fold_pre (experiment_id VARCHAR(32), user_id VARCHAR(256),"
+        " variant_id VARCHAR(32), event_type VARCHAR(100), n BIGINT, s DOUBLE PRECISION)"
+    ),
     "DELETE FROM fold_hours",
     "DELETE FROM fold_deltas",
     "DELETE FROM fold_prior",

@@ -21,8 +21,8 @@ from application.experiments import (
 )
 from application.health import CheckHealth
 from application.layers import LayersAndHoldouts
-from application.power import EstimatePower
 from application.ports import Cache, RateLimiter, Store
+from application.power import EstimatePower
 from application.results import ComputeResults, ResultsSlots
 from application.tracking import RecordEvents
 from domain.results import ResultCalculator
