@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -49,6 +49,7 @@ from adapters.sqlalchemy.database import Database
 from adapters.sqlalchemy.dialects import Dialect
 from adapters.sqlalchemy.dialects.common import FoldScript
 from adapters.sqlalchemy.tables import ANY_TYPE
+from domain.event import to_micros
 from domain.results import PRE_PERIOD
 
 log = logging.getLogger("experiments.folder")
@@ -541,12 +542,20 @@ class Folder:
     also fold on demand (``fold``), serialized with the others."""
 
     def __init__(
-        self, database: Database, *, interval: float | None = None, backdating: timedelta = timedelta(0)
+        self,
+        database: Database,
+        *,
+        interval: float | None = None,
+        now: Callable[[], datetime] | None = None,
+        backdating: timedelta = timedelta(0),
     ) -> None:
         """``interval``: seconds of rest between folds; None: the database's own default.
-        ``backdating``: how far before its arrival an assignment's time may be (an exposure's own
-        time, within the clock-skew bound), which bounds how long prior events are kept."""
+        ``now``: the service's clock, whose time less ``backdating`` (an exposure's own time,
+        within the clock-skew bound) is the earliest an assignment made from now on can carry:
+        prior events older than the pre-period before that are dropped (``prune``). Without a
+        clock, none are."""
         self._db = database
+        self._now = now
         self._reach = backdating + PRE_PERIOD
         self._d = database.dialect
         self.interval = self._d.fold_interval if interval is None else interval
@@ -596,7 +605,9 @@ class Folder:
         """Drop the prior events (kept for CUPED until their user is assigned) that no
         assignment from now on can have in its pre-period: older than the PRE_PERIOD before the
         earliest time an assignment made now may carry. Returns how many were dropped."""
-        cutoff = _now_micros() - self._reach // timedelta(microseconds=1)
+        if self._now is None:
+            return 0
+        cutoff = to_micros(self._now() - self._reach)
 
         def run(conn: Connection) -> int:
             return conn.execute(_PRUNE, {"cutoff": cutoff}).rowcount or 0

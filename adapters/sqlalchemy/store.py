@@ -4,7 +4,7 @@ plus the tail not yet folded (views.py), over one unit of work (database.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,13 +31,15 @@ class SqlStore:
         *,
         fold_interval: float | None = None,
         results_timeout: float | None = None,
+        now: Callable[[], datetime] | None = None,
         backdating: timedelta = timedelta(0),
     ) -> None:
         """``fold_interval``: the folder's rest between folds, seconds; None: the database's
         default (its dialect's ``fold_interval``). ``results_timeout``: seconds a results read
         (an experiment's, a holdout's) may run before the database stops it and ReadTimedOut is
-        raised; None: no limit. ``backdating``: how far before its arrival an assignment's time
-        may be (the folder keeps prior events that long plus the pre-period)."""
+        raised; None: no limit. ``now`` and ``backdating``: the service's clock, and how far
+        before its arrival an assignment's time may be; the folder keeps prior events that long
+        plus the pre-period before the clock's time (all of them without a clock)."""
         self.database = Database(engine)
         self._experiments = Experiments(self.database)
         self._layers = Layers(self.database, results_timeout)
@@ -46,7 +48,7 @@ class SqlStore:
         self._results = ResultsView(self.database, results_timeout)
         self._keys = Keys(self.database)
         self._audit = AuditTrail(self.database)
-        self.folder = Folder(self.database, interval=fold_interval, backdating=backdating)
+        self.folder = Folder(self.database, interval=fold_interval, now=now, backdating=backdating)
 
     async def start(self) -> None:
         """Start folding in the background (this process folds while it holds the lease)."""

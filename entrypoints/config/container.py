@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from dependency_injector import containers, providers
 
@@ -30,7 +31,9 @@ from entrypoints.config.settings import ConfigurationError, Settings
 from entrypoints.telemetry.metrics import CountingAssignments, CountingCache, breaker_changed
 
 
-def build_store(settings: Settings) -> Store:
+def build_store(settings: Settings, now: Callable[[], datetime] | None = None) -> Store:
+    """``now``: the service's clock; without one (the CLI's commands), the folder keeps every
+    prior event (folding.Folder.prune)."""
     if settings.database_url == "memory://":
         return MemoryStore()
     # Imported here so that a memory-only process never loads SQLAlchemy.
@@ -41,6 +44,7 @@ def build_store(settings: Settings) -> Store:
         create_engine_for(settings.database_url),
         fold_interval=settings.fold_interval_seconds,
         results_timeout=settings.results_timeout_seconds,
+        now=now,
         # An exposure reported by a client carries its own time, at most this far back.
         backdating=timedelta(seconds=settings.event_clock_skew_seconds),
     )
@@ -102,10 +106,10 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
 
-    store = providers.Singleton(build_store, settings)
+    clock = providers.Singleton(SystemClock)
+    store = providers.Singleton(build_store, settings, clock.provided.now)
     cache = providers.Singleton(build_cache, settings)
     rate_limiter = providers.Singleton(build_rate_limiter, settings)
-    clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(TimeOrderedIds)
     calculator = providers.Singleton(ResultCalculator)
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from adapters.sqlalchemy.engine import create_engine_for
 from adapters.sqlalchemy.migrate import upgrade
 from adapters.sqlalchemy.store import SqlStore
+from adapters.system import SystemClock
 from domain.assignment import Assignment
 from domain.errors import CovariatesFilling
 from domain.event import Event, EventBatch
@@ -333,16 +334,20 @@ async def test_prior_events_no_assignment_can_reach_are_dropped(database_url: st
     assignment made from now on could still have it in its pre-period: an assignment may carry
     a time up to ``backdating`` before now (an exposure's own time), so what is older than the
     pre-period before that can go. Nothing a read counts changes."""
-    store = SqlStore(create_engine_for(database_url), fold_interval=3600, backdating=timedelta(days=1))
+    store = SqlStore(create_engine_for(database_url), fold_interval=3600, now=SystemClock().now, backdating=timedelta(days=1))
     try:
         exp = an_experiment("pruned", analysis={"cuped": True})
         await store.add_experiment(exp)
+        # The background loop (started by the first write otherwise) is stopped before it runs:
+        # it prunes too, and only this test's calls are counted.
+        store.folder.start()
+        await store.folder.close()
         now = datetime.now(UTC)
         ages = {"unreachable": timedelta(days=15, hours=1), "reachable": timedelta(days=14, hours=23)}
         await store.add_events(EventBatch.of(
             [Event(exp.id, "later", "buy", now - age, value) for age, value in zip(ages.values(), (4.0, 2.0), strict=True)]
         ))
-        await store.fold()
+        await fold_everything(store)  # in case another test's open transaction holds a fold back
         assert await store.folder.prune() == 1
         assert await store.folder.prune() == 0
         async with store.database.engine.connect() as conn:
