@@ -23,7 +23,7 @@ from domain.stats import (
     welch_test,
 )
 from domain.stats.bayesian import BayesianResult, bayesian_means, bayesian_proportions
-from domain.stats.cuped import CovariateStatistic, cuped_test
+from domain.stats.cuped import CovariateStatistic, cuped_sequential, cuped_test
 from domain.stats.sequential import SequentialResult, sequential_means, sequential_proportions
 from domain.stats.sequential_srm import SequentialSampleRatio, sequential_srm_check
 from domain.totals import CovariateTotals, VariantAggregate
@@ -163,6 +163,7 @@ class CupedReading:
     test: TestResult
     theta: float | None
     variance_reduction: float | None  # 1 − Var(adjusted difference) / Var(unadjusted)
+    sequential: SequentialResult | None = None  # with method=sequential: the adjusted sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,7 @@ class Cuped:
     conversion: CupedReading
     p_value_adjusted: float | None  # the adjusted conversion's, by the analysis's correction
     value: CupedReading
+    sequential_p_value_adjusted: float | None = None  # Holm over the adjusted conversions' sequences
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +235,6 @@ class ResultCalculator:
         comparisons = [
             replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
         ]
-        if analysis.cuped:
-            comparisons = self._cuped(comparisons, by_variant, baseline, analysis)
         if analysis.method is Method.SEQUENTIAL:
             comparisons = self._sequential(comparisons, by_variant, baseline, analysis)
         elif analysis.method is Method.BAYESIAN:
@@ -245,6 +245,8 @@ class ResultCalculator:
                 ))
                 for c in comparisons
             ]
+        if analysis.cuped:  # after the method's read-out, which it adjusts too (sequential)
+            comparisons = self._cuped(comparisons, by_variant, baseline, analysis)
         users = [by_variant[v.id].users for v in experiment.variants]
         shares = [v.traffic_basis_points for v in experiment.variants]
         srm = srm_check(users, shares)
@@ -298,20 +300,27 @@ class ResultCalculator:
         analysis: Analysis,
     ) -> list[Comparison]:
         """Each comparison's conversion and value adjusted by the users' pre-period (CUPED, theta
-        pooled over the two arms), and the adjusted conversions' p-values corrected together."""
+        pooled over the two arms), and the adjusted conversions' p-values corrected together;
+        with the sequential read-out, the adjusted sequences too, their conversions' always-valid
+        p-values corrected by Holm (as ``_sequential`` does)."""
         base_conversion, base_value = _covariates(baseline)
         readings = []
         for c in comparisons:
             conversion, value = _covariates(by_variant[c.variant_id])
+            sequential = c.sequential
             readings.append((
-                _cuped_reading(base_conversion, conversion, c.conversion),
-                _cuped_reading(base_value, value, c.value),
+                _cuped_reading(base_conversion, conversion, c.conversion, sequential and sequential.conversion),
+                _cuped_reading(base_value, value, c.value, sequential and sequential.value),
             ))
         adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
         adjusted = adjust([conversion.test.p_value for conversion, _ in readings])
+        sequences = [conversion.sequential for conversion, _ in readings]
+        always_valid = holm_adjust([None if s is None else s.p_value for s in sequences])
         return [
-            replace(c, cuped=Cuped(conversion, p_adj, value))
-            for c, (conversion, value), p_adj in zip(comparisons, readings, adjusted, strict=True)
+            replace(c, cuped=Cuped(conversion, p_adj, value, seq_adj if sequence is not None else None))
+            for c, (conversion, value), p_adj, sequence, seq_adj in zip(
+                comparisons, readings, adjusted, sequences, always_valid, strict=True
+            )
         ]
 
     @staticmethod
@@ -346,8 +355,18 @@ def _covariates(agg: VariantAggregate) -> tuple[CovariateStatistic, CovariateSta
     return conversion, value
 
 
-def _cuped_reading(a: CovariateStatistic, b: CovariateStatistic, unadjusted: TestResult) -> CupedReading:
+def _cuped_reading(
+    a: CovariateStatistic,
+    b: CovariateStatistic,
+    unadjusted: TestResult,
+    unadjusted_sequence: SequentialResult | None = None,
+) -> CupedReading:
+    """The adjusted test; and the adjusted sequence when there is an unadjusted one (the
+    sequential read-out), at its alpha and tuning."""
     adjusted = cuped_test(a, b, unadjusted.alpha)
     if adjusted is None:  # no pre-period data: nothing to adjust by
-        return CupedReading(unadjusted, None, None)
-    return CupedReading(adjusted.test, adjusted.theta, adjusted.variance_reduction)
+        return CupedReading(unadjusted, None, None, unadjusted_sequence)
+    sequence = None
+    if unadjusted_sequence is not None:
+        sequence = cuped_sequential(a, b, unadjusted_sequence.alpha, unadjusted_sequence.tuning_users)
+    return CupedReading(adjusted.test, adjusted.theta, adjusted.variance_reduction, sequence)

@@ -21,6 +21,7 @@ from fractions import Fraction
 
 from domain.stats._floats import exact, finite, quotient
 from domain.stats.frequentist import ALPHA, TestResult, normal_test
+from domain.stats.sequential import DEFAULT_TUNING_USERS, SequentialResult, sequential_means
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,24 @@ def cuped_test(a: CovariateStatistic, b: CovariateStatistic, alpha: float = ALPH
     se_sq = adj_a.variance / adj_a.n + adj_b.variance / adj_b.n
     test = normal_test(absolute, relative, se_sq, "cuped", alpha)
     return CupedResult(test, theta, _reduction(a, b, se_sq))
+
+
+def cuped_sequential(
+    a: CovariateStatistic,
+    b: CovariateStatistic,
+    alpha: float = ALPHA,
+    tuning_users: float = DEFAULT_TUNING_USERS,
+) -> SequentialResult | None:
+    """The always-valid read-out of the adjusted difference: the confidence sequence of
+    ``sequential_means`` over the two arms adjusted by θ, each arm's per-user variance the
+    adjusted one. As with the fixed-horizon test, θ is estimated from the data, so the
+    sequence is asymptotic (as gbstats applies CUPED in its sequential test). None when θ is
+    undefined: the caller shows the unadjusted sequence, which is then the same thing."""
+    adjusted = cuped_adjust(a, b)
+    if adjusted is None:
+        return None
+    adj_a, adj_b, _ = adjusted
+    return sequential_means(adj_a, adj_b, alpha, tuning_users)
 
 
 def _reduction(a: CovariateStatistic, b: CovariateStatistic, adjusted_se_sq: float) -> float | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from domain.stats._floats import finite
 from domain.stats.frequentist import ALPHA, Interval, lifts
@@ -120,9 +121,23 @@ def sequential_proportions(
     )
 
 
+class Mean(Protocol):
+    """An arm's mean per user, its per-user variance and its users: ``SampleMean``, or an arm
+    adjusted by CUPED (``cuped.AdjustedMean``)."""
+
+    @property
+    def mean(self) -> float | None: ...
+
+    @property
+    def variance(self) -> float | None: ...
+
+    @property
+    def units(self) -> float | None: ...
+
+
 def sequential_means(
-    a: SampleMean,
-    b: SampleMean,
+    a: SampleMean | Mean,
+    b: SampleMean | Mean,
     alpha: float = ALPHA,
     tuning_users: float = DEFAULT_TUNING_USERS,
 ) -> SequentialResult:

@@ -16,6 +16,7 @@ from scipy import stats
 
 from tests.e2e.helpers import assert_problem, event, expected_variant, results
 from tests.factories import create_experiment
+from tests.references import always_valid_p, sequence_half_width
 
 IDS = "cuped"  # the ids the store_client fixture makes (tests/e2e/conftest.py)
 USERS = 600
@@ -150,6 +151,45 @@ def test_turned_on_later_it_is_filled_from_the_events_already_stored(store_clien
     check_against_the_reference(comparison, plain["comparisons"][0], arrays)
 
 
+def test_with_the_sequential_read_out_the_adjusted_sequence_is_the_reference_one(store_client: TestClient) -> None:
+    """method=sequential: beside each adjusted test, the normal-mixture confidence sequence of
+    the adjusted difference (tests/references.py, from the papers) over the per-user values
+    adjusted here with numpy; the plain sequences stay as they are, and the adjusted one is
+    narrower. The conversion's adjusted sequence carries Holm's p (one comparison: itself)."""
+    experiment, arrays = scenario(store_client, with_history=True)
+    tuning = 2_000
+    body = results(store_client, experiment["id"], method="sequential", sequential_tuning_users=str(tuning))
+    plain = results(store_client, experiment["id"], method="sequential", sequential_tuning_users=str(tuning),
+                    cuped="false")
+    (comparison,) = body["comparisons"]
+    assert comparison["sequential"] == plain["comparisons"][0]["sequential"]
+    users = sum(len(arm["y_value"]) for arm in arrays.values())
+    for measure, got, unadjusted in (
+        ("bought", comparison["cuped"]["sequential"], comparison["sequential"]),
+        ("value", comparison["value"]["cuped"]["sequential"], comparison["value"]["sequential"]),
+    ):
+        a, b = arrays["control"], arrays["treatment"]
+        x = np.concatenate([a[f"x_{measure}"], b[f"x_{measure}"]])
+        y = np.concatenate([a[f"y_{measure}"], b[f"y_{measure}"]])
+        theta = np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1)
+        adj = {arm: arrays[arm][f"y_{measure}"] - theta * (arrays[arm][f"x_{measure}"] - x.mean())
+               for arm in ("control", "treatment")}
+        diff = adj["treatment"].mean() - adj["control"].mean()
+        se = np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in adj.values()))
+        half = sequence_half_width(float(se), users, tuning)
+        assert got["absolute_lift"] == pytest.approx(diff, rel=1e-9, abs=1e-12)
+        interval = got["confidence_interval"]
+        assert (interval["lower"], interval["upper"]) == pytest.approx((diff - half, diff + half), rel=1e-9)
+        assert got["p_value"] == pytest.approx(always_valid_p(float(diff), float(se), users, tuning), rel=1e-7)
+        assert got["tuning_users"] == tuning
+        plain_interval = unadjusted["confidence_interval"]
+        assert interval["upper"] - interval["lower"] < plain_interval["upper"] - plain_interval["lower"]
+    assert comparison["cuped"]["sequential"]["p_value_adjusted"] == pytest.approx(
+        comparison["cuped"]["sequential"]["p_value"])
+    fixed = results(store_client, experiment["id"])["comparisons"][0]
+    assert "sequential" not in fixed["cuped"] and "sequential" not in fixed["value"]["cuped"]
+
+
 def test_without_pre_period_data_the_adjusted_figures_are_the_unadjusted_ones(store_client: TestClient) -> None:
     experiment, _ = scenario(store_client, with_history=False)
     (comparison,) = results(store_client, experiment["id"], cuped="true")["comparisons"]
@@ -157,6 +197,9 @@ def test_without_pre_period_data_the_adjusted_figures_are_the_unadjusted_ones(st
         assert got["theta"] is None and got["variance_reduction"] is None
         assert got["absolute_lift"] == plain["absolute_lift"] and got["p_value"] == plain["p_value"]
         assert got["confidence_interval"] == plain["confidence_interval"]
+    sequential = results(store_client, experiment["id"], cuped="true", method="sequential")["comparisons"][0]
+    assert sequential["cuped"]["sequential"] == sequential["sequential"]
+    assert sequential["value"]["cuped"]["sequential"] == sequential["value"]["sequential"]
 
 
 def test_a_bad_cuped_setting_is_named(store_client: TestClient) -> None:

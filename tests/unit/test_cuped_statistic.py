@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from domain.stats.bayesian import bayesian_means
-from domain.stats.cuped import CovariateStatistic, cuped_adjust, cuped_test, pooled_theta
+from domain.stats.cuped import (
+    CovariateStatistic,
+    cuped_adjust,
+    cuped_sequential,
+    cuped_test,
+    pooled_theta,
+)
 from domain.stats.sequential import sequential_means
+from tests.references import always_valid_p, sequence_half_width
 
 
 def statistic(x: np.ndarray, y: np.ndarray) -> CovariateStatistic:
@@ -82,6 +89,34 @@ def test_the_sequential_and_bayesian_read_outs_take_the_adjusted_arms() -> None:
     assert sequential_means(adj_a, adj_b).absolute_lift == pytest.approx(difference)
     assert bayesian_means(adj_a, adj_b).absolute.mean == pytest.approx(difference)
     assert sequential_means(adj_a, adj_b).interval is not None
+
+
+@pytest.mark.parametrize("tuning_users", [2_000, 10_000])
+def test_the_adjusted_sequence_is_the_reference_sequence_of_the_adjusted_values(tuning_users: int) -> None:
+    """``cuped_sequential``: the normal-mixture confidence sequence and always-valid p-value
+    (tests/references.py, from the papers) over per-user values adjusted by numpy, y − θ (x −
+    x̄), θ the pooled regression slope; each arm's variance with ddof 1."""
+    rng = np.random.default_rng(21)
+    xa, xb = rng.gamma(2, 10, 2500), rng.gamma(2, 10, 2600)
+    ya, yb = 0.6 * xa + rng.normal(3, 8, 2500), 0.6 * xb + rng.normal(3.9, 8, 2600)
+    got = cuped_sequential(statistic(xa, ya), statistic(xb, yb), tuning_users=tuning_users)
+    assert got is not None and got.interval is not None and got.p_value is not None
+    x, y = np.concatenate([xa, xb]), np.concatenate([ya, yb])
+    theta = np.cov(x, y)[0, 1] / np.var(x, ddof=1)
+    adj_a, adj_b = ya - theta * (xa - x.mean()), yb - theta * (xb - x.mean())
+    difference = adj_b.mean() - adj_a.mean()
+    se = math.sqrt(np.var(adj_a, ddof=1) / len(adj_a) + np.var(adj_b, ddof=1) / len(adj_b))
+    half = sequence_half_width(se, len(x), tuning_users)
+    assert got.absolute_lift == pytest.approx(difference, rel=1e-9)
+    assert (got.interval.lower, got.interval.upper) == pytest.approx((difference - half, difference + half), rel=1e-9)
+    assert got.p_value == pytest.approx(always_valid_p(difference, se, len(x), tuning_users), rel=1e-9)
+    # Narrower than the sequence of the plain values, by the variance the pre-period explains.
+    plain_se = math.sqrt(np.var(ya, ddof=1) / len(ya) + np.var(yb, ddof=1) / len(yb))
+    assert half < sequence_half_width(plain_se, len(x), tuning_users)
+
+
+def test_without_pre_period_data_there_is_no_adjusted_sequence() -> None:
+    assert cuped_sequential(CovariateStatistic(100, 40, 40, 0, 0, 0), CovariateStatistic(100, 50, 50, 0, 0, 0)) is None
 
 
 @pytest.mark.parametrize("rho", [0.3, 0.7])

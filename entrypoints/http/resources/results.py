@@ -166,7 +166,7 @@ class BayesianOut(msgspec.Struct):
         )
 
 
-class CupedValueOut(msgspec.Struct):
+class CupedValueOut(msgspec.Struct, omit_defaults=True):
     """The comparison adjusted by CUPED (docs/statistics.md, CUPED): the difference less theta
     times the arms' difference in the pre-period, with its normal test and interval. With no
     pre-period data, theta is null and the figures are the unadjusted ones."""
@@ -181,22 +181,28 @@ class CupedValueOut(msgspec.Struct):
     p_value: PValue
     significant: Annotated[bool, doc("p_value < 0.05; false when it is null.", True)]
     confidence_interval: IntervalOut
+    sequential: Annotated[
+        SequentialOut | None,
+        doc("With method=sequential: the confidence sequence of the adjusted difference (the "
+            "unadjusted one when theta is null)."),
+    ] = None
 
     @classmethod
-    def of(cls, r: CupedReading) -> CupedValueOut:
+    def of(cls, r: CupedReading, sequential_adjusted: float | None = None) -> CupedValueOut:
         t = r.test
+        sequential = None if r.sequential is None else SequentialOut.of(r.sequential, sequential_adjusted)
         return cls(r.theta, r.variance_reduction, t.absolute_lift, t.relative_lift, t.statistic, t.p_value,
-                   t.significant, IntervalOut.of(t))
+                   t.significant, IntervalOut.of(t), sequential)
 
 
-class CupedConversionOut(CupedValueOut):
+class CupedConversionOut(CupedValueOut, kw_only=True):
     p_value_adjusted: Annotated[
         float | None, doc("Over the comparisons' adjusted conversions, by the analysis's correction.", 0.004)
     ]
 
     @classmethod
     def of_comparison(cls, c: Cuped) -> CupedConversionOut:
-        value = CupedValueOut.of(c.conversion)
+        value = CupedValueOut.of(c.conversion, c.sequential_p_value_adjusted)
         return cls(**msgspec.structs.asdict(value), p_value_adjusted=c.p_value_adjusted)
 
 

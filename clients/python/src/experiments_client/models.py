@@ -239,6 +239,7 @@ class Cuped(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     p_value: float | None = None
     significant: bool = False
     p_value_adjusted: float | None = None  # the conversion's only
+    sequential: Sequential | None = None  # with method=sequential: the adjusted sequence
 
 
 class ValueComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
