@@ -22,8 +22,8 @@ from domain.stats import (
     two_proportion_test,
     welch_test,
 )
-from domain.stats.bayesian import BayesianResult, bayesian_means, bayesian_proportions
-from domain.stats.cuped import CovariateStatistic, cuped_sequential, cuped_test
+from domain.stats.bayesian import BayesianResult, NormalPrior, bayesian_means, bayesian_proportions
+from domain.stats.cuped import CovariateStatistic, cuped_bayesian, cuped_sequential, cuped_test
 from domain.stats.sequential import SequentialResult, sequential_means, sequential_proportions
 from domain.stats.sequential_srm import SequentialSampleRatio, sequential_srm_check
 from domain.totals import CovariateTotals, VariantAggregate
@@ -164,6 +164,7 @@ class CupedReading:
     theta: float | None
     variance_reduction: float | None  # 1 − Var(adjusted difference) / Var(unadjusted)
     sequential: SequentialResult | None = None  # with method=sequential: the adjusted sequence
+    bayesian: BayesianResult | None = None  # with method=bayesian: the adjusted arms' posterior
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,16 +302,18 @@ class ResultCalculator:
     ) -> list[Comparison]:
         """Each comparison's conversion and value adjusted by the users' pre-period (CUPED, theta
         pooled over the two arms), and the adjusted conversions' p-values corrected together;
-        with the sequential read-out, the adjusted sequences too, their conversions' always-valid
-        p-values corrected by Holm (as ``_sequential`` does)."""
+        with the sequential or Bayesian read-out, that read-out of the adjusted arms too (the
+        conversions' always-valid p-values corrected by Holm, as ``_sequential`` does)."""
         base_conversion, base_value = _covariates(baseline)
         readings = []
         for c in comparisons:
             conversion, value = _covariates(by_variant[c.variant_id])
-            sequential = c.sequential
+            sequential, bayesian, prior = c.sequential, c.bayesian, analysis.prior
             readings.append((
-                _cuped_reading(base_conversion, conversion, c.conversion, sequential and sequential.conversion),
-                _cuped_reading(base_value, value, c.value, sequential and sequential.value),
+                _cuped_reading(base_conversion, conversion, c.conversion,
+                               sequential and sequential.conversion, bayesian and bayesian.conversion, prior),
+                _cuped_reading(base_value, value, c.value,
+                               sequential and sequential.value, bayesian and bayesian.value, prior),
             ))
         adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
         adjusted = adjust([conversion.test.p_value for conversion, _ in readings])
@@ -360,13 +363,18 @@ def _cuped_reading(
     b: CovariateStatistic,
     unadjusted: TestResult,
     unadjusted_sequence: SequentialResult | None = None,
+    unadjusted_posterior: BayesianResult | None = None,
+    prior: NormalPrior | None = None,
 ) -> CupedReading:
-    """The adjusted test; and the adjusted sequence when there is an unadjusted one (the
-    sequential read-out), at its alpha and tuning."""
+    """The adjusted test; and the method's read-out of the adjusted arms where there is an
+    unadjusted one: the sequence (at its alpha and tuning), the posterior (at its alpha, under
+    ``prior``)."""
     adjusted = cuped_test(a, b, unadjusted.alpha)
     if adjusted is None:  # no pre-period data: nothing to adjust by
-        return CupedReading(unadjusted, None, None, unadjusted_sequence)
-    sequence = None
+        return CupedReading(unadjusted, None, None, unadjusted_sequence, unadjusted_posterior)
+    sequence = posterior = None
     if unadjusted_sequence is not None:
         sequence = cuped_sequential(a, b, unadjusted_sequence.alpha, unadjusted_sequence.tuning_users)
-    return CupedReading(adjusted.test, adjusted.theta, adjusted.variance_reduction, sequence)
+    if unadjusted_posterior is not None:
+        posterior = cuped_bayesian(a, b, prior, unadjusted_posterior.alpha)
+    return CupedReading(adjusted.test, adjusted.theta, adjusted.variance_reduction, sequence, posterior)

@@ -57,7 +57,7 @@ from scipy import special
 from domain.stats._floats import clip, finite
 from domain.stats.frequentist import ALPHA, Interval
 from domain.stats.ratio import RatioStatistic
-from domain.stats.values import Proportion, SampleMean
+from domain.stats.values import Mean, Proportion, SampleMean
 
 MIN_BASELINE_SDS = 6.0
 """The relative figures of means need a control whose posterior stays clear of 0: its mean at
@@ -171,7 +171,7 @@ def bayesian_proportions(
 
 
 def bayesian_means(
-    a: SampleMean, b: SampleMean, prior: NormalPrior | None = None, alpha: float = ALPHA
+    a: SampleMean | Mean, b: SampleMean | Mean, prior: NormalPrior | None = None, alpha: float = ALPHA
 ) -> BayesianResult:
     """The Bayesian read-out of two means (revenue per user), A the control and B the variant.
 

@@ -21,6 +21,7 @@ from fractions import Fraction
 
 from domain.stats._floats import exact, finite, quotient
 from domain.stats.frequentist import ALPHA, TestResult, normal_test
+from domain.stats.bayesian import BayesianResult, NormalPrior, bayesian_means
 from domain.stats.sequential import DEFAULT_TUNING_USERS, SequentialResult, sequential_means
 
 
@@ -169,6 +170,20 @@ def cuped_sequential(
         return None
     adj_a, adj_b, _ = adjusted
     return sequential_means(adj_a, adj_b, alpha, tuning_users)
+
+
+def cuped_bayesian(
+    a: CovariateStatistic, b: CovariateStatistic, prior: NormalPrior | None = None, alpha: float = ALPHA
+) -> BayesianResult | None:
+    """The Bayesian read-out of the adjusted arms: each arm's adjusted mean ~ Normal(mean,
+    adjusted variance / n), the large-sample posterior ``bayesian_means`` takes (as gbstats
+    reads its regression-adjusted statistic), for the conversion too. None when θ is
+    undefined: the caller shows the unadjusted read-out, which is then the same thing."""
+    adjusted = cuped_adjust(a, b)
+    if adjusted is None:
+        return None
+    adj_a, adj_b, _ = adjusted
+    return bayesian_means(adj_a, adj_b, prior, alpha)
 
 
 def _reduction(a: CovariateStatistic, b: CovariateStatistic, adjusted_se_sq: float) -> float | None:

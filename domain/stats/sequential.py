@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 from domain.stats._floats import finite
 from domain.stats.frequentist import ALPHA, Interval, lifts
 from domain.stats.ratio import RatioStatistic
-from domain.stats.values import Proportion, SampleMean
+from domain.stats.values import Mean, Proportion, SampleMean
 
 TUNING_ALPHA = 0.05
 """The alpha the mixture is tuned at, whatever alpha an interval is then asked at: one mixture
@@ -119,20 +118,6 @@ def sequential_proportions(
     return _sequence(
         absolute, a.variance, counts_a[1], b.variance, counts_b[1], alpha, tuning_users, 1.0
     )
-
-
-class Mean(Protocol):
-    """An arm's mean per user, its per-user variance and its users: ``SampleMean``, or an arm
-    adjusted by CUPED (``cuped.AdjustedMean``)."""
-
-    @property
-    def mean(self) -> float | None: ...
-
-    @property
-    def variance(self) -> float | None: ...
-
-    @property
-    def units(self) -> float | None: ...
 
 
 def sequential_means(

@@ -11,6 +11,7 @@ import numbers
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 from domain.stats._floats import finite
 
@@ -105,3 +106,21 @@ def _exact(value: object) -> Fraction | None:
         return Fraction(int(value))
     vf = finite(value)
     return None if vf is None else Fraction(vf)
+
+
+class Mean(Protocol):
+    """What the read-outs of a mean per user take: ``n`` users, the mean, the per-user variance
+    and the users as a float when they make a sample (``units``). ``SampleMean``, or an arm
+    adjusted by CUPED (``cuped.AdjustedMean``)."""
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def mean(self) -> float | None: ...
+
+    @property
+    def variance(self) -> float | None: ...
+
+    @property
+    def units(self) -> float | None: ...

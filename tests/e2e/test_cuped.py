@@ -190,6 +190,28 @@ def test_with_the_sequential_read_out_the_adjusted_sequence_is_the_reference_one
     assert "sequential" not in fixed["cuped"] and "sequential" not in fixed["value"]["cuped"]
 
 
+def test_with_the_bayesian_read_out_the_adjusted_posterior_is_the_reference_one(store_client: TestClient) -> None:
+    """method=bayesian: beside each adjusted test, the normal posterior of the adjusted arms
+    (flat prior): chance to beat the control Φ(Δ / se) and the credible interval Δ ± z se, from
+    the per-user values adjusted here with numpy."""
+    experiment, arrays = scenario(store_client, with_history=True)
+    (comparison,) = results(store_client, experiment["id"], method="bayesian")["comparisons"]
+    for measure, got in (("bought", comparison["cuped"]["bayesian"]), ("value", comparison["value"]["cuped"]["bayesian"])):
+        a, b = arrays["control"], arrays["treatment"]
+        x = np.concatenate([a[f"x_{measure}"], b[f"x_{measure}"]])
+        y = np.concatenate([a[f"y_{measure}"], b[f"y_{measure}"]])
+        theta = np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1)
+        adj = {arm: arrays[arm][f"y_{measure}"] - theta * (arrays[arm][f"x_{measure}"] - x.mean())
+               for arm in ("control", "treatment")}
+        diff = adj["treatment"].mean() - adj["control"].mean()
+        se = np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in adj.values()))
+        assert got["chance_to_beat_control"] == pytest.approx(stats.norm.cdf(diff / se), rel=1e-7)
+        interval = got["absolute_lift"]["credible_interval"]
+        half = stats.norm.ppf(0.975) * se
+        assert (interval["lower"], interval["upper"]) == pytest.approx((diff - half, diff + half), rel=1e-9)
+    assert "bayesian" in comparison  # the unadjusted read-out stays beside it
+
+
 def test_without_pre_period_data_the_adjusted_figures_are_the_unadjusted_ones(store_client: TestClient) -> None:
     experiment, _ = scenario(store_client, with_history=False)
     (comparison,) = results(store_client, experiment["id"], cuped="true")["comparisons"]
@@ -200,6 +222,9 @@ def test_without_pre_period_data_the_adjusted_figures_are_the_unadjusted_ones(st
     sequential = results(store_client, experiment["id"], cuped="true", method="sequential")["comparisons"][0]
     assert sequential["cuped"]["sequential"] == sequential["sequential"]
     assert sequential["value"]["cuped"]["sequential"] == sequential["value"]["sequential"]
+    bayesian = results(store_client, experiment["id"], cuped="true", method="bayesian")["comparisons"][0]
+    assert bayesian["cuped"]["bayesian"] == bayesian["bayesian"]
+    assert bayesian["value"]["cuped"]["bayesian"] == bayesian["value"]["bayesian"]
 
 
 def test_a_bad_cuped_setting_is_named(store_client: TestClient) -> None:

@@ -16,6 +16,7 @@ from domain.stats.bayesian import bayesian_means
 from domain.stats.cuped import (
     CovariateStatistic,
     cuped_adjust,
+    cuped_bayesian,
     cuped_sequential,
     cuped_test,
     pooled_theta,
@@ -115,8 +116,32 @@ def test_the_adjusted_sequence_is_the_reference_sequence_of_the_adjusted_values(
     assert half < sequence_half_width(plain_se, len(x), tuning_users)
 
 
-def test_without_pre_period_data_there_is_no_adjusted_sequence() -> None:
-    assert cuped_sequential(CovariateStatistic(100, 40, 40, 0, 0, 0), CovariateStatistic(100, 50, 50, 0, 0, 0)) is None
+def test_without_pre_period_data_there_is_no_adjusted_sequence_nor_posterior() -> None:
+    a, b = CovariateStatistic(100, 40, 40, 0, 0, 0), CovariateStatistic(100, 50, 50, 0, 0, 0)
+    assert cuped_sequential(a, b) is None and cuped_bayesian(a, b) is None
+
+
+def test_the_adjusted_posterior_is_the_normal_posterior_of_the_adjusted_values() -> None:
+    """``cuped_bayesian`` with a flat prior: the difference of the adjusted arms ~ Normal(Δ,
+    se²), Δ and se from per-user values adjusted by numpy; chance to beat Φ(Δ / se), the 95%
+    credible interval Δ ± z₀.₉₇₅ se, the expected loss if shipped se φ(Δ/se) − Δ Φ(−Δ/se)."""
+    rng = np.random.default_rng(34)
+    xa, xb = rng.gamma(2, 10, 3000), rng.gamma(2, 10, 3100)
+    ya, yb = 0.5 * xa + rng.normal(3, 6, 3000), 0.5 * xb + rng.normal(3.3, 6, 3100)
+    got = cuped_bayesian(statistic(xa, ya), statistic(xb, yb))
+    assert got is not None
+    x, y = np.concatenate([xa, xb]), np.concatenate([ya, yb])
+    theta = np.cov(x, y)[0, 1] / np.var(x, ddof=1)
+    adj_a, adj_b = ya - theta * (xa - x.mean()), yb - theta * (xb - x.mean())
+    d = adj_b.mean() - adj_a.mean()
+    se = math.sqrt(np.var(adj_a, ddof=1) / len(adj_a) + np.var(adj_b, ddof=1) / len(adj_b))
+    assert got.chance_to_beat_control == pytest.approx(stats.norm.cdf(d / se), rel=1e-9)
+    assert got.absolute.mean == pytest.approx(d, rel=1e-9)
+    assert got.absolute.interval is not None
+    half = stats.norm.ppf(0.975) * se
+    assert (got.absolute.interval.lower, got.absolute.interval.upper) == pytest.approx((d - half, d + half), rel=1e-9)
+    shipped = se * stats.norm.pdf(d / se) - d * stats.norm.cdf(-d / se)
+    assert got.expected_loss_absolute.shipped == pytest.approx(shipped, rel=1e-6)
 
 
 @pytest.mark.parametrize("rho", [0.3, 0.7])

@@ -186,13 +186,19 @@ class CupedValueOut(msgspec.Struct, omit_defaults=True):
         doc("With method=sequential: the confidence sequence of the adjusted difference (the "
             "unadjusted one when theta is null)."),
     ] = None
+    bayesian: Annotated[
+        BayesianOut | None,
+        doc("With method=bayesian: the posterior of the adjusted arms, each Normal(adjusted mean, "
+            "adjusted variance / n) (the unadjusted read-out when theta is null)."),
+    ] = None
 
     @classmethod
     def of(cls, r: CupedReading, sequential_adjusted: float | None = None) -> CupedValueOut:
         t = r.test
         sequential = None if r.sequential is None else SequentialOut.of(r.sequential, sequential_adjusted)
+        bayesian = None if r.bayesian is None else BayesianOut.of(r.bayesian)
         return cls(r.theta, r.variance_reduction, t.absolute_lift, t.relative_lift, t.statistic, t.p_value,
-                   t.significant, IntervalOut.of(t), sequential)
+                   t.significant, IntervalOut.of(t), sequential, bayesian)
 
 
 class CupedConversionOut(CupedValueOut, kw_only=True):

@@ -240,6 +240,7 @@ class Cuped(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     significant: bool = False
     p_value_adjusted: float | None = None  # the conversion's only
     sequential: Sequential | None = None  # with method=sequential: the adjusted sequence
+    bayesian: Bayesian | None = None  # with method=bayesian: the adjusted arms' posterior
 
 
 class ValueComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
