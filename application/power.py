@@ -76,8 +76,11 @@ class EstimatePower:
             return PowerAnswer(replace(q, ratio=ratio), _size(q, ratio, errors))
         if q.ratio is not None:
             errors.append(FieldError("ratio", "is the experiment's split when experiment_id is given"))
-        # The plain figures are all it reads: no CUPED read (nor its wait while it is filled).
-        results = await self._results(q.experiment_id, overrides=AnalysisOverrides(method="fixed", cuped=False))
+        # The plain figures are all it reads: no CUPED read (nor its wait while it is filled),
+        # no metric's totals (a capped one reads every user's figure) and no scorecard.
+        results = await self._results(
+            q.experiment_id, overrides=AnalysisOverrides(method="fixed", cuped=False), scorecard=False
+        )
         filled = _baseline_of(q, results, errors)
         experiment = results.experiment
         active = [v for v in experiment.variants if v.traffic_basis_points > 0]

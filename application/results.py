@@ -148,9 +148,12 @@ class ComputeResults:
         variant_id: str | None = None,
         primary_event_type: str | None = None,
         overrides: AnalysisOverrides | None = None,
+        scorecard: bool = True,
     ) -> ExperimentResults:
         """The experiment's results; ``overrides`` read them otherwise than the experiment's
-        default analysis does, for this request alone."""
+        default analysis does, for this request alone. Without ``scorecard``, the declared
+        metrics are neither read (their totals, a capped metric's per-user figures) nor
+        scored: for a caller that needs the plain figures only."""
         experiment = await self._experiments(experiment_id)
         errors: list[FieldError] = []
         try:
@@ -170,8 +173,11 @@ class ComputeResults:
             errors.extend(exc.errors)
         if errors:
             raise ValidationFailed(errors)
-        if analysis.cuped:  # read only when asked for: a row per user with a pre-period event
+        if analysis.cuped:  # read only when asked for
             query = replace(query, covariates=True)
+        if not scorecard:
+            query = replace(query, metric_types=(), pairs=(), capped_types=())
+            analysis = replace(analysis, metrics=())
         # The same results asked for at once are read once (the variants are part of the key:
         # the aggregates are keyed by them).
         key = ("experiment", experiment.id, tuple(v.id for v in experiment.variants), query)

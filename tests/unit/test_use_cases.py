@@ -322,3 +322,31 @@ async def test_all_experiments_holds_each_once_when_one_is_created_while_it_page
     assert len(reads) > 2
     # The pages shifted: the one read next repeats e3. Each once; "late" is the next read's.
     assert sorted(e.name for e in found) == ["e0", "e1", "e2", "e3", "e4"]
+
+
+async def test_results_without_the_scorecard_read_no_metric_and_score_none(svc: Service) -> None:
+    """For a caller that needs the plain figures (POST /power): a capped metric's per-user
+    figures and the metrics' totals are not read, no scorecard is built; the plain figures
+    are the same."""
+    metrics = [
+        {"name": "buyers", "kind": "conversion", "event_type": "buy", "role": "primary"},
+        {"name": "revenue", "kind": "value", "event_type": "buy", "role": "secondary", "cap": {"percentile": 0.99}},
+        {"name": "per view", "kind": "ratio", "event_type": "buy", "denominator_event_type": "view",
+         "role": "secondary"},
+    ]
+    exp = await svc.create(name="scored", actor="tester", primary_event_type="buy",
+                           variants=variant_drafts((50, 50)), analysis={"metrics": metrics})
+    seen = []
+    read = svc.store.variant_aggregates
+
+    async def recording(experiment, query):  # noqa: ANN001, ANN202
+        seen.append(query)
+        return await read(experiment, query)
+
+    svc.store.variant_aggregates = recording  # type: ignore[method-assign]
+    full = await svc.results(exp.id)
+    plain = await svc.results(exp.id, scorecard=False)
+    assert seen[0].capped_types and seen[0].metric_types and seen[0].pairs
+    assert (seen[1].capped_types, seen[1].metric_types, seen[1].pairs) == ((), (), ())
+    assert full.scorecard is not None and plain.scorecard is None
+    assert plain.variants == full.variants and plain.comparisons == full.comparisons
