@@ -14,6 +14,16 @@ Per user, y the metric and x its pre-period covariate (users without either coun
 * var_adj = var(y) + θ² var(x) − 2θ cov(x, y) per arm (ddof = 1), se = sqrt(Σ var_adj / n);
 * z = Δ / se, p = 2 · scipy.stats.norm.sf(|z|), interval Δ ± norm.ppf(1 − alpha / 2) · se;
 * variance_reduction = 1 − se² / (var(y_A)/n_A + var(y_B)/n_B).
+
+With the read-outs of a team that watches, over the adjusted per-user values
+y − θ (x − x̄_pooled), Δ and se as above:
+
+* ``cuped_sequential``: the two-sided normal-mixture confidence sequence (Howard et al. 2021),
+  Δ ± se · sqrt((N + ρ) ln((N + ρ) / (ρ α²))) / sqrt(N), N the users of both arms, ρ tuned at
+  ``tuning_users`` for alpha 0.05; the always-valid p min(1, sqrt((N + ρ)/ρ) exp(−z² N / (2 (N + ρ))));
+* ``cuped_bayesian`` (flat prior): Δ_post ~ Normal(Δ, se²): chance to beat Φ(Δ / se), the
+  equal-tailed interval Δ ± norm.ppf(1 − alpha / 2) se, the expected loss if shipped
+  E[max(0, −Δ_post)] = se φ(Δ/se) − Δ Φ(−Δ/se) and if kept se φ(Δ/se) + Δ Φ(Δ/se).
 """
 
 from __future__ import annotations
@@ -72,6 +82,41 @@ def expected(a: tuple, b: tuple, alpha: float) -> dict[str, Any]:
     }
 
 
+def adjusted_difference(a: tuple, b: tuple) -> tuple[float, float, int]:
+    """Δ and se of the per-user values adjusted by θ (pooled), and the users of both arms."""
+    (xa, ya), (xb, yb) = ((x.astype(float), y.astype(float)) for x, y in (a, b))
+    x, y = np.concatenate([xa, xb]), np.concatenate([ya, yb])
+    theta = np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1)
+    adj_a, adj_b = ya - theta * (xa - x.mean()), yb - theta * (xb - x.mean())
+    se = float(np.sqrt(adj_a.var(ddof=1) / len(adj_a) + adj_b.var(ddof=1) / len(adj_b)))
+    return float(adj_b.mean() - adj_a.mean()), se, len(x)
+
+
+def expected_sequential(a: tuple, b: tuple, alpha: float, tuning_users: float) -> dict[str, Any]:
+    diff, se, users = adjusted_difference(a, b)
+    log_inv = np.log(1 / 0.05)
+    rho = tuning_users / (2 * log_inv + np.log(1 + 2 * log_inv))
+    bound = np.sqrt((users + rho) * np.log((users + rho) / (rho * alpha**2)))
+    half = float(se * bound / np.sqrt(users))
+    z = diff / se
+    p = min(1.0, float(np.sqrt((users + rho) / rho) * np.exp(-z * z * users / (2 * (users + rho)))))
+    return {"absolute_lift": diff, "interval": {"lower": diff - half, "upper": diff + half}, "p_value": p}
+
+
+def expected_bayesian(a: tuple, b: tuple, alpha: float) -> dict[str, Any]:
+    diff, se, _ = adjusted_difference(a, b)
+    k = diff / se
+    half = float(stats.norm.ppf(1 - alpha / 2)) * se
+    return {
+        "chance_to_beat_control": float(stats.norm.cdf(k)),
+        "absolute": {"mean": diff, "interval": {"lower": diff - half, "upper": diff + half}},
+        "expected_loss_absolute": {
+            "shipped": float(se * stats.norm.pdf(k) - diff * stats.norm.cdf(-k)),
+            "kept": float(se * stats.norm.pdf(k) + diff * stats.norm.cdf(k)),
+        },
+    }
+
+
 def habit(rng: np.random.Generator, n: int, rate: float, lift: float) -> tuple:
     """Purchases per user before and after: a user's own rate, Poisson in both periods."""
     own = rng.gamma(2.0, rate / 2.0, n)
@@ -104,7 +149,7 @@ def cases() -> list[dict]:
         (converted(rng, 50_000, 0.0), converted(rng, 50_000, 0.01), 0.01),
         ((np.array([0, 1, 3]), np.array([1, 2, 3])), (np.array([2, 0, 1, 1]), np.array([3, 1, 1, 2])), 0.05),
     ]
-    return [
+    tests = [
         {
             "statistic": "cuped_test",
             "input": {"control": sums(*a), "variant": sums(*b), "alpha": alpha},
@@ -114,6 +159,27 @@ def cases() -> list[dict]:
         }
         for a, b, alpha in specs
     ]
+    sequences = [
+        {
+            "statistic": "cuped_sequential",
+            "input": {"control": sums(*a), "variant": sums(*b), "alpha": alpha, "tuning_users": tuning},
+            "expected": expected_sequential(a, b, alpha, tuning),
+            "tolerance": TOLERANCE,
+            "reference": "the normal-mixture sequence (Howard et al. 2021) over the per-user values adjusted with numpy",
+        }
+        for (a, b, alpha), tuning in zip(specs[:5], (2_000, 10_000, 10_000, 5_000, 100_000), strict=True)
+    ]
+    posteriors = [
+        {
+            "statistic": "cuped_bayesian",
+            "input": {"control": sums(*a), "variant": sums(*b), "alpha": alpha},
+            "expected": expected_bayesian(a, b, alpha),
+            "tolerance": TOLERANCE,
+            "reference": "the normal posterior (flat prior) of the per-user values adjusted with numpy; scipy.stats.norm",
+        }
+        for a, b, alpha in specs[:5]
+    ]
+    return tests + sequences + posteriors
 
 
 if __name__ == "__main__":
