@@ -248,6 +248,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
         answer = read_answer(sock)
         assert answer.status == 200 and not answer.closed
         answered = time.monotonic()
-        sock.settimeout(10)
+        sock.settimeout(30)
         assert sock.recv(1) == b""
-        assert 3.5 < time.monotonic() - answered < 6
+        # Not before the 4 s; the upper bound is loose, for a busy machine's late timers.
+        assert 3.5 < time.monotonic() - answered < 15
