@@ -95,6 +95,20 @@ def cuped(a: dict[str, np.ndarray], b: dict[str, np.ndarray], measure: str) -> d
             "ci": (diff - half, diff + half), "reduction": 1 - se**2 / plain}
 
 
+def adjusted_difference(arrays: dict[str, dict[str, np.ndarray]], measure: str) -> tuple[float, float]:
+    """The difference of the per-user values adjusted by θ (pooled), y − θ (x − x̄), and its
+    standard error from each arm's variance of them (ddof 1): what the read-outs of the
+    adjusted arms start from."""
+    a, b = arrays["control"], arrays["treatment"]
+    x = np.concatenate([a[f"x_{measure}"], b[f"x_{measure}"]])
+    y = np.concatenate([a[f"y_{measure}"], b[f"y_{measure}"]])
+    theta = np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1)
+    adj = {arm: arrays[arm][f"y_{measure}"] - theta * (arrays[arm][f"x_{measure}"] - x.mean())
+           for arm in ("control", "treatment")}
+    se = np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in adj.values()))
+    return float(adj["treatment"].mean() - adj["control"].mean()), float(se)
+
+
 def check_against_the_reference(comparison: dict, plain: dict, arrays: dict[str, dict[str, np.ndarray]]) -> None:
     # The base figures stay as they are; the adjusted ones come beside them.
     assert {k: v for k, v in comparison.items() if k not in ("cuped", "value")} == {
@@ -168,19 +182,12 @@ def test_with_the_sequential_read_out_the_adjusted_sequence_is_the_reference_one
         ("bought", comparison["cuped"]["sequential"], comparison["sequential"]),
         ("value", comparison["value"]["cuped"]["sequential"], comparison["value"]["sequential"]),
     ):
-        a, b = arrays["control"], arrays["treatment"]
-        x = np.concatenate([a[f"x_{measure}"], b[f"x_{measure}"]])
-        y = np.concatenate([a[f"y_{measure}"], b[f"y_{measure}"]])
-        theta = np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1)
-        adj = {arm: arrays[arm][f"y_{measure}"] - theta * (arrays[arm][f"x_{measure}"] - x.mean())
-               for arm in ("control", "treatment")}
-        diff = adj["treatment"].mean() - adj["control"].mean()
-        se = np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in adj.values()))
-        half = sequence_half_width(float(se), users, tuning)
+        diff, se = adjusted_difference(arrays, measure)
+        half = sequence_half_width(se, users, tuning)
         assert got["absolute_lift"] == pytest.approx(diff, rel=1e-9, abs=1e-12)
         interval = got["confidence_interval"]
         assert (interval["lower"], interval["upper"]) == pytest.approx((diff - half, diff + half), rel=1e-9)
-        assert got["p_value"] == pytest.approx(always_valid_p(float(diff), float(se), users, tuning), rel=1e-7)
+        assert got["p_value"] == pytest.approx(always_valid_p(diff, se, users, tuning), rel=1e-7)
         assert got["tuning_users"] == tuning
         plain_interval = unadjusted["confidence_interval"]
         assert interval["upper"] - interval["lower"] < plain_interval["upper"] - plain_interval["lower"]
@@ -197,14 +204,7 @@ def test_with_the_bayesian_read_out_the_adjusted_posterior_is_the_reference_one(
     experiment, arrays = scenario(store_client, with_history=True)
     (comparison,) = results(store_client, experiment["id"], method="bayesian")["comparisons"]
     for measure, got in (("bought", comparison["cuped"]["bayesian"]), ("value", comparison["value"]["cuped"]["bayesian"])):
-        a, b = arrays["control"], arrays["treatment"]
-        x = np.concatenate([a[f"x_{measure}"], b[f"x_{measure}"]])
-        y = np.concatenate([a[f"y_{measure}"], b[f"y_{measure}"]])
-        theta = np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1)
-        adj = {arm: arrays[arm][f"y_{measure}"] - theta * (arrays[arm][f"x_{measure}"] - x.mean())
-               for arm in ("control", "treatment")}
-        diff = adj["treatment"].mean() - adj["control"].mean()
-        se = np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in adj.values()))
+        diff, se = adjusted_difference(arrays, measure)
         assert got["chance_to_beat_control"] == pytest.approx(stats.norm.cdf(diff / se), rel=1e-7)
         interval = got["absolute_lift"]["credible_interval"]
         half = stats.norm.ppf(0.975) * se
