@@ -23,7 +23,13 @@ from domain.stats import (
     welch_test,
 )
 from domain.stats.bayesian import BayesianResult, NormalPrior, bayesian_means, bayesian_proportions
-from domain.stats.cuped import CovariateStatistic, cuped_bayesian, cuped_sequential, cuped_test
+from domain.stats.cuped import (
+    CovariateStatistic,
+    cuped_adjust,
+    cuped_bayesian,
+    cuped_sequential,
+    cuped_test,
+)
 from domain.stats.sequential import SequentialResult, sequential_means, sequential_proportions
 from domain.stats.sequential_srm import SequentialSampleRatio, sequential_srm_check
 from domain.totals import CovariateTotals, VariantAggregate
@@ -369,12 +375,14 @@ def _cuped_reading(
     """The adjusted test; and the method's read-out of the adjusted arms where there is an
     unadjusted one: the sequence (at its alpha and tuning), the posterior (at its alpha, under
     ``prior``)."""
-    adjusted = cuped_test(a, b, unadjusted.alpha)
-    if adjusted is None:  # no pre-period data: nothing to adjust by
+    arms = cuped_adjust(a, b)  # once, for the test and the read-outs alike
+    if arms is None:  # no pre-period data: nothing to adjust by
         return CupedReading(unadjusted, None, None, unadjusted_sequence, unadjusted_posterior)
+    adjusted = cuped_test(a, b, unadjusted.alpha, arms)
+    assert adjusted is not None  # defined with the arms
     sequence = posterior = None
     if unadjusted_sequence is not None:
-        sequence = cuped_sequential(a, b, unadjusted_sequence.alpha, unadjusted_sequence.tuning_users)
+        sequence = cuped_sequential(a, b, unadjusted_sequence.alpha, unadjusted_sequence.tuning_users, arms)
     if unadjusted_posterior is not None:
-        posterior = cuped_bayesian(a, b, prior, unadjusted_posterior.alpha)
+        posterior = cuped_bayesian(a, b, prior, unadjusted_posterior.alpha, arms)
     return CupedReading(adjusted.test, adjusted.theta, adjusted.variance_reduction, sequence, posterior)

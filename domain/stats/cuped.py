@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from domain.stats._floats import exact, finite, quotient
-from domain.stats.frequentist import ALPHA, TestResult, normal_test
 from domain.stats.bayesian import BayesianResult, NormalPrior, bayesian_means
+from domain.stats.frequentist import ALPHA, TestResult, normal_test
 from domain.stats.sequential import DEFAULT_TUNING_USERS, SequentialResult, sequential_means
 
 
@@ -105,7 +105,12 @@ def pooled_theta(a: CovariateStatistic, b: CovariateStatistic) -> float | None:
     return quotient(m.sxy, m.sxx)
 
 
-def cuped_adjust(a: CovariateStatistic, b: CovariateStatistic) -> tuple[AdjustedMean, AdjustedMean, float] | None:
+Adjusted = tuple[AdjustedMean, AdjustedMean, float]
+"""``cuped_adjust``'s answer: both arms adjusted, and θ. The read-outs below take it when the
+caller has it already, so that one comparison adjusts its arms once for all of them."""
+
+
+def cuped_adjust(a: CovariateStatistic, b: CovariateStatistic) -> Adjusted | None:
     """θ and both arms adjusted by it; None when θ is undefined."""
     theta = pooled_theta(a, b)
     pooled = _moments(a + b)
@@ -129,12 +134,14 @@ def cuped_adjust(a: CovariateStatistic, b: CovariateStatistic) -> tuple[Adjusted
     return arms[0], arms[1], theta
 
 
-def cuped_test(a: CovariateStatistic, b: CovariateStatistic, alpha: float = ALPHA) -> CupedResult | None:
+def cuped_test(
+    a: CovariateStatistic, b: CovariateStatistic, alpha: float = ALPHA, adjusted: Adjusted | None = None
+) -> CupedResult | None:
     """B against A adjusted by CUPED: Δ = (ȳ_B − ȳ_A) − θ (x̄_B − x̄_A), its normal z-test and
     interval Δ ± z_(1 − alpha/2) · se, se² = var_A/n_A + var_B/n_B of the adjusted variances;
     the relative lift Δ / ȳ_A (A's unadjusted mean). None when θ is undefined: the caller shows
     the unadjusted comparison, which is then the same thing."""
-    adjusted = cuped_adjust(a, b)
+    adjusted = cuped_adjust(a, b) if adjusted is None else adjusted
     if adjusted is None:
         return None
     adj_a, adj_b, theta = adjusted
@@ -159,13 +166,14 @@ def cuped_sequential(
     b: CovariateStatistic,
     alpha: float = ALPHA,
     tuning_users: float = DEFAULT_TUNING_USERS,
+    adjusted: Adjusted | None = None,
 ) -> SequentialResult | None:
     """The always-valid read-out of the adjusted difference: the confidence sequence of
     ``sequential_means`` over the two arms adjusted by θ, each arm's per-user variance the
     adjusted one. As with the fixed-horizon test, θ is estimated from the data, so the
     sequence is asymptotic (as gbstats applies CUPED in its sequential test). None when θ is
     undefined: the caller shows the unadjusted sequence, which is then the same thing."""
-    adjusted = cuped_adjust(a, b)
+    adjusted = cuped_adjust(a, b) if adjusted is None else adjusted
     if adjusted is None:
         return None
     adj_a, adj_b, _ = adjusted
@@ -173,13 +181,17 @@ def cuped_sequential(
 
 
 def cuped_bayesian(
-    a: CovariateStatistic, b: CovariateStatistic, prior: NormalPrior | None = None, alpha: float = ALPHA
+    a: CovariateStatistic,
+    b: CovariateStatistic,
+    prior: NormalPrior | None = None,
+    alpha: float = ALPHA,
+    adjusted: Adjusted | None = None,
 ) -> BayesianResult | None:
     """The Bayesian read-out of the adjusted arms: each arm's adjusted mean ~ Normal(mean,
     adjusted variance / n), the large-sample posterior ``bayesian_means`` takes (as gbstats
     reads its regression-adjusted statistic), for the conversion too. None when θ is
     undefined: the caller shows the unadjusted read-out, which is then the same thing."""
-    adjusted = cuped_adjust(a, b)
+    adjusted = cuped_adjust(a, b) if adjusted is None else adjusted
     if adjusted is None:
         return None
     adj_a, adj_b, _ = adjusted
