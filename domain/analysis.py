@@ -8,6 +8,7 @@ the base contract are always there; a method adds its own read-out beside them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from domain.errors import FieldError, ValidationFailed
 from domain.metrics import Metric, parse_metrics
 from domain.stats.bayesian import NormalPrior
+from domain.stats.frequentist import benjamini_hochberg_adjust, holm_adjust
 from domain.stats.sequential import DEFAULT_TUNING_USERS
 
 MIN_TUNING_USERS, MAX_TUNING_USERS = 100, 1_000_000_000
@@ -46,6 +48,12 @@ class Analysis:
     correction: Correction = Correction.HOLM  # of the fixed-horizon p_value_adjusted
     metrics: tuple[Metric, ...] = ()  # the scorecard's rows (domain/metrics.py); none: no scorecard
     cuped: bool = False  # adjust the primary conversion and value by the pre-period (domain/stats/cuped.py)
+
+    def correct(self, p_values: Sequence[float | None]) -> list[float | None]:
+        """The fixed-horizon p-values of a family, adjusted by the correction this analysis asks
+        for: Holm, or Benjamini-Hochberg."""
+        adjust = benjamini_hochberg_adjust if self.correction is Correction.BH else holm_adjust
+        return adjust(p_values)
 
     def document(self) -> dict[str, Any]:
         return {
@@ -171,8 +179,8 @@ class AnalysisOverrides:
         read = self._settings(analysis)
         if read.cuped and not analysis.cuped:
             raise ValidationFailed([FieldError("cuped", (
-                "this experiment does not keep its users' pre-periods: set analysis.cuped to true "
-                "(PATCH /experiments/{id}) first; the next fold fills them from the events already stored"
+                "this experiment does not keep its users' pre-periods: set its analysis.cuped to true "
+                "first; the next fold fills them from the events already stored"
             ))])
         return read
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
-from domain.analysis import Analysis, Correction, Method
+from domain.analysis import Analysis, Method
 from domain.errors import FieldError, ValidationFailed, text_error
 from domain.event import TimestampOutOfRange, as_utc
 from domain.experiment import Experiment, Variant
@@ -15,7 +15,6 @@ from domain.stats import (
     SampleMean,
     SampleRatio,
     TestResult,
-    benjamini_hochberg_adjust,
     finite,
     holm_adjust,
     srm_check,
@@ -237,8 +236,7 @@ class ResultCalculator:
             for v in experiment.variants
             if v.id != control.id
         ]
-        adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
-        adjusted = adjust([c.conversion.p_value for c in comparisons])
+        adjusted = analysis.correct([c.conversion.p_value for c in comparisons])
         comparisons = [
             replace(c, p_value_adjusted=p_adj) for c, p_adj in zip(comparisons, adjusted, strict=True)
         ]
@@ -321,8 +319,7 @@ class ResultCalculator:
                 _cuped_reading(base_value, value, c.value,
                                sequential and sequential.value, bayesian and bayesian.value, prior),
             ))
-        adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
-        adjusted = adjust([conversion.test.p_value for conversion, _ in readings])
+        adjusted = analysis.correct([conversion.test.p_value for conversion, _ in readings])
         sequences = [conversion.sequential for conversion, _ in readings]
         always_valid = holm_adjust([None if s is None else s.p_value for s in sequences])
         return [

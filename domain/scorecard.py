@@ -37,7 +37,6 @@ from domain.stats import (
     Proportion,
     SampleMean,
     TestResult,
-    benjamini_hochberg_adjust,
     holm_adjust,
     two_proportion_test,
     welch_test,
@@ -190,8 +189,7 @@ def build_scorecard(
         cards.append((metric, values, raws))
     # The family: primary and secondary metrics × variants; guardrails stand alone.
     family = [(i, j) for i, (m, _, raws) in enumerate(cards) if m.role is not Role.GUARDRAIL for j in range(len(raws))]
-    adjust = benjamini_hochberg_adjust if analysis.correction is Correction.BH else holm_adjust
-    fixed = dict(zip(family, adjust([cards[i][2][j].test.p_value for i, j in family]), strict=True))
+    fixed = dict(zip(family, analysis.correct([cards[i][2][j].test.p_value for i, j in family]), strict=True))
     always_valid = dict(zip(
         family,
         holm_adjust([_p(cards[i][2][j].sequential) for i, j in family]),
