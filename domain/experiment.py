@@ -15,12 +15,12 @@ from domain.errors import DomainError, FieldError, ValidationFailed
 from domain.hashing import BUCKETS, bucket
 from domain.layers import HoldoutRef, LayerSlot
 from domain.lifecycle import Status, move
+from domain.metrics import MAX_EVENT_TYPE_LENGTH
 from domain.targeting import Audience, parse_audience
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 20
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
-MAX_EVENT_TYPE_LENGTH = 100
 
 
 def bucket_of(experiment_id: str, user_id: str) -> int:

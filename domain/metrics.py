@@ -29,7 +29,8 @@ E = TypeVar("E", bound=StrEnum)
 
 MAX_METRICS = 20
 MAX_NAME = 100
-MAX_EVENT_TYPE = 100
+MAX_EVENT_TYPE_LENGTH = 100
+"""An event type's characters, wherever one is named: events, experiments, metrics."""
 MAX_TOLERANCE = 10.0  # a relative harm of 1,000%: anything beyond is no guardrail
 
 
@@ -146,7 +147,7 @@ def _metric(item: Any, where: str, errors: list[FieldError]) -> Metric | None:
     for key in sorted(set(item) - set(KEYS)):
         errors.append(FieldError(f"{where}.{key}", "is not a field of a metric"))
     name = _text(item.get("name"), f"{where}.name", MAX_NAME, errors)
-    event_type = _text(item.get("event_type"), f"{where}.event_type", MAX_EVENT_TYPE, errors)
+    event_type = _text(item.get("event_type"), f"{where}.event_type", MAX_EVENT_TYPE_LENGTH, errors)
     kind = _choice(item.get("kind"), MetricKind, f"{where}.kind", errors, required=True)
     role = _choice(item.get("role"), Role, f"{where}.role", errors) or Role.SECONDARY
     direction = _choice(item.get("direction"), Direction, f"{where}.direction", errors) or Direction.INCREASE
@@ -154,7 +155,7 @@ def _metric(item: Any, where: str, errors: list[FieldError]) -> Metric | None:
     denominator = None
     if kind is MetricKind.RATIO:
         denominator = _text(
-            item.get("denominator_event_type"), f"{where}.denominator_event_type", MAX_EVENT_TYPE, errors
+            item.get("denominator_event_type"), f"{where}.denominator_event_type", MAX_EVENT_TYPE_LENGTH, errors
         )
     else:
         for key in ("denominator_event_type", "numerator"):
