@@ -206,6 +206,7 @@ def pair_backfill(only_unfilled: bool) -> str:
 
 
 _PAIRS_FILLED = "UPDATE metric_pairs SET filled = true WHERE filled = false"
+_COVARIATES_FILLED = "UPDATE covariate_experiments SET filled = true WHERE filled = false"
 
 
 def _period_upsert(table: str, period: str, source: str) -> str:
@@ -299,11 +300,11 @@ def covariate_backfill(only_unfilled: bool) -> str:
 def covariate_fill(d: Dialect, events_upto: str, assignments_upto: str, *, only_unfilled: bool) -> tuple[str, ...]:
     """CUPED's tables (migration 0011) for the registered experiments, from raw rows up to the
     horizons named: the events whose user had no assignment then, and every user's pre-period
-    totals; then the experiments marked filled. In a fold, for the experiments registered since
-    the last one (``only_unfilled``), from what was folded before it, with their per-variant
-    sums; in a rebuild, for all, whose per-variant sums wait for the counted totals
-    (``covariate_backfill``). Each reads the events of its experiments, by the experiment's
-    index."""
+    totals. In a fold, for the experiments registered since the last one (``only_unfilled``),
+    from what was folded before it; in a rebuild, for all. The caller then adds the per-variant
+    sums (``covariate_backfill``: at once in a fold, after the counted totals in a rebuild) and
+    marks the experiments filled. Each reads the events of its experiments, by the
+    experiment's index."""
     e_in = d.upto(d.event_key, events_upto)
     a_in = d.upto(d.only(d.assignment_key), assignments_upto)
     which = "filled = false" if only_unfilled else "1 = 1"
@@ -323,8 +324,6 @@ def covariate_fill(d: Dialect, events_upto: str, assignments_upto: str, *, only_
         UNION ALL
         SELECT e.experiment_id, e.user_id, '{ANY_TYPE}', COUNT(*), SUM(COALESCE(e.value, 0.0)) {pre}
         GROUP BY e.experiment_id, e.user_id""",
-        *((covariate_backfill(only_unfilled=True),) if only_unfilled else ()),
-        "UPDATE covariate_experiments SET filled = true WHERE filled = false",
     )
 
 
@@ -342,6 +341,8 @@ def covariate_statements(d: Dialect) -> tuple[str, ...]:
     registered = "IN (SELECT experiment_id FROM covariate_experiments)"
     return (
         *covariate_fill(d, "eh", "ah", only_unfilled=True),
+        covariate_backfill(only_unfilled=True),
+        _COVARIATES_FILLED,
         f"""INSERT INTO fold_prior (experiment_id, user_id, variant_id, event_type, ts, v, assigned)
         SELECT p.experiment_id, p.user_id, a.variant_id, p.event_type, p.timestamp, p.value, 1
         FROM {d.by_key("user_assignments", "a")} {d.prior_events_of("a", "p")}
@@ -493,6 +494,7 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         "DELETE FROM user_pre_totals",
         "DELETE FROM variant_covariate_totals",
         *covariate_fill(d, "et", "at", only_unfilled=False),
+        _COVARIATES_FILLED,
         f"""INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
         SELECT e.experiment_id, e.user_id, e.event_type, COUNT(*), SUM(COALESCE(e.value, 0.0)) {pairs}
         GROUP BY e.experiment_id, e.user_id, e.event_type""",
