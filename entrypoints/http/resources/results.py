@@ -496,26 +496,17 @@ class ResultsController(Controller):
         read runs past `RESULTS_TIMEOUT_SECONDS`, the answer is a 503 with `Retry-After`; a
         client that disconnects cancels its read."""
         overrides = AnalysisOverrides(method, sequential_tuning_users, prior_mean, prior_sd, correction, cuped)
-        errors: list[FieldError] = []
-        start = _moment(start_date, "start_date", errors)
-        end = _moment(end_date, "end_date", errors)
-        if errors:  # the settings' own faults too, so that one answer names them all
-            raise ValidationFailed(errors + overrides.errors())
-        try:
-            computed = await while_connected(
-                request.receive,
-                compute_results(
-                    experiment_id,
-                    start=start,
-                    end=end,
-                    event_type=event_type,
-                    variant_id=variant_id,
-                    primary_event_type=primary_event_type,
-                    overrides=overrides,
-                ),
-            )
-        except ValidationFailed as exc:
-            raise exc.renamed(RANGE) from None
+        computed = await read_results(
+            request,
+            compute_results,
+            experiment_id,
+            start_date=start_date,
+            end_date=end_date,
+            event_type=event_type,
+            variant_id=variant_id,
+            primary_event_type=primary_event_type,
+            overrides=overrides,
+        )
         return ResultsOut.of(computed)
 
     @get(
@@ -535,6 +526,43 @@ class ResultsController(Controller):
         with `Retry-After`, as for experiment results."""
         computed = await while_connected(request.receive, layers.holdout_results(holdout_id, event_type))
         return HoldoutResultsOut.of(computed)
+
+async def read_results(
+    request: Request,
+    compute_results: ComputeResults,
+    experiment_id: str,
+    *,
+    start_date: str | None,
+    end_date: str | None,
+    event_type: str | None = None,
+    variant_id: str | None = None,
+    primary_event_type: str | None = None,
+    overrides: AnalysisOverrides,
+) -> ExperimentResults:
+    """Results as the query asks for them, for the API and the pages alike: the range read
+    from its ISO 8601 text, every fault named by its query parameter in one 422, the read
+    cancelled when the client goes away."""
+    errors: list[FieldError] = []
+    start = _moment(start_date, "start_date", errors)
+    end = _moment(end_date, "end_date", errors)
+    if errors:  # the settings' own faults too, so that one answer names them all
+        raise ValidationFailed(errors + overrides.errors())
+    try:
+        return await while_connected(
+            request.receive,
+            compute_results(
+                experiment_id,
+                start=start,
+                end=end,
+                event_type=event_type,
+                variant_id=variant_id,
+                primary_event_type=primary_event_type,
+                overrides=overrides,
+            ),
+        )
+    except ValidationFailed as exc:
+        raise exc.renamed(RANGE) from None
+
 
 RANGE = {"start": "start_date", "end": "end_date"}
 """The core's names of the range, as the query names them."""

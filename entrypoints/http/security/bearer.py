@@ -124,20 +124,24 @@ class BearerAuth:
         raw ASGI header list, once. An API_TOKENS token or a cached key costs a digest, the
         comparisons and a dict lookup, with no await."""
         scope = request.scope
-        header = authorization(scope["headers"])
+        # Litestar's own OPTIONS answer declares no scope: it tells the methods a path allows,
+        # to any valid credential.
+        needed = scope["route_handler"].opt.get("scope")
+        scope["state"][PRINCIPAL] = await self.authenticate(authorization(scope["headers"]), needed, request)
+
+    async def authenticate(self, header: bytes | None, needed: str | None, request: Request) -> Principal:
+        """The principal of an Authorization value (``Bearer <token>``), allowed the ``needed``
+        scope and counted by the rate limits; a 401 or a 403 otherwise. The pages call it too,
+        with the key their session holds."""
         principal = self.resolve(header)
         if isinstance(principal, bytes):
             principal = await self._keys.look_up(principal)
         if principal is None:
             raise _unauthorized()
-        # Litestar's own OPTIONS answer declares no scope: it tells the methods a path allows,
-        # to any valid credential.
-        needed = scope["route_handler"].opt.get("scope")
         if needed is not None and not principal.allows(needed):
             raise PermissionDeniedException(
                 detail=f"this credential lacks the {needed!r} scope this route needs"
             )
-        scope["state"][PRINCIPAL] = principal
         # Unlimited requests (API_TOKENS, by default) pay for this test alone.
         if self._limits is not None:
             if principal.identity:
@@ -145,6 +149,7 @@ class BearerAuth:
             elif self._limit_api_tokens and header is not None:
                 token = header.partition(b" ")[2].strip()
                 await self._limits.check(f"token:{digest_of(token).hex()}", request)
+        return principal
 
 
 def actor(request: Request) -> str:
