@@ -28,6 +28,7 @@ from application.results import ComputeResults, ResultsSlots
 from application.tracking import RecordEvents
 from domain.results import ResultCalculator
 from entrypoints.config.settings import ConfigurationError, Settings
+from entrypoints.ui.session import Sealer, session_key
 from entrypoints.telemetry.metrics import CountingAssignments, CountingCache, breaker_changed
 
 
@@ -100,6 +101,12 @@ def build_cache(settings: Settings) -> Cache:
     )
 
 
+def build_sealer(settings: Settings) -> Sealer:
+    """The pages' session seals: every instance with the same settings opens the others'."""
+    key = session_key(settings.ui_session_secret, settings.api_tokens)
+    return Sealer(key, timedelta(hours=settings.ui_session_hours))
+
+
 class Container(containers.DeclarativeContainer):
     """Singletons throughout: adapters hold pools, and use cases hold nothing but their ports,
     so one of each serves every request without a per-request construction cost."""
@@ -110,6 +117,7 @@ class Container(containers.DeclarativeContainer):
     store = providers.Singleton(build_store, settings, clock.provided.now)
     cache = providers.Singleton(build_cache, settings)
     rate_limiter = providers.Singleton(build_rate_limiter, settings)
+    ui_sealer = providers.Singleton(build_sealer, settings)
     ids = providers.Singleton(TimeOrderedIds)
     calculator = providers.Singleton(ResultCalculator)
 

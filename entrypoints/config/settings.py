@@ -52,6 +52,8 @@ class Settings:
     results_queue_seconds: float = 0.5
     results_timeout_seconds: float = 5.0
     fold_interval_seconds: float | None = None  # None: the database's own default
+    ui_session_secret: str | None = field(default=None, repr=False)  # None: derived from API_TOKENS
+    ui_session_hours: int = 12
     # Route class -> its rate, or None when that class is not limited (``off``).
     rate_limits: Mapping[str, Rate | None] = field(
         default_factory=lambda: {c: rate for c, (_, rate) in RATE_LIMIT_DEFAULTS.items()}
@@ -97,6 +99,8 @@ class Settings:
             results_queue_seconds=_seconds(env, "RESULTS_QUEUE_SECONDS", 0.5, allow_zero=True),
             results_timeout_seconds=_seconds(env, "RESULTS_TIMEOUT_SECONDS", 5.0),
             fold_interval_seconds=_seconds(env, "FOLD_INTERVAL_SECONDS", None),
+            ui_session_secret=env.get("UI_SESSION_SECRET") or None,
+            ui_session_hours=_int(env, "UI_SESSION_HOURS", 12),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         )

@@ -28,6 +28,7 @@ from entrypoints.http.security.rate_limits import RequestLimits
 from entrypoints.server.edge import PathCheck
 from entrypoints.telemetry import metrics
 from entrypoints.telemetry.logs import RequestLog
+from entrypoints.ui.pages import PAGE_CONTROLLERS, pages_router
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
@@ -67,7 +68,13 @@ class ServicePlugin(InitPluginProtocol):
             Router(path="/", route_handlers=guarded, before_request=auth.before_request, security=[{"bearer": []}])
         )
         app_config.route_handlers.extend(
-            [*public, _metrics_route(container, auth, self.requests), api, docs_assets_router()]
+            [
+                *public,
+                _metrics_route(container, auth, self.requests),
+                api,
+                docs_assets_router(),
+                pages_router(auth, container.ui_sealer(), container.clock()),
+            ]
         )
         app_config.dependencies.update(self._dependencies())
 
@@ -89,7 +96,8 @@ class ServicePlugin(InitPluginProtocol):
         """Each use case a handler names (``create_key: NamedDependency[CreateKey]``), from the
         container's provider of that name, and the acting principal's name as ``actor``."""
         providers = self._container.providers
-        named = {name for handler in _handlers(self._resources) for name in _parameters(handler)}
+        handlers = _handlers((*self._resources, *PAGE_CONTROLLERS))
+        named = {name for handler in handlers for name in _parameters(handler)}
         dependencies = {
             name: Provide(_call(providers[name]), sync_to_thread=False, use_cache=True)
             for name in sorted(named & providers.keys())

@@ -370,6 +370,11 @@ def test_the_health_check_passes_on_a_running_server_and_fails_without_one(
             assert server.process.poll() is None, server.output()
             assert time.monotonic() < deadline, "the health check never passed"
             time.sleep(0.2)
+        # The results pages' templates and files are in the installed package too.
+        form = httpx.get(f"{server.base_url}/ui/sign-in", timeout=10)
+        assert form.status_code == 200 and 'name="api_key"' in form.text
+        for asset in re.findall(r'href="(/ui/assets/[^"]+)"', form.text):
+            assert httpx.get(f"{server.base_url}{asset}", timeout=10).status_code == 200, asset
     finally:
         server.stop()
     assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0

@@ -1,0 +1,485 @@
+"""What the pages show, built from results: rows, intervals on a shared axis, warnings, CSV.
+
+Pure functions of the domain's results, so that what a page says is tested without a browser,
+and the page, its CSV and the API read the same figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from domain.analysis import Method
+from domain.experiment import Experiment
+from domain.metrics import Direction, MetricKind, Role
+from domain.results import Comparison, ExperimentResults, VariantResult
+from domain.scorecard import Guard, MetricCard, Verdict
+from domain.stats import ALPHA, Interval
+
+MIN_USERS_TO_CALL = 100
+MIN_CONVERSIONS_TO_CALL = 10
+"""Below these in any variant the page says it is too early to call (docs/ui.md): the normal
+approximation behind the intervals is poor, and a lift read off so few users swings widely."""
+
+AXIS_WIDTH = 200.0  # SVG units of an interval's row; the height is fixed by the stylesheet
+_AXIS_PAD = 0.08
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """The range of lifts every row of one table is drawn on, with 0 always inside it."""
+
+    lower: float
+    upper: float
+
+    def x(self, value: float) -> float:
+        return round((value - self.lower) / (self.upper - self.lower) * AXIS_WIDTH, 2)
+
+    @property
+    def zero(self) -> float:
+        return self.x(0.0)
+
+    def ticks(self, points: bool) -> list[tuple[float, str]]:
+        """About four round values inside the axis, with short labels."""
+        step = _round_step((self.upper - self.lower) / 5)
+        first = math.ceil(self.lower / step)
+        values = [k * step for k in range(first, math.floor(self.upper / step) + 1)]
+        return [(self.x(v), _tick(v, points)) for v in values]
+
+
+def axis_for(intervals: Iterable[Interval | None]) -> Axis:
+    ends = [end for i in intervals if i is not None for end in (i.lower, i.upper)]
+    lower, upper = min([0.0, *ends]), max([0.0, *ends])
+    if upper - lower <= 0:
+        lower, upper = -0.01, 0.01
+    pad = (upper - lower) * _AXIS_PAD
+    return Axis(lower - pad, upper + pad)
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One interval in SVG units on its table's axis; ``tone`` says whether it lies wholly on
+    the desired side of 0 (good), wholly on the other (bad), or across it (neutral)."""
+
+    lower: float
+    upper: float
+    estimate: float | None
+    zero: float
+    tone: str
+    label: str
+
+
+def bar(
+    axis: Axis, interval: Interval | None, estimate: float | None, direction: Direction, what: str, points: bool
+) -> Bar | None:
+    """``points``: the interval is of a difference of rates, labelled in percentage points."""
+    if interval is None:
+        return None
+    better_up = direction is Direction.INCREASE
+    if interval.lower > 0:
+        tone = "good" if better_up else "bad"
+    elif interval.upper < 0:
+        tone = "bad" if better_up else "good"
+    else:
+        tone = "neutral"
+    label = (
+        f"{what}: {_signed(estimate, points) if estimate is not None else 'undefined'}, "
+        f"interval {_signed(interval.lower, points)} to {_signed(interval.upper, points)}"
+    )
+    return Bar(
+        axis.x(interval.lower),
+        axis.x(interval.upper),
+        None if estimate is None else axis.x(estimate),
+        axis.zero,
+        tone,
+        label,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRow:
+    variant_id: str
+    name: str
+    is_control: bool
+    users: int
+    conversions: int
+    rate: float | None
+    value_per_user: float | None
+    absolute_lift: float | None = None
+    relative_lift: float | None = None
+    p_value: float | None = None
+    p_value_adjusted: float | None = None
+    interval: Interval | None = None
+    chance_to_beat: float | None = None
+    bar: Bar | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:
+    kind: str  # srm, guardrail, early, setup: a class for the stylesheet and the tests
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    variant_id: str
+    name: str
+    estimate: float | None
+    absolute_lift: float | None
+    relative_lift: float | None
+    p_value: float | None
+    outcome: str
+    guardrail: str | None
+    bar: Bar | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTable:
+    name: str
+    role: str
+    kind: str
+    event_type: str
+    direction: str
+    capped_at: float | None
+    control: str
+    control_estimate: float | None
+    rows: list[MetricRow]
+    axis: Axis
+    points: bool  # a conversion: rates shown as percentages, differences in points
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    name: str
+    verdict: str
+    words: str
+    reasons: list[str]
+
+
+@dataclass
+class ResultsView:
+    method: str
+    interval_name: str
+    level: float
+    rows: list[VariantRow]
+    axis: Axis
+    warnings: list[Warning]
+    metrics: list[MetricTable] = field(default_factory=list)
+    decisions: list[DecisionRow] = field(default_factory=list)
+
+    @property
+    def ticks(self) -> list[tuple[float, str]]:
+        return self.axis.ticks(points=True)
+
+
+VERDICT_WORDS = {
+    Verdict.SHIP: "Ship",
+    Verdict.KEEP_RUNNING: "Keep running",
+    Verdict.ROLL_BACK: "Roll back",
+    Verdict.UNHEALTHY: "Unhealthy",
+}
+
+INTERVAL_NAMES = {
+    Method.FIXED: "confidence interval (fixed horizon, read once)",
+    Method.SEQUENTIAL: "confidence sequence (valid at every look)",
+    Method.BAYESIAN: "credible interval (flat or the analysis's prior)",
+}
+
+
+def results_view(results: ExperimentResults) -> ResultsView:
+    method = results.analysis.method
+    by_variant = {c.variant_id: c for c in results.comparisons}
+    shown = [_shown(by_variant.get(v.variant.id), method) for v in results.variants]
+    axis = axis_for(interval for _, interval, _ in shown)
+    direction = _primary_direction(results)
+    rows = []
+    for variant, (comparison, interval, chance) in zip(results.variants, shown, strict=True):
+        row = _row(variant, comparison)
+        if comparison is not None:
+            lift = row.absolute_lift
+            row = _with(row, interval=interval, chance_to_beat=chance,
+                        bar=bar(axis, interval, lift, direction, variant.variant.name, points=True))
+        rows.append(row)
+    view = ResultsView(
+        method=method.value,
+        interval_name=INTERVAL_NAMES[method],
+        level=1.0 - ALPHA,
+        rows=rows,
+        axis=axis,
+        warnings=warnings(results),
+    )
+    if results.scorecard is not None:
+        view.metrics = [_metric_table(card, results, method) for card in results.scorecard.metrics]
+        names = {v.variant.id: v.variant.name for v in results.variants}
+        view.decisions = [
+            DecisionRow(names.get(d.variant_id, d.variant_id), d.verdict.value, VERDICT_WORDS[d.verdict], list(d.reasons))
+            for d in results.scorecard.decisions
+        ]
+    return view
+
+
+def _shown(comparison: Comparison | None, method: Method) -> tuple[Comparison | None, Interval | None, float | None]:
+    """The interval the page draws for a comparison, by the method that reads the results."""
+    if comparison is None:
+        return None, None, None
+    if method is Method.SEQUENTIAL and comparison.sequential is not None:
+        return comparison, comparison.sequential.conversion.interval, None
+    if method is Method.BAYESIAN and comparison.bayesian is not None:
+        posterior = comparison.bayesian.conversion
+        return comparison, posterior.absolute.interval, posterior.chance_to_beat_control
+    return comparison, comparison.conversion.interval, None
+
+
+def _row(variant: VariantResult, comparison: Comparison | None) -> VariantRow:
+    row = VariantRow(
+        variant_id=variant.variant.id,
+        name=variant.variant.name,
+        is_control=variant.variant.is_control,
+        users=variant.users,
+        conversions=variant.primary_unique_users,
+        rate=variant.primary_conversion_rate,
+        value_per_user=variant.value_per_user,
+    )
+    if comparison is None:
+        return row
+    test = comparison.conversion
+    return _with(
+        row,
+        absolute_lift=test.absolute_lift,
+        relative_lift=test.relative_lift,
+        p_value=test.p_value,
+        p_value_adjusted=comparison.p_value_adjusted,
+    )
+
+
+def _with(row: VariantRow, **changes: Any) -> VariantRow:
+    return replace(row, **changes)
+
+
+def _primary_direction(results: ExperimentResults) -> Direction:
+    """The desired direction of the primary event: a declared metric on it says; else up."""
+    primary = results.query.primary_event_type
+    for metric in results.analysis.metrics:
+        if metric.event_type == primary and metric.role is Role.PRIMARY:
+            return metric.direction
+    return Direction.INCREASE
+
+
+def warnings(results: ExperimentResults) -> list[Warning]:
+    """What a reader must know before reading the lifts, in plain words (docs/ui.md)."""
+    found: list[Warning] = []
+    if results.srm.mismatch or results.srm_sequential.mismatch:
+        p = results.srm.p_value if results.srm.mismatch else results.srm_sequential.p_value
+        found.append(Warning(
+            "srm",
+            "Sample ratio mismatch: the users per variant do not match the configured split"
+            f"{'' if p is None else f' (p = {_p(p)})'}. Something is losing or misrouting users "
+            "(assignment, a redirect, a bot filter); do not trust these results until it is explained.",
+        ))
+    if results.scorecard is not None:
+        names = {v.variant.id: v.variant.name for v in results.variants}
+        for card in results.scorecard.metrics:
+            for comparison in card.comparisons:
+                if comparison.guardrail is Guard.BREACHED:
+                    found.append(Warning(
+                        "guardrail",
+                        f"Guardrail breached: {names.get(comparison.variant_id, comparison.variant_id)} "
+                        f"harms {card.metric.name} by more than the {_percent(card.metric.tolerance or 0)} "
+                        "tolerated.",
+                    ))
+    if results.query.primary_event_type is None:
+        found.append(Warning("setup", "No primary event type is set, so no conversion is compared."))
+    else:
+        thin = [
+            v for v in results.variants
+            if v.users < MIN_USERS_TO_CALL or v.primary_unique_users < MIN_CONVERSIONS_TO_CALL
+        ]
+        if thin:
+            who = ", ".join(f"{v.variant.name} ({v.users} users, {v.primary_unique_users} conversions)" for v in thin)
+            found.append(Warning(
+                "early",
+                f"Too early to call: {who}. Wait for at least {MIN_USERS_TO_CALL} users and "
+                f"{MIN_CONVERSIONS_TO_CALL} conversions in every variant before reading the lift.",
+            ))
+    return found
+
+
+def _metric_table(card: MetricCard, results: ExperimentResults, method: Method) -> MetricTable:
+    names = {v.variant.id: v.variant.name for v in results.variants}
+    control = next(v for v in results.variants if v.variant.is_control)
+    values = {v.variant_id: v for v in card.values}
+    intervals = []
+    for comparison in card.comparisons:
+        if method is Method.SEQUENTIAL and comparison.sequential is not None:
+            intervals.append(comparison.sequential.interval)
+        elif method is Method.BAYESIAN and comparison.bayesian is not None:
+            intervals.append(comparison.bayesian.absolute.interval)
+        else:
+            intervals.append(comparison.test.interval)
+    points = card.metric.kind is MetricKind.CONVERSION
+    axis = axis_for(intervals)
+    rows = []
+    for comparison, interval in zip(card.comparisons, intervals, strict=True):
+        name = names.get(comparison.variant_id, comparison.variant_id)
+        value = values.get(comparison.variant_id)
+        rows.append(MetricRow(
+            variant_id=comparison.variant_id,
+            name=name,
+            estimate=None if value is None else value.estimate,
+            absolute_lift=comparison.test.absolute_lift,
+            relative_lift=comparison.test.relative_lift,
+            p_value=comparison.p_value_adjusted if comparison.p_value_adjusted is not None else comparison.test.p_value,
+            outcome=comparison.outcome.value if comparison.outcome is not None else "undefined",
+            guardrail=None if comparison.guardrail is None else comparison.guardrail.value,
+            bar=bar(axis, interval, comparison.test.absolute_lift, card.metric.direction, name, points),
+        ))
+    control_value = values.get(control.variant.id)
+    return MetricTable(
+        name=card.metric.name,
+        role=card.metric.role.value,
+        kind=card.metric.kind.value,
+        event_type=card.metric.event_type,
+        direction=card.metric.direction.value,
+        capped_at=card.capped_at,
+        control=control.variant.name,
+        control_estimate=None if control_value is None else control_value.estimate,
+        rows=rows,
+        axis=axis,
+        points=points,
+    )
+
+
+HEALTH_WORDS = {
+    "ok": "Healthy",
+    "srm": "Sample ratio mismatch",
+    "guardrail": "Guardrail breached",
+    "early": "Too early to call",
+    "setup": "No primary event",
+    "busy": "Busy: reload to read it",
+    "none": "Not started",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Lift:
+    name: str
+    value: float | None  # the relative lift of the primary conversion
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    id: str
+    name: str
+    status: str
+    started: str | None
+    users: int | None
+    lifts: list[Lift]
+    health: str
+
+    @property
+    def health_words(self) -> str:
+        return HEALTH_WORDS[self.health]
+
+
+def list_row(experiment: Experiment, results: ExperimentResults | None, busy: bool = False) -> ListRow:
+    """An experiment's line in the list: its health is the gravest of its warnings."""
+    started = None if experiment.started_at is None else experiment.started_at.strftime("%Y-%m-%d")
+    if results is None:
+        health = "busy" if busy else "none"
+        return ListRow(experiment.id, experiment.name, experiment.status.value, started, None, [], health)
+    names = {v.variant.id: v.variant.name for v in results.variants}
+    lifts = [Lift(names[c.variant_id], c.conversion.relative_lift) for c in results.comparisons]
+    kinds = {w.kind for w in warnings(results)}
+    health = next((k for k in ("srm", "guardrail", "setup", "early") if k in kinds), "ok")
+    return ListRow(
+        experiment.id, experiment.name, experiment.status.value, started, results.total_users, lifts, health
+    )
+
+
+CSV_COLUMNS = (
+    "variant_id", "variant_name", "is_control", "users", "conversions", "conversion_rate",
+    "value_per_user", "absolute_lift", "relative_lift", "p_value", "p_value_adjusted",
+    "interval_lower", "interval_upper", "chance_to_beat_control",
+)
+
+
+def results_csv(view: ResultsView) -> str:
+    """The variant table as shown, one row per variant; full precision, empty for undefined."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in view.rows:
+        writer.writerow([
+            row.variant_id, row.name, "true" if row.is_control else "false", row.users, row.conversions,
+            *(_cell(v) for v in (
+                row.rate, row.value_per_user, row.absolute_lift, row.relative_lift, row.p_value,
+                row.p_value_adjusted,
+                None if row.interval is None else row.interval.lower,
+                None if row.interval is None else row.interval.upper,
+                row.chance_to_beat,
+            )),
+        ])
+    return out.getvalue()
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+# Formatting, for the templates.
+
+def percent(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def signed_percent(value: float | None) -> str:
+    """A relative lift."""
+    if value is None:
+        return "—"
+    text = f"{abs(value) * 100:.2f}%"
+    return ("−" if value < 0 else "+") + text if value != 0 else text
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def p_value(value: float | None) -> str:
+    return "—" if value is None else _p(value)
+
+
+def _p(value: float) -> str:
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:g}%"
+
+
+def signed_points(value: float | None) -> str:
+    """A difference of two rates, in percentage points."""
+    return "—" if value is None else _signed(value, True)
+
+
+def _signed(value: float, points: bool) -> str:
+    """``points``: a difference of rates, in percentage points; else a plain number."""
+    text = f"{abs(value) * 100:.2f} pp" if points else f"{abs(value):.4g}"
+    return ("−" if value < 0 else "+") + text if value != 0 else text
+
+
+def _tick(value: float, points: bool) -> str:
+    if value == 0:
+        return "0"
+    return ("−" if value < 0 else "+") + (f"{abs(value) * 100:.3g} pp" if points else f"{abs(value):.3g}")
+
+
+def _round_step(raw: float) -> float:
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for multiple in (1, 2, 2.5, 5, 10):
+        if raw <= multiple * magnitude:
+            return multiple * magnitude
+    return 10 * magnitude

@@ -1,0 +1,269 @@
+"""The results pages over HTTP, in-process: sign-in and its refusals, the session cookie, CSRF,
+the admin's actions and their audit, error pages, headers, downloads, and a scorecard's page
+(tests/integration/test_ui_browser.py drives the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from litestar.testing import TestClient
+
+from tests.e2e.helpers import assign, event, results
+from tests.e2e.test_scorecards import METRICS, scenario
+from tests.factories import create_experiment
+from tests.fakes import FakeClock
+
+IDS = "pages"
+NO_BEARER = {"Authorization": ""}
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+def new_key(client: TestClient, *scopes: str, name: str | None = None) -> str:
+    answer = client.post("/keys", json={"name": name or f"{'+'.join(scopes)} person", "scopes": list(scopes)})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["key"]
+
+
+def sign_in(client: TestClient, key: str) -> TestClient:
+    client.cookies.clear()
+    form = client.get("/ui/sign-in", headers=NO_BEARER)
+    assert form.status_code == 200
+    answer = client.post(
+        "/ui/sign-in", data={"csrf": csrf_of(form.text), "api_key": key}, headers=NO_BEARER, follow_redirects=False
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/experiments", answer.text
+    return client
+
+
+def page(client: TestClient, path: str, **params: str):
+    return client.get(path, params=params, headers=NO_BEARER, follow_redirects=False)
+
+
+def with_data(client: TestClient, users: int = 400) -> dict:
+    experiment = create_experiment(client, "pages", [("control", 50), ("green", 50)], primary="buy")
+    batch = []
+    for i in range(users):
+        variant = assign(client, experiment["id"], f"u{i}").json()["variant_name"]
+        if i % 5 == 0 or (variant == "green" and i % 3 == 0):
+            batch.append(event(experiment["id"], f"u{i}", "buy", value=10))
+    assert client.post("/events", json={"events": batch}).status_code == 202
+    return experiment
+
+
+def test_without_a_session_every_page_sends_to_the_form(client: TestClient) -> None:
+    for path in ("/ui/", "/ui/experiments", "/ui/experiments/x", "/ui/experiments/x/results.csv"):
+        answer = page(client, path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] in ("/ui/sign-in", "/ui/experiments")
+    assert page(client, "/ui/experiments/x/status").status_code in (303, 405)
+
+
+def test_a_read_key_signs_in_into_an_http_only_cookie_that_holds_no_readable_key(client: TestClient) -> None:
+    key = new_key(client, "read")
+    form = page(client, "/ui/sign-in")
+    answer = client.post(
+        "/ui/sign-in", data={"csrf": csrf_of(form.text), "api_key": key}, headers=NO_BEARER, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("experiments_session="))
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+    assert {"httponly", "path", "samesite", "max-age"} <= attributes
+    assert "Path=/ui" in cookie and "samesite=lax" in cookie.lower()
+    assert key not in cookie and key not in answer.text
+    listing = page(client, "/ui/experiments")
+    assert listing.status_code == 200 and "Signed in as <strong>read person</strong>" in listing.text
+    assert key not in listing.text
+    # The session is for the pages only: the bearer API still wants its header.
+    assert client.get("/experiments", headers=NO_BEARER).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("scopes", "status", "words"),
+    [((), 401, "not valid"), (("ingest",), 403, "lacks the read scope"), (("assign",), 403, "lacks the read scope")],
+)
+def test_a_key_that_may_not_read_is_refused_with_the_reason(
+    client: TestClient, scopes: tuple[str, ...], status: int, words: str
+) -> None:
+    key = new_key(client, *scopes) if scopes else "no-such-key"
+    form = page(client, "/ui/sign-in")
+    answer = client.post("/ui/sign-in", data={"csrf": csrf_of(form.text), "api_key": key}, headers=NO_BEARER)
+    assert answer.status_code == status and words in answer.text
+    assert key not in answer.text
+    assert page(client, "/ui/experiments").status_code == 303
+
+
+def test_sign_in_without_the_forms_token_is_refused(client: TestClient) -> None:
+    key = new_key(client, "read")
+    page(client, "/ui/sign-in")  # the sign-in cookie is set, but the token is not sent back
+    for data in ({"api_key": key}, {"api_key": key, "csrf": "guess"}):
+        answer = client.post("/ui/sign-in", data=data, headers=NO_BEARER)
+        assert answer.status_code == 403 and "out of date" in answer.text
+    client.cookies.clear()
+    form = client.get("/ui/sign-in", headers=NO_BEARER)
+    token = csrf_of(form.text)
+    client.cookies.clear()  # a token with no cookie of this service's making
+    assert client.post("/ui/sign-in", data={"api_key": key, "csrf": token}, headers=NO_BEARER).status_code == 403
+
+
+def test_a_changed_cookie_or_a_revoked_key_ends_the_session(
+    make_client: Callable[..., TestClient], database_url: str, fake_clock: FakeClock
+) -> None:
+    client = make_client(database_url, fake_clock, key_cache_ttl_seconds=0)
+    key = new_key(client, "read")
+    sign_in(client, key)
+    session = client.cookies["experiments_session"]
+    client.cookies.set("experiments_session", session[:-3] + ("AAA" if not session.endswith("AAA") else "BBB"), path="/ui")
+    assert page(client, "/ui/experiments").status_code == 303
+    sign_in(client, key)
+    assert page(client, "/ui/experiments").status_code == 200
+    key_id = client.get("/keys").json()["items"][0]["id"]
+    assert client.delete(f"/keys/{key_id}").status_code in (200, 204)
+    assert page(client, "/ui/experiments").headers["location"] == "/ui/sign-in"
+
+
+def test_a_session_lasts_as_configured(
+    make_client: Callable[..., TestClient], database_url: str, fake_clock: FakeClock
+) -> None:
+    client = make_client(database_url, fake_clock, ui_session_hours=1)
+    sign_in(client, new_key(client, "read"))
+    fake_clock.advance(minutes=59)
+    assert page(client, "/ui/experiments").status_code == 200
+    fake_clock.advance(minutes=1)
+    assert page(client, "/ui/experiments").status_code == 303
+
+
+def test_pages_carry_a_strict_policy_and_are_not_cached(client: TestClient) -> None:
+    sign_in(client, new_key(client, "read"))
+    for path in ("/ui/experiments", "/ui/sign-in"):
+        headers = page(client, path).headers
+        assert "default-src 'none'" in headers["content-security-policy"]
+        assert "script-src" not in headers["content-security-policy"]  # no script at all
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["cache-control"] == "no-store"
+        assert headers["content-type"].startswith("text/html")
+    stylesheet = re.search(r'href="(/ui/assets/[0-9a-f]+/ui\.css)"', page(client, "/ui/experiments").text)
+    assert stylesheet is not None
+    asset = page(client, stylesheet.group(1))
+    assert asset.status_code == 200 and asset.headers["content-type"].startswith("text/css")
+    assert "immutable" in asset.headers["cache-control"]
+
+
+def test_errors_are_pages_that_name_the_problem(client: TestClient) -> None:
+    sign_in(client, new_key(client, "read"))
+    experiment = with_data(client, users=20)
+    missing = page(client, "/ui/experiments/nope")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    bad = page(client, f"/ui/experiments/{experiment['id']}", method="maybe", start_date="yesterday")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert "<code>method</code>" in bad.text and "<code>start_date</code>" in bad.text
+    # An empty field of the filter form is no filter.
+    assert page(client, f"/ui/experiments/{experiment['id']}", start_date="", end_date="", method="").status_code == 200
+
+
+def test_a_read_key_cannot_change_an_experiment_even_with_the_token(client: TestClient) -> None:
+    experiment = with_data(client, users=20)
+    sign_in(client, new_key(client, "read"))
+    shown = page(client, f"/ui/experiments/{experiment['id']}")
+    assert 'id="actions"' not in shown.text
+    answer = client.post(
+        f"/ui/experiments/{experiment['id']}/status",
+        data={"csrf": csrf_of(shown.text), "status": "stopped", "confirm": "yes"},
+        headers=NO_BEARER,
+    )
+    assert answer.status_code == 403 and "admin" in answer.text
+    assert client.get(f"/experiments/{experiment['id']}").json()["status"] == "running"
+
+
+def test_an_admin_confirms_then_the_change_is_made_and_audited_by_the_keys_name(client: TestClient) -> None:
+    experiment = with_data(client, users=20)
+    sign_in(client, new_key(client, "admin", name="Ada"))
+    shown = page(client, f"/ui/experiments/{experiment['id']}")
+    assert 'data-action="paused"' in shown.text and 'data-action="stopped"' in shown.text
+    token = csrf_of(shown.text)
+    url = f"/ui/experiments/{experiment['id']}/status"
+    # Without the session's token: refused, nothing changed.
+    assert client.post(url, data={"status": "paused", "confirm": "yes"}, headers=NO_BEARER).status_code == 403
+    asked = client.post(url, data={"csrf": token, "status": "stopped"}, headers=NO_BEARER)
+    assert asked.status_code == 200 and "cannot be undone" in asked.text
+    assert client.get(f"/experiments/{experiment['id']}").json()["status"] == "running"
+    green = next(v for v in experiment["variants"] if v["name"] == "green")
+    done = client.post(
+        url,
+        data={"csrf": token, "status": "stopped", "confirm": "yes", "winner_variant_id": green["id"]},
+        headers=NO_BEARER,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == f"/ui/experiments/{experiment['id']}"
+    stopped = client.get(f"/experiments/{experiment['id']}").json()
+    assert (stopped["status"], stopped["winner_variant_id"]) == ("stopped", green["id"])
+    (entry,) = client.get("/audit", params={"target_id": experiment["id"], "action": "experiment.changed"}).json()["items"]
+    assert entry["actor"] == "Ada"
+    assert entry["details"]["status"] == {"from": "running", "to": "stopped"}
+    # A move the lifecycle forbids is a 409 page naming the state.
+    refused = client.post(url, data={"csrf": token, "status": "paused", "confirm": "yes"}, headers=NO_BEARER)
+    assert refused.status_code == 409 and "stopped" in refused.text
+    assert client.post(url, data={"csrf": token, "status": "archived"}, headers=NO_BEARER).status_code == 422
+
+
+def test_signing_out_needs_the_token_and_ends_the_session(client: TestClient) -> None:
+    sign_in(client, new_key(client, "read"))
+    assert client.post("/ui/sign-out", headers=NO_BEARER, data={}).status_code == 403
+    token = csrf_of(page(client, "/ui/experiments").text)
+    out = client.post("/ui/sign-out", data={"csrf": token}, headers=NO_BEARER, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/ui/sign-in"
+    assert page(client, "/ui/experiments").status_code == 303
+
+
+def test_the_json_download_is_the_apis_answer_and_the_csv_its_table(client: TestClient) -> None:
+    experiment = with_data(client)
+    sign_in(client, new_key(client, "read"))
+    for method in ("fixed", "sequential", "bayesian"):
+        downloaded = page(client, f"/ui/experiments/{experiment['id']}/results.json", method=method)
+        assert downloaded.headers["content-disposition"] == 'attachment; filename="pages-results.json"'
+        assert downloaded.json() == results(client, experiment["id"], method=method)
+    table = page(client, f"/ui/experiments/{experiment['id']}/results.csv", start_date="2026-11-28")
+    assert table.headers["content-type"].startswith("text/csv")
+    api = results(client, experiment["id"], start_date="2026-11-28")
+    lines = table.text.strip().split("\r\n")
+    assert len(lines) == 3
+    for line, variant in zip(lines[1:], api["variants"], strict=True):
+        cells = line.split(",")
+        assert cells[0] == variant["variant_id"] and int(cells[3]) == variant["users"]
+        assert float(cells[5]) == variant["primary_conversion_rate"]
+
+
+def test_the_page_says_too_early_with_few_users(client: TestClient) -> None:
+    experiment = with_data(client, users=30)
+    sign_in(client, new_key(client, "read"))
+    shown = page(client, f"/ui/experiments/{experiment['id']}")
+    assert 'data-kind="early"' in shown.text and "Too early to call" in shown.text
+    listing = page(client, "/ui/experiments")
+    assert "health-early" in listing.text
+
+
+def test_a_scorecard_page_shows_every_metric_the_decision_and_a_breached_guardrail(store_client: TestClient) -> None:
+    metrics = [*METRICS[:-1], {**METRICS[-1], "tolerance": 0.01}]
+    experiment, _ = scenario(store_client, {"metrics": metrics})
+    api = results(store_client, experiment["id"])
+    sign_in(store_client, new_key(store_client, "read"))
+    shown = page(store_client, f"/ui/experiments/{experiment['id']}")
+    assert shown.status_code == 200
+    assert shown.text.count('<table class="metric"') == len(metrics)
+    breached = [
+        (c["variant_id"], m["metric"]["name"])
+        for m in api["scorecard"]["metrics"]
+        for c in m["comparisons"]
+        if c.get("guardrail") == "breached"
+    ]
+    assert breached, "the scenario's treatments fail more often than the 1% tolerated"
+    assert shown.text.count('data-kind="guardrail"') == len(breached)
+    verdicts = re.findall(r'<li data-verdict="([a-z_]+)">', shown.text)
+    assert verdicts == [d["decision"] for d in api["scorecard"]["decisions"]]
+    assert "health-guardrail" in page(store_client, "/ui/experiments").text

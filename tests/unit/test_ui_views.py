@@ -1,0 +1,124 @@
+"""What the results pages show, from results the calculator made of hand-made totals: the
+shared axis and its bars, the warnings in plain words, the list's health and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.metrics import Direction
+from domain.results import ResultCalculator, ResultQuery
+from domain.stats import Interval
+from entrypoints.ui import views
+from tests.factories import an_experiment
+from tests.unit.test_results import agg
+
+
+def computed(control: tuple[int, int], treated: tuple[int, int]):
+    exp = an_experiment()
+    c, t = exp.variants
+    return ResultCalculator().compute(
+        exp, ResultQuery(primary_event_type="buy"), {c.id: agg(c.id, *control), t.id: agg(t.id, *treated)}
+    )
+
+
+finite = st.floats(-5, 5, allow_nan=False)
+
+
+@given(st.lists(st.tuples(finite, finite), min_size=1, max_size=6))
+def test_every_interval_and_zero_lie_on_the_shared_axis(pairs: list[tuple[float, float]]) -> None:
+    intervals = [Interval(min(a, b), max(a, b)) for a, b in pairs]
+    axis = views.axis_for(intervals)
+    assert 0 <= axis.zero <= views.AXIS_WIDTH
+    for interval in intervals:
+        assert 0 <= axis.x(interval.lower) <= axis.x(interval.upper) <= views.AXIS_WIDTH
+    ticks = axis.ticks(points=True)
+    assert ticks and all(0 <= x <= views.AXIS_WIDTH for x, _ in ticks)
+    assert [x for x, _ in ticks] == sorted(x for x, _ in ticks)
+
+
+def test_an_axis_with_nothing_to_show_is_still_an_axis() -> None:
+    axis = views.axis_for([None, Interval(0.0, 0.0)])
+    assert axis.lower < 0 < axis.upper
+
+
+@pytest.mark.parametrize(
+    ("interval", "direction", "tone"),
+    [
+        (Interval(0.01, 0.03), Direction.INCREASE, "good"),
+        (Interval(-0.03, -0.01), Direction.INCREASE, "bad"),
+        (Interval(-0.01, 0.03), Direction.INCREASE, "neutral"),
+        (Interval(0.01, 0.03), Direction.DECREASE, "bad"),
+        (Interval(-0.03, -0.01), Direction.DECREASE, "good"),
+    ],
+)
+def test_a_bar_is_coloured_by_the_desired_direction(interval: Interval, direction: Direction, tone: str) -> None:
+    axis = views.axis_for([interval])
+    drawn = views.bar(axis, interval, (interval.lower + interval.upper) / 2, direction, "green", points=True)
+    assert drawn is not None and drawn.tone == tone
+    assert drawn.lower < drawn.estimate < drawn.upper
+    assert drawn.label.startswith("green: ") and " pp" in drawn.label
+
+
+def test_no_interval_no_bar() -> None:
+    assert views.bar(views.axis_for([]), None, None, Direction.INCREASE, "x", points=True) is None
+
+
+def test_the_view_carries_the_calculators_figures_unchanged() -> None:
+    results = computed((10_000, 800), (10_000, 920))
+    view = views.results_view(results)
+    control, treated = view.rows
+    assert (control.users, control.conversions, control.rate) == (10_000, 800, 0.08)
+    assert control.bar is None and control.relative_lift is None
+    (comparison,) = results.comparisons
+    assert treated.relative_lift == comparison.conversion.relative_lift
+    assert treated.p_value == comparison.conversion.p_value
+    assert treated.interval == comparison.conversion.interval
+    assert treated.bar is not None and treated.bar.tone == "good"  # 8% to 9.2%: the interval is above 0
+    assert view.warnings == []
+
+
+def test_few_users_or_conversions_are_too_early_to_call() -> None:
+    kinds = [w.kind for w in views.warnings(computed((99, 30), (120, 30)))]
+    assert kinds == ["early"]
+    assert [w.kind for w in views.warnings(computed((500, 9), (500, 30)))] == ["early"]
+    assert views.warnings(computed((100, 10), (100, 10))) == []
+
+
+def test_a_broken_split_is_named_before_anything_else() -> None:
+    results = computed((10_000, 800), (8_000, 700))  # a 50/50 split that came out 55/45
+    found = views.warnings(results)
+    assert found[0].kind == "srm" and "do not trust" in found[0].text
+    row = views.list_row(results.experiment, results)
+    assert (row.health, row.health_words, row.users) == ("srm", "Sample ratio mismatch", 18_000)
+
+
+def test_an_experiment_without_results_is_listed_by_its_state() -> None:
+    exp = an_experiment()
+    assert views.list_row(exp, None).health_words == "Not started"
+    assert views.list_row(exp, None, busy=True).health == "busy"
+
+
+def test_the_csv_is_the_table_with_full_precision_and_empty_nulls() -> None:
+    results = computed((1_000, 80), (1_000, 97))
+    view = views.results_view(results)
+    rows = list(csv.DictReader(io.StringIO(views.results_csv(view))))
+    assert list(rows[0]) == list(views.CSV_COLUMNS)
+    control, treated = rows
+    assert control["absolute_lift"] == "" and control["is_control"] == "true"
+    (comparison,) = results.comparisons
+    assert float(treated["relative_lift"]) == comparison.conversion.relative_lift
+    assert float(treated["interval_lower"]) == comparison.conversion.interval.lower
+    assert int(treated["conversions"]) == 97
+
+
+def test_figures_are_written_as_people_read_them() -> None:
+    assert views.percent(0.0825) == "8.25%"
+    assert views.signed_percent(0.15) == "+15.00%" and views.signed_percent(-0.5) == "−50.00%"
+    assert views.signed_points(-0.0123) == "−1.23 pp"
+    assert views.p_value(0.00001) == "< 0.0001" and views.p_value(0.04567) == "0.0457"
+    assert views.percent(None) == views.p_value(None) == "—"
