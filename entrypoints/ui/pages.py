@@ -32,6 +32,7 @@ from domain.errors import FieldError, Overloaded, ValidationFailed
 from domain.experiment import Experiment
 from domain.keys import ADMIN, READ, Principal
 from domain.lifecycle import MOVES, Status
+from domain.results import ExperimentResults
 from entrypoints.http.disconnects import CLIENT_CLOSED_REQUEST
 from entrypoints.http.problems import EXCEPTION_HANDLERS
 from entrypoints.http.resources.results import ResultsOut, read_results
@@ -109,11 +110,11 @@ class Pages:
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response[str]:
         state = request.scope["state"]
         session: Session | None = state.get(SESSION)
+        # The session's token on its pages; the sign-in form brings its own.
+        csrf = session.csrf if session is not None else context.pop("csrf", "")
+        principal = state.get(PRINCIPAL) if session is not None else None
         body = self._templates.get_template(template).render(
-            assets=self.assets,
-            principal=state.get(PRINCIPAL) if session is not None else None,
-            csrf=session.csrf if session is not None else context.pop("csrf", ""),
-            **context,
+            assets=self.assets, principal=principal, csrf=csrf, **context
         )
         return Response(body, status_code=status_code, media_type=HTML)
 
@@ -233,12 +234,22 @@ def _sign_in_page(request: Request, pages: Pages, message: str = "", status: int
     return page
 
 
+def _filters(
+    start_date: FromQuery[str | None] = None, end_date: FromQuery[str | None] = None, method: FromQuery[str | None] = None
+) -> dict[str, str]:
+    """The filters of an experiment's page and its downloads; an empty field of the form is
+    no filter."""
+    given = {"start_date": start_date, "end_date": end_date, "method": method}
+    return {k: v for k, v in given.items() if v}
+
+
 class ResultsPages(Controller):
     """The pages behind a session: what the read scope may see, and the admin's actions."""
 
     path = "/ui"
     opt = {"scope": READ}
     include_in_schema = False
+    dependencies = {"filters": Provide(_filters, sync_to_thread=False)}
 
     @post("/sign-out", status_code=303)
     async def sign_out(self, request: Request, pages: NamedDependency[Pages]) -> Response[Any]:
@@ -269,12 +280,9 @@ class ResultsPages(Controller):
         experiment_id: FromPath[str],
         pages: NamedDependency[Pages],
         compute_results: NamedDependency[ComputeResults],
-        start_date: FromQuery[str | None] = None,
-        end_date: FromQuery[str | None] = None,
-        method: FromQuery[str | None] = None,
+        filters: NamedDependency[dict[str, str]],
     ) -> Response[str]:
-        query = _query(start_date, end_date, method)
-        results = await _results(request, compute_results, experiment_id, query)
+        results = await _results(request, compute_results, experiment_id, filters)
         principal: Principal = request.scope["state"][PRINCIPAL]
         experiment = results.experiment
         actions = (
@@ -288,8 +296,8 @@ class ResultsPages(Controller):
             experiment=experiment,
             results=results,
             view=views.results_view(results),
-            query=query,
-            query_string=_query_string(query),
+            query=filters,
+            query_string=_query_string(filters),
             actions=actions,
             width=views.AXIS_WIDTH,
         )
@@ -300,12 +308,10 @@ class ResultsPages(Controller):
         request: Request,
         experiment_id: FromPath[str],
         compute_results: NamedDependency[ComputeResults],
-        start_date: FromQuery[str | None] = None,
-        end_date: FromQuery[str | None] = None,
-        method: FromQuery[str | None] = None,
+        filters: NamedDependency[dict[str, str]],
     ) -> Response[str]:
         """The variant table as the page shows it."""
-        results = await _results(request, compute_results, experiment_id, _query(start_date, end_date, method))
+        results = await _results(request, compute_results, experiment_id, filters)
         return Response(
             views.results_csv(views.results_view(results)),
             media_type="text/csv; charset=utf-8",
@@ -318,12 +324,10 @@ class ResultsPages(Controller):
         request: Request,
         experiment_id: FromPath[str],
         compute_results: NamedDependency[ComputeResults],
-        start_date: FromQuery[str | None] = None,
-        end_date: FromQuery[str | None] = None,
-        method: FromQuery[str | None] = None,
+        filters: NamedDependency[dict[str, str]],
     ) -> Response[bytes]:
         """The results the page shows, as the API's results call answers them."""
-        results = await _results(request, compute_results, experiment_id, _query(start_date, end_date, method))
+        results = await _results(request, compute_results, experiment_id, filters)
         return Response(
             msgspec.json.encode(ResultsOut.of(results)),
             media_type="application/json",
@@ -373,24 +377,20 @@ def _action_words(experiment: Experiment, status: Status) -> str:
     return ACTIONS[status][0]
 
 
-def _query(start_date: str | None, end_date: str | None, method: str | None) -> dict[str, str]:
-    """The page's own filters; an empty field of the form is no filter."""
-    given = {"start_date": start_date, "end_date": end_date, "method": method}
-    return {k: v for k, v in given.items() if v}
+def _query_string(filters: dict[str, str]) -> str:
+    return "?" + urllib.parse.urlencode(filters) if filters else ""
 
 
-def _query_string(query: dict[str, str]) -> str:
-    return "?" + urllib.parse.urlencode(query) if query else ""
-
-
-async def _results(request: Request, compute_results: ComputeResults, experiment_id: str, query: dict[str, str]) -> Any:
+async def _results(
+    request: Request, compute_results: ComputeResults, experiment_id: str, filters: dict[str, str]
+) -> ExperimentResults:
     return await read_results(
         request,
         compute_results,
         experiment_id,
-        start_date=query.get("start_date"),
-        end_date=query.get("end_date"),
-        overrides=AnalysisOverrides(method=query.get("method")),
+        start_date=filters.get("start_date"),
+        end_date=filters.get("end_date"),
+        overrides=AnalysisOverrides(method=filters.get("method")),
     )
 
 
