@@ -490,6 +490,30 @@ def timed_calls(client: httpx.Client, path: str, params: dict[str, str], n: int,
     return statistics.median(times), answer.json()
 
 
+def signed_in(base: str, admin: httpx.Client) -> httpx.Client:
+    """A client holding a results pages' session, signed in with a new read key."""
+    key = admin.post(f"{base}/keys", json={"name": "bench reader", "scopes": ["read"]}).json()["key"]
+    pages = httpx.Client(base_url=base, timeout=900)
+    form = pages.get("/ui/sign-in").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    signed = pages.post("/ui/sign-in", data={"csrf": csrf, "api_key": key})
+    if signed.status_code != 303:
+        raise httpx.HTTPError(f"sign-in answered {signed.status_code}")
+    return pages
+
+
+def timed_pages(client: httpx.Client, path: str, n: int, budget_s: float) -> tuple[float, str]:
+    """Median ms of up to n page loads (the HTML alone, as the server renders it); the last page."""
+    times = []
+    spent_from = time.perf_counter()
+    while len(times) < n and (not times or time.perf_counter() - spent_from < budget_s):
+        t = time.perf_counter()
+        answer = client.get(path)
+        times.append((time.perf_counter() - t) * 1000)
+        answer.raise_for_status()
+    return statistics.median(times), answer.text
+
+
 SCORECARD = [
     {"name": "buyers", "kind": "conversion", "event_type": PRIMARY, "role": "primary"},
     {"name": "revenue", "kind": "value", "event_type": PRIMARY},
@@ -575,6 +599,15 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
             ms["scorecard"], scorecards = timed_calls(client, path, {}, 10, 30)
             ms["scorecard, two whole days"], ranged_scorecards = timed_calls(
                 client, path, ranges.params("two whole days"), 5, 20)
+            # The results pages over the same read: the experiment's (its table, bars, scorecard
+            # and decision) and the list's (one read per experiment listed; one here).
+            pages = signed_in(service.base, client)
+            try:
+                pages.get(f"/ui/experiments/{exp.id}").raise_for_status()
+                ms["experiment page"], page_html = timed_pages(pages, f"/ui/experiments/{exp.id}", 10, 30)
+                ms["list page"], _ = timed_pages(pages, "/ui/experiments", 10, 30)
+            finally:
+                pages.close()
             client.patch(f"{service.base}/experiments/{exp.id}",
                          json={"analysis": {"metrics": CAPPED_SCORECARD}}).raise_for_status()
             ms["capped scorecard"], capped_scorecards = timed_calls(client, path, {}, 10, 30)
@@ -623,6 +656,14 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
     for name, plain in (("scorecard", "unfiltered"), ("scorecard, two whole days", "two whole days")):
         record(f"{at}: {name} (5 metrics, 2 ratios), ms", f"{ms[name]:,.1f}", f"{ms[plain]:,.1f}",
                ratio_text(ms[name], ms[plain]), f"(the {plain} read's reference)")
+    page_users = sum(int(u) for u in re.findall(r'data-field="users" data-value="(\d+)"', page_html))
+    if page_users != sum(v["users"] for v in scorecards["variants"]):
+        mismatches.append(f"{kind} {n_events:,} events: the experiment page shows {page_users:,} users, not the API's")
+        print(f"  MISMATCH: {mismatches[-1]}", flush=True)
+    for name in ("experiment page", "list page"):
+        record(f"{at}: {name} (scorecard on), ms", f"{ms[name]:,.1f}", f"{ms['scorecard']:,.1f}",
+               ratio_text(ms[name], ms["scorecard"]), "≤ 100 ms" if targets and name == "experiment page" else
+               "(the scorecard read's reference)", ms[name] <= 100 if targets and name == "experiment page" else None)
     check(f"{kind} {n_events:,} events, unfiltered, with CUPED", cuped_answer, raw["unfiltered"])
     record(f"{at}: CUPED turned on, filled within, s", f"{cuped_fill_s:,.1f}", "", "", "(the next fold reads every event)")
     record(f"{at}: unfiltered with CUPED, ms", f"{ms['cuped']:,.1f}", f"{ms['unfiltered']:,.1f}",
