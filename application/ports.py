@@ -14,6 +14,7 @@ from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice
 from domain.rate_limit import Decision
 from domain.results import ResultQuery
+from domain.series import Period, SeriesTotals
 from domain.totals import VariantAggregate
 
 
@@ -113,6 +114,11 @@ class Totals(Protocol):
         Covers every variant (the query's variant_id does not narrow it), applying the counting
         rule: an event counts only if its user is assigned and it is not older than the assignment.
         """
+
+    async def series_totals(self, experiment: Experiment, event_type: str, period: Period) -> SeriesTotals:
+        """The experiment's users per (variant, period of assignment), and per (variant, period
+        of assignment, period of the events) the cells of ``domain.series`` on ``event_type``,
+        by the same counting rule, up to the last event stored."""
 
     async def rebuild_aggregates(self, progress: Callable[[int, int, str], None] | None = None) -> None:
         """Recompute whatever the store keeps pre-aggregated from the raw rows it holds;

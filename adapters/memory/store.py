@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
+from adapters.memory.series import series_totals
 from application.unit_of_work import take_audit_entries
 from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
@@ -16,6 +17,7 @@ from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice, SliceTaken
 from domain.lifecycle import Status
 from domain.results import ResultQuery, counts, in_pre_period
+from domain.series import Period, SeriesTotals
 from domain.totals import CovariateTotals, CrossTotals, EventTotals, VariantAggregate
 
 
@@ -142,6 +144,10 @@ class MemoryStore:
         for event in fresh:
             self._events[event.experiment_id].append(event)
         return len(fresh)
+
+    async def series_totals(self, experiment: Experiment, event_type: str, period: Period) -> SeriesTotals:
+        assignments = {u: a for (x, u), a in self._assignments.items() if x == experiment.id}
+        return series_totals(assignments, self._events.get(experiment.id, ()), event_type, period)
 
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery

@@ -132,6 +132,10 @@ class SqlStore:
         return await self._events.add(batch)
 
     @unavailable_on_connection_loss
+    async def series_totals(self, experiment: Experiment, event_type: str, period: Period) -> SeriesTotals:
+        return await self._results.series_totals(experiment, event_type, period)
+
+    @unavailable_on_connection_loss
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery
     ) -> Mapping[str, VariantAggregate]:

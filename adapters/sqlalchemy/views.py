@@ -25,6 +25,7 @@ from adapters.sqlalchemy.folding import (
     MICROS_PER_HOUR,
     counted_pairs,
     covariate_increments,
+    floor_div,
     pair_increments,
     tail_window,
     user_deltas,
@@ -35,6 +36,7 @@ from domain.errors import CovariatesFilling
 from domain.event import to_micros
 from domain.experiment import Experiment
 from domain.results import ResultQuery
+from domain.series import Period, SeriesCell, SeriesTotals
 from domain.totals import CovariateTotals, CrossTotals, EventTotals, VariantAggregate
 
 # The horizons, and whether the experiment's CUPED totals are filled (NULL: not registered),
@@ -152,6 +154,7 @@ class ResultsView:
             "SELECT variant_id, COUNT(*) FROM user_assignments"
             " WHERE experiment_id = :x AND assigned_at <= :end GROUP BY variant_id"
         )
+        self._series = {period: _series_sql(self._tail, period) for period in Period}
 
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery
@@ -164,6 +167,22 @@ class ResultsView:
             if query.start is None and query.end is None:
                 return await self._from_totals(conn, experiment, query, params)
             return await self._over_range(conn, experiment, query, params)
+
+    async def series_totals(self, experiment: Experiment, event_type: str, period: Period) -> SeriesTotals:
+        """Users per (variant, period assigned); per (variant, period assigned, period of the
+        events) the cells of domain/series.py: the folded per-user period totals and the tail,
+        each user's cumulative figures by a window over their periods."""
+        async with self._db.snapshot(self._timeout) as conn:
+            eh, ah, _ = (await conn.execute(_HORIZONS, {"x": experiment.id})).one()
+            params = {"x": experiment.id, "eh": eh, "ah": ah, "pt": event_type}
+            users: dict[tuple[str, int], int] = {}
+            cells: dict[tuple[str, int, int], SeriesCell] = {}
+            for kind, v, a, p, n, conv, s, s2 in await conn.execute(self._series[period], params):
+                if kind == "u":
+                    users[v, int(a)] = int(n)
+                else:
+                    cells[v, int(a), int(p)] = SeriesCell(int(conv), int(n), float(s), float(s2))
+        return SeriesTotals(users, cells)
 
     async def _from_totals(
         self, conn: AsyncConnection, experiment: Experiment, query: ResultQuery, params: dict[str, Any]
@@ -355,6 +374,41 @@ _COVARIATE_FIGURES = """
     SELECT 'cxy', xs.v, CAST(NULL AS VARCHAR(100)), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
            SUM(xs.s * COALESCE(ys.s, 0.0)), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS BIGINT)
     FROM xs LEFT JOIN ys ON ys.u = xs.u GROUP BY xs.v"""
+
+
+def _series_sql(tail: str, period: Period) -> Any:
+    """Kind "u": users per variant and period of assignment. Kind "c": per variant, period of
+    assignment and period of events, the users whose first counted event of the type is in
+    it, the events, the value and what it adds to Σ (cumulative value)² over its users:
+    s × (2 × cumulative − s) = cumulative² − (cumulative − s)². A user's rows (the folded
+    period totals, the tail's events) are read in order of period by one window, without
+    grouping them first: two rows of one period telescope as one would, and only the user's
+    first row has a cumulative count equal to its own."""
+    table, column = ("user_day_totals", "day") if period is Period.DAY else ("user_hour_totals", "hour")
+    unit = period.micros
+    assigned = floor_div("a.assigned_at", unit)
+    return text(f"""
+    WITH src (v, u, p, n, s) AS (
+        SELECT variant_id, user_id, {column}, events, value_sum FROM {table}
+        WHERE experiment_id = :x AND event_type = :pt
+        UNION ALL
+        SELECT q.variant_id, q.user_id, {floor_div("q.ts", unit)}, 1, q.v FROM ({tail}) q WHERE q.event_type = :pt
+    ),
+    cum (v, u, p, n, s, cn, cs) AS (
+        SELECT v, u, p, n, s,
+               SUM(n) OVER (PARTITION BY u ORDER BY p ROWS UNBOUNDED PRECEDING),
+               SUM(s) OVER (PARTITION BY u ORDER BY p ROWS UNBOUNDED PRECEDING)
+        FROM src
+    )
+    SELECT 'u', a.variant_id, {assigned}, CAST(NULL AS BIGINT), COUNT(*), CAST(NULL AS BIGINT),
+           CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION)
+    FROM user_assignments a WHERE a.experiment_id = :x GROUP BY a.variant_id, {assigned}
+    UNION ALL
+    SELECT 'c', c.v, {assigned}, c.p, SUM(c.n), SUM(CASE WHEN c.cn = c.n THEN 1 ELSE 0 END), SUM(c.s),
+           SUM(c.s * (2 * c.cs - c.s))
+    FROM cum c JOIN user_assignments a ON a.experiment_id = :x AND a.user_id = c.u
+    GROUP BY c.v, {assigned}, c.p
+    """)
 
 
 def _covariate_row(kind: str, users: Any, both: Any, s: Any, s2: Any) -> CovariateTotals:
