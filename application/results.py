@@ -10,12 +10,19 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 from application.experiments import GetExperiment
-from application.ports import (
-    Totals,
-)
+from application.ports import Clock, Totals
 from domain.analysis import AnalysisOverrides
 from domain.errors import FieldError, ResultsBusy, ValidationFailed
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
+from domain.series import (
+    Period,
+    SeriesTotals,
+    TimeSeries,
+    calendar_series,
+    event_type_of,
+    exposure_series,
+    period_of,
+)
 
 T = TypeVar("T")
 
@@ -125,6 +132,39 @@ class _SharedRead(Generic[T]):
 
     def __init__(self) -> None:
         self.waiting = 0
+
+
+class ComputeTimeSeries:
+    """Results over time (domain/series.py), read under the same bound as results."""
+
+    def __init__(self, experiments: GetExperiment, store: Totals, clock: Clock, slots: ResultsSlots) -> None:
+        self._experiments, self._store, self._clock, self._slots = experiments, store, clock, slots
+
+    async def __call__(self, experiment_id: str, period: str, event_type: str | None = None) -> TimeSeries:
+        experiment = await self._experiments(experiment_id)
+        chosen = event_type_of(experiment, event_type)
+        try:
+            every = Period(period)
+        except ValueError:
+            raise ValidationFailed([FieldError("period", "must be day or hour")]) from None
+        # A stopped experiment's series ends where its results do (docs/experiments-that-live.md).
+        until = min(self._clock.now(), experiment.stopped_at or self._clock.now())
+        tuning = experiment.analysis.sequential_tuning_users
+        key = ("series", experiment.id, tuple(v.id for v in experiment.variants), chosen, every)
+
+        async def read() -> tuple[SeriesTotals, SeriesTotals]:
+            totals = await self._store.series_totals(experiment, chosen, every)
+            by_day = totals if every is Period.DAY else await self._store.series_totals(experiment, chosen, Period.DAY)
+            return totals, by_day
+
+        totals, by_day = await self._slots.shared(key, read)
+        return TimeSeries(
+            experiment,
+            chosen,
+            every,
+            calendar_series(experiment, totals, period_of(until, every), tuning),
+            exposure_series(experiment, by_day, period_of(until, Period.DAY), tuning),
+        )
 
 
 class ComputeResults:

@@ -31,6 +31,7 @@ DECLARED = {
     ("get", "/experiments/{experiment_id}/assignment/{user_id}"): AUTHENTICATED | {404, 422},
     ("post", "/events"): AUTHENTICATED | WITH_BODY | {404},
     ("get", "/experiments/{experiment_id}/results"): AUTHENTICATED | {404, 422},
+    ("get", "/experiments/{experiment_id}/results/timeseries"): AUTHENTICATED | {404, 422},
     ("post", "/keys"): AUTHENTICATED | WITH_BODY,
     ("get", "/keys"): AUTHENTICATED | {422},
     ("get", "/keys/{key_id}"): AUTHENTICATED | {404},

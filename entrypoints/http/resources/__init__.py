@@ -15,6 +15,7 @@ from entrypoints.http.resources.layers import LayersController
 from entrypoints.http.resources.local_assignment import DefinitionsController, ExposuresController
 from entrypoints.http.resources.power import PowerController
 from entrypoints.http.resources.results import ResultsController
+from entrypoints.http.resources.timeseries import TimeSeriesController
 
 RESOURCES: tuple[type[Controller], ...] = (
     HealthController,
@@ -24,6 +25,7 @@ RESOURCES: tuple[type[Controller], ...] = (
     ExposuresController,
     EventsController,
     ResultsController,
+    TimeSeriesController,
     PowerController,
     LayersController,
     HoldoutsController,
