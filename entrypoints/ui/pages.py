@@ -26,14 +26,14 @@ from litestar.static_files import create_static_files_router
 
 from application.experiments import ChangeExperiment, GetExperiment, ListExperiments
 from application.ports import Clock
-from application.results import ComputeResults
-from domain.analysis import AnalysisOverrides
+from application.results import ComputeResults, ComputeTimeSeries
+from domain.analysis import AnalysisOverrides, Method
 from domain.errors import FieldError, Overloaded, ValidationFailed
 from domain.experiment import Experiment
 from domain.keys import ADMIN, READ, Principal
 from domain.lifecycle import MOVES, Status
 from domain.results import ExperimentResults
-from entrypoints.http.disconnects import CLIENT_CLOSED_REQUEST
+from entrypoints.http.disconnects import CLIENT_CLOSED_REQUEST, while_connected
 from entrypoints.http.problems import EXCEPTION_HANDLERS
 from entrypoints.http.resources.results import ResultsOut, read_results
 from entrypoints.http.security.bearer import PRINCIPAL, PUBLIC, BearerAuth
@@ -300,6 +300,33 @@ class ResultsPages(Controller):
             query_string=_query_string(filters),
             actions=actions,
             width=views.AXIS_WIDTH,
+        )
+
+    @get("/experiments/{experiment_id:str}/over-time")
+    async def over_time(
+        self,
+        request: Request,
+        experiment_id: FromPath[str],
+        pages: NamedDependency[Pages],
+        compute_time_series: NamedDependency[ComputeTimeSeries],
+        period: FromQuery[str] = "day",
+        method: FromQuery[str] = "fixed",
+    ) -> Response[str]:
+        """The cumulative rate and the difference from the control with its band, per day or
+        hour, from ``GET /experiments/{id}/results/timeseries``; and the same as a table."""
+        if method not in ("fixed", "sequential"):
+            raise ValidationFailed([FieldError("method", "must be fixed or sequential")])
+        series = await while_connected(request.receive, compute_time_series(experiment_id, period or "day"))
+        rate_chart, lift_chart, rows = views.over_time_charts(series, Method(method))
+        return pages.render(
+            request,
+            "over_time.html",
+            experiment=series.experiment,
+            series=series,
+            method=method,
+            rate_chart=rate_chart,
+            lift_chart=lift_chart,
+            rows=rows,
         )
 
     @get("/experiments/{experiment_id:str}/results.csv")

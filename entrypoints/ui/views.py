@@ -18,6 +18,7 @@ from domain.experiment import Experiment
 from domain.metrics import Direction, MetricKind, Role
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.scorecard import Guard, MetricCard, Verdict
+from domain.series import Period, TimeSeries, start_of
 from domain.stats import ALPHA, Interval
 
 MIN_USERS_TO_CALL = 100
@@ -483,3 +484,122 @@ def _round_step(raw: float) -> float:
         if raw <= multiple * magnitude:
             return multiple * magnitude
     return 10 * magnitude
+
+
+# Results over time, drawn as inline SVG charts.
+
+CHART_WIDTH, CHART_HEIGHT = 640.0, 220.0
+_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_BOTTOM, _MARGIN_TOP = 56.0, 28.0, 24.0, 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    name: str
+    index: int  # the variant's place, 0 to 5: its colour in the stylesheet
+    points: str  # SVG "x,y x,y …"; a gap (an undefined figure) splits the line
+    band: str = ""  # the interval's polygon, "" when there is none
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    title: str
+    lines: list[Line]
+    x_ticks: list[tuple[float, str]]
+    y_ticks: list[tuple[float, str]]
+    zero: float | None  # the y of 0, drawn for a lift
+    markers: bool = False  # few points: each is drawn too (a line of one point shows nothing)
+    width: float = CHART_WIDTH
+    height: float = CHART_HEIGHT
+
+
+@dataclass(frozen=True, slots=True)
+class OverTimeRow:
+    label: str
+    cells: list[str]
+
+
+def over_time_charts(series: TimeSeries, method: Method) -> tuple[Chart, Chart, list[OverTimeRow]]:
+    """The cumulative conversion rate of every variant, and each variant's difference from the
+    control with its interval (the confidence sequence under ``sequential``, else the interval
+    read at each point), by period; and the same figures as rows of a table."""
+    points = series.calendar
+    names = {v.id: v.name for v in series.experiment.variants}
+    order = {v.id: i for i, v in enumerate(series.experiment.variants)}
+    labels = [_period_label(p.index, series.period) for p in points]
+    rates: dict[str, list[float | None]] = {v: [] for v in names}
+    lifts: dict[str, list[float | None]] = {}
+    bands: dict[str, list[Interval | None]] = {}
+    for point in points:
+        for arm in point.arms:
+            rates[arm.variant_id].append(arm.conversion_rate)
+        for c in point.comparisons:
+            interval = c.sequential.interval if method is Method.SEQUENTIAL else c.conversion.interval
+            lifts.setdefault(c.variant_id, []).append(c.conversion.absolute_lift)
+            bands.setdefault(c.variant_id, []).append(interval)
+    rate_values = [v for values in rates.values() for v in values if v is not None]
+    rate_chart = _chart(
+        "Cumulative conversion rate", labels, (0.0, max(rate_values, default=0.01) * 1.1 or 0.01),
+        [(names[v], order[v] % 6, values, []) for v, values in rates.items()], zero=False,
+    )
+    ends = [e for values in bands.values() for i in values if i is not None for e in (i.lower, i.upper)]
+    ends += [v for values in lifts.values() for v in values if v is not None]
+    low, high = min([0.0, *ends]), max([0.0, *ends])
+    pad = (high - low) * 0.05 or 0.01
+    lift_chart = _chart(
+        "Difference from the control (pp) and its interval", labels, (low - pad, high + pad),
+        [(names[v], order[v] % 6, values, bands[v]) for v, values in lifts.items()], zero=True,
+    )
+    rows = [
+        OverTimeRow(
+            label,
+            [percent(a.conversion_rate) for a in point.arms]
+            + [signed_points(c.conversion.absolute_lift) for c in point.comparisons],
+        )
+        for label, point in zip(labels, points, strict=True)
+    ]
+    return rate_chart, lift_chart, rows
+
+
+def _chart(
+    title: str,
+    labels: list[str],
+    y_range: tuple[float, float],
+    lines: list[tuple[str, int, list[float | None], list[Interval | None]]],
+    zero: bool,
+) -> Chart:
+    low, high = y_range
+    if high <= low:
+        high = low + 0.01
+    inner_w = CHART_WIDTH - _MARGIN_LEFT - _MARGIN_RIGHT
+    inner_h = CHART_HEIGHT - _MARGIN_BOTTOM - _MARGIN_TOP
+    count = max(len(labels), 2)
+
+    def x(i: int) -> float:
+        return round(_MARGIN_LEFT + inner_w * i / (count - 1), 2)
+
+    def y(value: float) -> float:
+        return round(_MARGIN_TOP + inner_h * (high - value) / (high - low), 2)
+
+    drawn = []
+    for name, index, values, intervals in lines:
+        coordinates = " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values) if v is not None)
+        band = ""
+        known = [(i, iv) for i, iv in enumerate(intervals) if iv is not None]
+        if known:
+            upper = [f"{x(i)},{y(min(iv.upper, high))}" for i, iv in known]
+            lower = [f"{x(i)},{y(max(iv.lower, low))}" for i, iv in reversed(known)]
+            band = " ".join(upper + lower)
+        drawn.append(Line(name, index, coordinates, band))
+    step = max(1, len(labels) // 6)
+    x_ticks = [(x(i), labels[i]) for i in range(0, len(labels), step)]
+    y_step = _round_step((high - low) / 4)
+    y_ticks = [
+        (y(k * y_step), f"{k * y_step * 100:.3g}%" if not zero else _tick(k * y_step, True))
+        for k in range(math.ceil(low / y_step), math.floor(high / y_step) + 1)
+    ]
+    return Chart(title, drawn, x_ticks, y_ticks, y(0.0) if zero and low <= 0 <= high else None, len(labels) <= 60)
+
+
+def _period_label(index: int, period: Period) -> str:
+    start = start_of(index, period)
+    return start.strftime("%m-%d") if period is Period.DAY else start.strftime("%m-%d %H:00")

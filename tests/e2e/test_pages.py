@@ -267,3 +267,32 @@ def test_a_scorecard_page_shows_every_metric_the_decision_and_a_breached_guardra
     verdicts = re.findall(r'<li data-verdict="([a-z_]+)">', shown.text)
     assert verdicts == [d["decision"] for d in api["scorecard"]["decisions"]]
     assert "health-guardrail" in page(store_client, "/ui/experiments").text
+
+
+def test_the_over_time_page_draws_a_line_per_variant_and_a_band_per_comparison(
+    client: TestClient, fake_clock: FakeClock
+) -> None:
+    experiment = with_data(client, users=200)
+    for _ in range(3):
+        fake_clock.advance(days=1)
+        batch = [event(experiment["id"], f"u{i}", "buy", value=5) for i in range(0, 200, 7)]
+        assert client.post("/events", json={"events": batch}).status_code == 202
+    sign_in(client, new_key(client, "read"))
+    shown = page(client, f"/ui/experiments/{experiment['id']}/over-time", method="sequential")
+    assert shown.status_code == 200, shown.text
+    api = client.get(f"/experiments/{experiment['id']}/results/timeseries").json()
+    rate_chart = shown.text.split('id="rate-chart"', 1)[1].split("</figure>", 1)[0]
+    lift_chart = shown.text.split('id="lift-chart"', 1)[1].split("</figure>", 1)[0]
+    assert rate_chart.count('<polyline class="series') == len(experiment["variants"])
+    assert lift_chart.count('<polyline class="series') == len(experiment["variants"]) - 1
+    assert lift_chart.count('<polygon class="band') == len(experiment["variants"]) - 1
+    assert "confidence sequence" in shown.text
+    # Every point of the line is a point of the series; the table says the same in figures.
+    points = re.search(r'<polyline class="series series-0" data-series="control" points="([^"]+)"', rate_chart)
+    assert points is not None and len(points.group(1).split()) == len(api["points"])
+    rows = shown.text.split('id="over-time"', 1)[1].count("<tr><th scope=\"row\">")
+    assert rows == len(api["points"])
+    last_rate = api["points"][-1]["variants"][0]["conversion_rate"]
+    assert f"{last_rate * 100:.2f}%" in shown.text.split('id="over-time"', 1)[1]
+    assert page(client, f"/ui/experiments/{experiment['id']}/over-time", method="bayesian").status_code == 422
+    assert page(client, f"/ui/experiments/{experiment['id']}/over-time", period="week").status_code == 422

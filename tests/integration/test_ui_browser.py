@@ -191,6 +191,30 @@ def test_a_read_key_sees_the_apis_numbers_drawn_offline(chromium: Any, seeded: S
     assert _severe(chromium) == []
 
 
+def test_the_over_time_page_draws_every_series(chromium: Any, seeded: Seeded) -> None:
+    from selenium.webdriver.common.by import By
+
+    base = seeded.server.base_url
+    _sign_in(chromium, base, seeded.keys["read"])
+    chromium.get(f"{base}/ui/experiments/{seeded.experiment_id}")
+    requested_urls(chromium)
+    chromium.get_log("browser")
+    _click_and_wait(chromium, chromium.find_element(By.ID, "over-time-link"))
+    series = seeded.api(f"/experiments/{seeded.experiment_id}/results/timeseries")
+    variants = len(series["points"][0]["variants"])
+    rate = chromium.find_element(By.CSS_SELECTOR, "#rate-chart svg")
+    lift = chromium.find_element(By.CSS_SELECTOR, "#lift-chart svg")
+    assert len(rate.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants
+    assert len(lift.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants - 1
+    assert len(lift.find_elements(By.CSS_SELECTOR, "polygon.band")) == variants - 1
+    assert rate.size["width"] > 0 and rate.size["height"] > 0
+    rows = chromium.find_elements(By.CSS_SELECTOR, "#over-time tbody tr")
+    assert len(rows) == len(series["points"])
+    _screenshot(chromium, f"{seeded.label}-over-time")
+    assert foreign(requested_urls(chromium), seeded.server) == []
+    assert _severe(chromium) == []
+
+
 def test_downloads_are_what_the_page_shows(chromium: Any, seeded: Seeded) -> None:
     """The CSV and JSON links, fetched with the page's session as a person's click would."""
     from selenium.webdriver.common.by import By

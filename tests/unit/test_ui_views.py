@@ -122,3 +122,34 @@ def test_figures_are_written_as_people_read_them() -> None:
     assert views.signed_points(-0.0123) == "−1.23 pp"
     assert views.p_value(0.00001) == "< 0.0001" and views.p_value(0.04567) == "0.0457"
     assert views.percent(None) == views.p_value(None) == "—"
+
+
+def test_the_charts_hold_every_point_inside_their_box() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.memory.series import series_totals
+    from domain.analysis import Method
+    from domain.assignment import Assignment
+    from domain.event import Event
+    from domain.series import Period, TimeSeries, calendar_series, period_of
+
+    exp = an_experiment()
+    t0 = datetime(2026, 11, 28, tzinfo=UTC)
+    assignments = {
+        f"u{i}": Assignment(exp.id, f"u{i}", exp.variants[i % 2].id, "", t0 + timedelta(hours=i)) for i in range(60)
+    }
+    events = [Event(exp.id, f"u{i}", "buy", t0 + timedelta(hours=i + 3), 2.0) for i in range(0, 60, 4)]
+    last = period_of(t0 + timedelta(days=4), Period.DAY)
+    points = calendar_series(exp, series_totals(assignments, events, "buy", Period.DAY), last)
+    series = TimeSeries(exp, "buy", Period.DAY, points, [])
+    rate, lift, rows = views.over_time_charts(series, Method.SEQUENTIAL)
+    assert len(rows) == len(points) == 5
+    assert [line.name for line in rate.lines] == [v.name for v in exp.variants]
+    (treated,) = lift.lines
+    assert len(treated.points.split()) == 5 and len(treated.band.split()) == 10
+    for chart in (rate, lift):
+        for line in chart.lines:
+            for xy in (line.points + " " + line.band).split():
+                x, y = map(float, xy.split(","))
+                assert 0 <= x <= chart.width and 0 <= y <= chart.height
+    assert lift.zero is not None and rate.zero is None and rate.markers
