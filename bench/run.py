@@ -590,6 +590,12 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
                     one, answers[name] = timed_calls(client, path, ranges.params(name), 1, 0)
                     times.append(one)
             ms["whole hours"], ms["time of day"] = statistics.median(hours), statistics.median(tod)
+            # Results over time: every day (and every hour) since the first assignment, each
+            # variant's cumulative figures and the comparisons at every point.
+            series_path = f"{path}/timeseries"
+            client.get(series_path).raise_for_status()
+            ms["series by day"], series_by_day = timed_calls(client, series_path, {}, 10, 30)
+            ms["series by hour"], series_by_hour = timed_calls(client, series_path, {"period": "hour"}, 10, 30)
             # Last, as every read after it carries the scorecard: five metrics, two of them ratios
             # (which read per-user totals, not per-variant ones).
             client.patch(f"{service.base}/experiments/{exp.id}",
@@ -656,6 +662,20 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
     for name, plain in (("scorecard", "unfiltered"), ("scorecard, two whole days", "two whole days")):
         record(f"{at}: {name} (5 metrics, 2 ratios), ms", f"{ms[name]:,.1f}", f"{ms[plain]:,.1f}",
                ratio_text(ms[name], ms[plain]), f"(the {plain} read's reference)")
+    for name, series in (("by day", series_by_day), ("by hour", series_by_hour)):
+        last = {a["variant_id"]: a for a in series["points"][-1]["variants"]}
+        for v in answers["unfiltered"]["variants"]:
+            got = last[v["variant_id"]]
+            if (got["users"], got["conversions"]) != (v["users"], v["primary_unique_users"]) or not math.isclose(
+                got["value_sum"], v["value_sum"] or 0.0, rel_tol=1e-9
+            ):
+                mismatches.append(f"{kind} {n_events:,} events: the series {name} ends at {got}, not at the results' {v}")
+                print(f"  MISMATCH: {mismatches[-1]}", flush=True)
+        points = len(series["points"]) + len(series["since_exposure"])
+        record(f"{at}: results over time {name} ({points} points), ms", f"{ms['series ' + name]:,.1f}",
+               f"{ms['unfiltered']:,.1f}", ratio_text(ms["series " + name], ms["unfiltered"]),
+               "≤ 300 ms" if targets else "(the unfiltered read's reference)",
+               ms["series " + name] <= 300 if targets else None)
     page_users = sum(int(u) for u in re.findall(r'data-field="users" data-value="(\d+)"', page_html))
     if page_users != sum(v["users"] for v in scorecards["variants"]):
         mismatches.append(f"{kind} {n_events:,} events: the experiment page shows {page_users:,} users, not the API's")
