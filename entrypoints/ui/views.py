@@ -439,10 +439,7 @@ def percent(value: float | None, digits: int = 2) -> str:
 
 def signed_percent(value: float | None) -> str:
     """A relative lift."""
-    if value is None:
-        return "—"
-    text = f"{abs(value) * 100:.2f}%"
-    return ("−" if value < 0 else "+") + text if value != 0 else text
+    return "—" if value is None else _with_sign(value, f"{abs(value) * 100:.2f}%")
 
 
 def number(value: float | None, digits: int = 4) -> str:
@@ -468,14 +465,18 @@ def signed_points(value: float | None) -> str:
 
 def _signed(value: float, points: bool) -> str:
     """``points``: a difference of rates, in percentage points; else a plain number."""
-    text = f"{abs(value) * 100:.2f} pp" if points else f"{abs(value):.4g}"
-    return ("−" if value < 0 else "+") + text if value != 0 else text
+    return _with_sign(value, f"{abs(value) * 100:.2f} pp" if points else f"{abs(value):.4g}")
+
+
+def _with_sign(value: float, magnitude: str) -> str:
+    """A typographic minus or a plus before the magnitude; none for 0."""
+    return magnitude if value == 0 else ("−" if value < 0 else "+") + magnitude
 
 
 def _tick(value: float, points: bool) -> str:
     if value == 0:
         return "0"
-    return ("−" if value < 0 else "+") + (f"{abs(value) * 100:.3g} pp" if points else f"{abs(value):.3g}")
+    return _with_sign(value, f"{abs(value) * 100:.3g} pp" if points else f"{abs(value):.3g}")
 
 
 def _round_step(raw: float) -> float:
