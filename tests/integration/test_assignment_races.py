@@ -68,10 +68,14 @@ async def first_calls_all_at_once(
                     f"/experiments/{experiment_id}/assignment/{user}"
                 )
                 for n, (user, i) in enumerate(order)
-            )
+            ),
+            return_exceptions=True,
         )
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
+    # A call that got no answer fails with what the servers printed, which says why.
+    failed = [r for r in responses if isinstance(r, BaseException)]
+    assert not failed, (f"{len(failed)} calls failed, the first: {failed[0]!r}", [s.output() for s in servers])
     answers: dict[str, list[dict]] = defaultdict(list)
     for (user, _), response in zip(order, responses, strict=True):
         assert response.status_code == 200, (response.text, [s.output() for s in servers])

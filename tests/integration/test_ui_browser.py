@@ -101,12 +101,24 @@ def _sign_in(driver: Any, base_url: str, key: str) -> None:
 
 
 def _click_and_wait(driver: Any, button: Any) -> None:
-    """Click a form's button and wait for the page it leads to (the old one goes stale)."""
-    from selenium.webdriver.support.expected_conditions import staleness_of
+    """Click a form's button or a link and wait for the page it leads to: the old page's
+    element is gone, and the new document has loaded."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    def gone(_: Any) -> bool:
+        try:
+            button.is_enabled()
+        except WebDriverException:
+            # Stale, or (while the document is being replaced) "Node with given id does not
+            # belong to the document": either way the old page is gone.
+            return True
+        return False
+
     button.click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(staleness_of(button))
+    wait = WebDriverWait(driver, PAGE_TIMEOUT)
+    wait.until(gone)
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _as_the_browser(driver: Any) -> httpx.Client:
