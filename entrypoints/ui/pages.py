@@ -317,16 +317,13 @@ class ResultsPages(Controller):
         if method not in ("fixed", "sequential"):
             raise ValidationFailed([FieldError("method", "must be fixed or sequential")])
         series = await while_connected(request.receive, compute_time_series(experiment_id, period or "day"))
-        rate_chart, lift_chart, rows = views.over_time_charts(series, Method(method))
         return pages.render(
             request,
             "over_time.html",
             experiment=series.experiment,
             series=series,
             method=method,
-            rate_chart=rate_chart,
-            lift_chart=lift_chart,
-            rows=rows,
+            charts=views.over_time_charts(series, Method(method)),
         )
 
     @get("/experiments/{experiment_id:str}/results.csv")

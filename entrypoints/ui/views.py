@@ -18,7 +18,7 @@ from domain.experiment import Experiment
 from domain.metrics import Direction, MetricKind, Role
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.scorecard import Guard, MetricCard, Verdict
-from domain.series import Period, TimeSeries, start_of
+from domain.series import Period, SeriesPoint, TimeSeries, start_of
 from domain.stats import ALPHA, Interval
 
 MIN_USERS_TO_CALL = 100
@@ -519,36 +519,29 @@ class OverTimeRow:
     cells: list[str]
 
 
-def over_time_charts(series: TimeSeries, method: Method) -> tuple[Chart, Chart, list[OverTimeRow]]:
-    """The cumulative conversion rate of every variant, and each variant's difference from the
-    control with its interval (the confidence sequence under ``sequential``, else the interval
-    read at each point), by period; and the same figures as rows of a table."""
+@dataclass(frozen=True, slots=True)
+class OverTime:
+    rate: Chart  # each variant's cumulative conversion rate, by period
+    lift: Chart  # each variant's difference from the control with its band, by period
+    since_exposure: Chart  # the same difference by days since exposure
+    rows: list[OverTimeRow]  # the calendar figures as a table
+
+
+def over_time_charts(series: TimeSeries, method: Method) -> OverTime:
+    """The charts of the over-time page; the band is the confidence sequence under
+    ``sequential``, else the interval read at each point."""
     points = series.calendar
     names = {v.id: v.name for v in series.experiment.variants}
-    order = {v.id: i for i, v in enumerate(series.experiment.variants)}
+    order = {v.id: i % 6 for i, v in enumerate(series.experiment.variants)}
     labels = [_period_label(p.index, series.period) for p in points]
     rates: dict[str, list[float | None]] = {v: [] for v in names}
-    lifts: dict[str, list[float | None]] = {}
-    bands: dict[str, list[Interval | None]] = {}
     for point in points:
         for arm in point.arms:
             rates[arm.variant_id].append(arm.conversion_rate)
-        for c in point.comparisons:
-            interval = c.sequential.interval if method is Method.SEQUENTIAL else c.conversion.interval
-            lifts.setdefault(c.variant_id, []).append(c.conversion.absolute_lift)
-            bands.setdefault(c.variant_id, []).append(interval)
     rate_values = [v for values in rates.values() for v in values if v is not None]
     rate_chart = _chart(
         "Cumulative conversion rate", labels, (0.0, max(rate_values, default=0.01) * 1.1 or 0.01),
-        [(names[v], order[v] % 6, values, []) for v, values in rates.items()], zero=False,
-    )
-    ends = [e for values in bands.values() for i in values if i is not None for e in (i.lower, i.upper)]
-    ends += [v for values in lifts.values() for v in values if v is not None]
-    low, high = min([0.0, *ends]), max([0.0, *ends])
-    pad = (high - low) * 0.05 or 0.01
-    lift_chart = _chart(
-        "Difference from the control (pp) and its interval", labels, (low - pad, high + pad),
-        [(names[v], order[v] % 6, values, bands[v]) for v, values in lifts.items()], zero=True,
+        [(names[v], order[v], values, []) for v, values in rates.items()], zero=False,
     )
     rows = [
         OverTimeRow(
@@ -558,7 +551,36 @@ def over_time_charts(series: TimeSeries, method: Method) -> tuple[Chart, Chart, 
         )
         for label, point in zip(labels, points, strict=True)
     ]
-    return rate_chart, lift_chart, rows
+    return OverTime(
+        rate_chart,
+        _lift_chart("Difference from the control (pp) and its interval", labels, points, names, order, method),
+        _lift_chart(
+            "The same by days since exposure (day 0: the day of assignment)",
+            [f"day {p.index}" for p in series.since_exposure], series.since_exposure, names, order, method,
+        ),
+        rows,
+    )
+
+
+def _lift_chart(
+    title: str, labels: list[str], points: list[SeriesPoint], names: dict[str, str], order: dict[str, int],
+    method: Method,
+) -> Chart:
+    lifts: dict[str, list[float | None]] = {}
+    bands: dict[str, list[Interval | None]] = {}
+    for point in points:
+        for c in point.comparisons:
+            interval = c.sequential.interval if method is Method.SEQUENTIAL else c.conversion.interval
+            lifts.setdefault(c.variant_id, []).append(c.conversion.absolute_lift)
+            bands.setdefault(c.variant_id, []).append(interval)
+    ends = [e for values in bands.values() for i in values if i is not None for e in (i.lower, i.upper)]
+    ends += [v for values in lifts.values() for v in values if v is not None]
+    low, high = min([0.0, *ends]), max([0.0, *ends])
+    pad = (high - low) * 0.05 or 0.01
+    return _chart(
+        title, labels, (low - pad, high + pad),
+        [(names[v], order[v], values, bands[v]) for v, values in lifts.items()], zero=True,
+    )
 
 
 def _chart(

@@ -286,6 +286,9 @@ def test_the_over_time_page_draws_a_line_per_variant_and_a_band_per_comparison(
     assert rate_chart.count('<polyline class="series') == len(experiment["variants"])
     assert lift_chart.count('<polyline class="series') == len(experiment["variants"]) - 1
     assert lift_chart.count('<polygon class="band') == len(experiment["variants"]) - 1
+    exposure_chart = shown.text.split('id="exposure-chart"', 1)[1].split("</figure>", 1)[0]
+    line = re.search(r'<polyline class="series series-1" data-series="green" points="([^"]+)"', exposure_chart)
+    assert line is not None and len(line.group(1).split()) == len(api["since_exposure"])
     assert "confidence sequence" in shown.text
     # Every point of the line is a point of the series; the table says the same in figures.
     points = re.search(r'<polyline class="series series-0" data-series="control" points="([^"]+)"', rate_chart)

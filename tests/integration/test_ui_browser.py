@@ -219,6 +219,8 @@ def test_the_over_time_page_draws_every_series(chromium: Any, seeded: Seeded) ->
     assert len(rate.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants
     assert len(lift.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants - 1
     assert len(lift.find_elements(By.CSS_SELECTOR, "polygon.band")) == variants - 1
+    since = chromium.find_element(By.CSS_SELECTOR, "#exposure-chart svg")
+    assert len(since.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants - 1
     assert rate.size["width"] > 0 and rate.size["height"] > 0
     rows = chromium.find_elements(By.CSS_SELECTOR, "#over-time tbody tr")
     assert len(rows) == len(series["points"])

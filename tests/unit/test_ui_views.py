@@ -131,7 +131,7 @@ def test_the_charts_hold_every_point_inside_their_box() -> None:
     from domain.analysis import Method
     from domain.assignment import Assignment
     from domain.event import Event
-    from domain.series import Period, TimeSeries, calendar_series, period_of
+    from domain.series import Period, TimeSeries, calendar_series, exposure_series, period_of
 
     exp = an_experiment()
     t0 = datetime(2026, 11, 28, tzinfo=UTC)
@@ -141,13 +141,17 @@ def test_the_charts_hold_every_point_inside_their_box() -> None:
     events = [Event(exp.id, f"u{i}", "buy", t0 + timedelta(hours=i + 3), 2.0) for i in range(0, 60, 4)]
     last = period_of(t0 + timedelta(days=4), Period.DAY)
     points = calendar_series(exp, series_totals(assignments, events, "buy", Period.DAY), last)
-    series = TimeSeries(exp, "buy", Period.DAY, points, [])
-    rate, lift, rows = views.over_time_charts(series, Method.SEQUENTIAL)
+    by_day = series_totals(assignments, events, "buy", Period.DAY)
+    series = TimeSeries(exp, "buy", Period.DAY, points, exposure_series(exp, by_day, last))
+    charts = views.over_time_charts(series, Method.SEQUENTIAL)
+    rate, lift, rows = charts.rate, charts.lift, charts.rows
     assert len(rows) == len(points) == 5
+    (since,) = charts.since_exposure.lines
+    assert len(since.points.split()) == len(series.since_exposure) == 5
     assert [line.name for line in rate.lines] == [v.name for v in exp.variants]
     (treated,) = lift.lines
     assert len(treated.points.split()) == 5 and len(treated.band.split()) == 10
-    for chart in (rate, lift):
+    for chart in (rate, lift, charts.since_exposure):
         for line in chart.lines:
             for xy in (line.points + " " + line.band).split():
                 x, y = map(float, xy.split(","))
