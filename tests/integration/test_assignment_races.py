@@ -82,7 +82,11 @@ async def first_calls_all_at_once(
     dropped = [n for n, r in enumerate(responses) if isinstance(r, httpx.TransportError)]
     if dropped:
         printed = "\n".join(
-            line for s in servers for line in s.output().splitlines() if "experiments.request" not in line
+            line
+            for s in servers
+            for path in (s.stdout_path, s.stderr_path)
+            for line in path.read_text(errors="replace").splitlines()
+            if "experiments.request" not in line
         )
         warnings.warn(f"{len(dropped)} of {calls} calls got no answer; the servers printed:\n{printed}", stacklevel=1)
         async with httpx.AsyncClient(headers=AUTH, timeout=60) as again:
