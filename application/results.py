@@ -148,7 +148,8 @@ class ComputeTimeSeries:
         except ValueError:
             raise ValidationFailed([FieldError("period", "must be day or hour")]) from None
         # A stopped experiment's series ends where its results do (docs/experiments-that-live.md).
-        until = min(self._clock.now(), experiment.stopped_at or self._clock.now())
+        now = self._clock.now()
+        until = min(now, experiment.stopped_at or now)
         tuning = experiment.analysis.sequential_tuning_users
         key = ("series", experiment.id, tuple(v.id for v in experiment.variants), chosen, every)
 

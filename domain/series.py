@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from domain.errors import FieldError, ValidationFailed
+from domain.event import from_micros, to_micros
 from domain.experiment import Experiment
 from domain.stats import Proportion, SampleMean, TestResult, two_proportion_test, welch_test
 from domain.stats.sequential import DEFAULT_TUNING_USERS, SequentialResult, sequential_proportions
@@ -37,16 +38,13 @@ class Period(StrEnum):
         return MICROS_PER_DAY if self is Period.DAY else MICROS_PER_HOUR
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def period_of(moment: datetime, period: Period) -> int:
     """The whole periods since the Unix epoch, UTC, in which ``moment`` falls."""
-    return (moment - _EPOCH) // timedelta(microseconds=period.micros)
+    return to_micros(moment) // period.micros
 
 
 def start_of(index: int, period: Period) -> datetime:
-    return _EPOCH + timedelta(microseconds=index * period.micros)
+    return from_micros(index * period.micros)
 
 
 @dataclass(frozen=True, slots=True)

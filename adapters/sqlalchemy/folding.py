@@ -51,11 +51,10 @@ from adapters.sqlalchemy.dialects.common import FoldScript
 from adapters.sqlalchemy.tables import ANY_TYPE
 from domain.event import to_micros
 from domain.results import PRE_PERIOD
+from domain.series import MICROS_PER_DAY, MICROS_PER_HOUR
 
 log = logging.getLogger("experiments.folder")
 
-MICROS_PER_HOUR = 3_600_000_000
-MICROS_PER_DAY = 86_400_000_000
 MAX_EVENTS_PER_FOLD = 500_000
 """SQLite: bounds one fold's transaction (and the writes waiting behind it) after a backlog."""
 IDLE_REST_SECONDS = 1.0
