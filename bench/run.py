@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -477,9 +478,10 @@ def load_pg(url: str, exp: Experiment, n_events: int, n_users: int) -> None:
         conn.execute("ANALYZE")
 
 
-def timed_calls(client: httpx.Client, path: str, params: dict[str, str], n: int, budget_s: float) -> tuple[float, dict]:
+def timed_calls(client: httpx.Client, path: str, params: dict[str, str], n: int, budget_s: float,
+                read: Callable[[httpx.Response], Any] = httpx.Response.json) -> tuple[float, Any]:
     """Median ms of up to n calls, fewer once budget_s is spent (a scan at 10M events takes a
-    minute); the last answer."""
+    minute); the last answer, as ``read`` reads it (its JSON by default)."""
     times = []
     spent_from = time.perf_counter()
     while len(times) < n and (not times or time.perf_counter() - spent_from < budget_s):
@@ -487,7 +489,11 @@ def timed_calls(client: httpx.Client, path: str, params: dict[str, str], n: int,
         answer = client.get(path, params=params)
         times.append((time.perf_counter() - t) * 1000)
         answer.raise_for_status()
-    return statistics.median(times), answer.json()
+    return statistics.median(times), read(answer)
+
+
+def _html(answer: httpx.Response) -> str:
+    return answer.text
 
 
 def signed_in(base: str, admin: httpx.Client) -> httpx.Client:
@@ -500,18 +506,6 @@ def signed_in(base: str, admin: httpx.Client) -> httpx.Client:
     if signed.status_code != 303:
         raise httpx.HTTPError(f"sign-in answered {signed.status_code}")
     return pages
-
-
-def timed_pages(client: httpx.Client, path: str, n: int, budget_s: float) -> tuple[float, str]:
-    """Median ms of up to n page loads (the HTML alone, as the server renders it); the last page."""
-    times = []
-    spent_from = time.perf_counter()
-    while len(times) < n and (not times or time.perf_counter() - spent_from < budget_s):
-        t = time.perf_counter()
-        answer = client.get(path)
-        times.append((time.perf_counter() - t) * 1000)
-        answer.raise_for_status()
-    return statistics.median(times), answer.text
 
 
 SCORECARD = [
@@ -610,8 +604,8 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
             pages = signed_in(service.base, client)
             try:
                 pages.get(f"/ui/experiments/{exp.id}").raise_for_status()
-                ms["experiment page"], page_html = timed_pages(pages, f"/ui/experiments/{exp.id}", 10, 30)
-                ms["list page"], _ = timed_pages(pages, "/ui/experiments", 10, 30)
+                ms["experiment page"], page_html = timed_calls(pages, f"/ui/experiments/{exp.id}", {}, 10, 30, read=_html)
+                ms["list page"], _ = timed_calls(pages, "/ui/experiments", {}, 10, 30, read=_html)
             finally:
                 pages.close()
             client.patch(f"{service.base}/experiments/{exp.id}",
