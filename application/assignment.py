@@ -57,7 +57,7 @@ class AssignUser:
                     return Answer.served(experiment, user_id, experiment.control.id, reason)
                 await self._cache.set_assignment(stored)
                 return Answer.of(stored)
-        decided = Assignment.decide(experiment, user_id, self._clock.now())
+        decided = Assignment.decide(experiment, user_id, self._clock.now(), attributes)
         # Get-or-create in one call: the store keeps the first assignment ever stored (of
         # racing ones too) and returns it, so a known user gets theirs back, not this one.
         assignment = await self._store.add_assignment(decided)

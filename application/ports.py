@@ -8,6 +8,7 @@ from typing import Protocol
 
 from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
+from domain.breakdown import BreakdownTotals
 from domain.event import EventBatch
 from domain.experiment import Experiment
 from domain.keys import ApiKey
@@ -119,6 +120,11 @@ class Totals(Protocol):
         """The experiment's users per (variant, period of assignment), and per (variant, period
         of assignment, period of the events) the cells of ``domain.series`` on ``event_type``,
         by the same counting rule, up to the last event stored."""
+
+    async def breakdown_totals(self, experiment: Experiment, dimension: str, event_type: str | None) -> BreakdownTotals:
+        """Per variant, the experiment's users and their totals of ``event_type`` (None: every
+        type), by the counting rule; and the same per value of ``dimension`` over the users
+        assigned with that value (``Assignment.dimensions``); both in one snapshot."""
 
     async def rebuild_aggregates(self, progress: Callable[[int, int, str], None] | None = None) -> None:
         """Recompute whatever the store keeps pre-aggregated from the raw rows it holds;

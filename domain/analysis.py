@@ -18,9 +18,11 @@ from domain.metrics import Metric, parse_metrics
 from domain.stats.bayesian import NormalPrior
 from domain.stats.frequentist import benjamini_hochberg_adjust, holm_adjust
 from domain.stats.sequential import DEFAULT_TUNING_USERS
+from domain.targeting import MAX_ATTRIBUTE_LENGTH
 
 MIN_TUNING_USERS, MAX_TUNING_USERS = 100, 1_000_000_000
 MAX_PRIOR_SD = 100.0  # a relative effect's sd of 100 (10,000%) is already flat for any data
+MAX_DIMENSIONS = 5  # attributes kept with each assignment for breakdowns (domain/breakdown.py)
 
 
 class Correction(StrEnum):
@@ -30,7 +32,7 @@ class Correction(StrEnum):
     BH = "bh"  # Benjamini-Hochberg: the expected share of false winners among winners ≤ alpha
 
 
-KEYS = ("method", "sequential_tuning_users", "prior", "correction", "metrics", "cuped")
+KEYS = ("method", "sequential_tuning_users", "prior", "correction", "metrics", "cuped", "dimensions")
 """An analysis's settings, as its JSON form names them."""
 
 
@@ -48,6 +50,8 @@ class Analysis:
     correction: Correction = Correction.HOLM  # of the fixed-horizon p_value_adjusted
     metrics: tuple[Metric, ...] = ()  # the scorecard's rows (domain/metrics.py); none: no scorecard
     cuped: bool = False  # adjust the primary conversion and value by the pre-period (domain/stats/cuped.py)
+    # The attributes stored with each assignment from now on, that results may be split by.
+    dimensions: tuple[str, ...] = ()
 
     def correct(self, p_values: Sequence[float | None]) -> list[float | None]:
         """The fixed-horizon p-values of a family, adjusted by the correction this analysis asks
@@ -63,6 +67,7 @@ class Analysis:
             "correction": self.correction.value,
             "metrics": [m.document() for m in self.metrics],
             "cuped": self.cuped,
+            "dimensions": list(self.dimensions),
         }
 
     @classmethod
@@ -98,9 +103,10 @@ class Analysis:
             places = {"prior_mean": "prior.mean", "prior_sd": "prior.sd", **{k: k for k in KEYS}}
             errors.extend(exc.renamed({k: f"{where}.{v}" for k, v in places.items()}).errors)
         metrics = parse_metrics(value.get("metrics"), f"{where}.metrics", errors)
+        dimensions = parse_dimensions(value.get("dimensions"), f"{where}.dimensions", errors)
         if errors:
             raise ValidationFailed(errors)
-        return replace(analysis, metrics=metrics)
+        return replace(analysis, metrics=metrics, dimensions=dimensions)
 
     def with_settings(
         self,
@@ -201,6 +207,26 @@ class AnalysisOverrides:
         except ValidationFailed as exc:
             return list(exc.errors)
         return []
+
+
+def parse_dimensions(value: Any, where: str, errors: list[FieldError]) -> tuple[str, ...]:
+    """Up to MAX_DIMENSIONS distinct attribute names; None: none."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_DIMENSIONS:
+        errors.append(FieldError(where, f"must be a list of at most {MAX_DIMENSIONS} attribute names"))
+        return ()
+    found: list[str] = []
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_ATTRIBUTE_LENGTH:
+            errors.append(FieldError(f"{where}[{i}]", f"must be an attribute name of 1 to {MAX_ATTRIBUTE_LENGTH} characters"))
+        elif "\x00" in name:
+            errors.append(FieldError(f"{where}[{i}]", "must not contain the NUL character"))
+        elif name in found:
+            errors.append(FieldError(f"{where}[{i}]", f"names {name!r} twice"))
+        else:
+            found.append(name)
+    return tuple(found)
 
 
 def _number(value: Any) -> bool:

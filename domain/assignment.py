@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.dimensions import dimension_values
 from domain.eligibility import NOT_STARTED, Gate, Reason
 from domain.errors import FieldError, ValidationFailed
 from domain.experiment import Experiment, Variant
@@ -22,12 +23,18 @@ class Assignment:
     variant_id: str
     variant_name: str
     assigned_at: datetime
+    # (dimension, value) of the experiment's dimensions the assigning call sent a value for
+    # (domain/breakdown.py): stored with the assignment when it is made, never changed after.
+    dimensions: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def decide(cls, experiment: Experiment, user_id: str, now: datetime) -> Assignment:
+    def decide(
+        cls, experiment: Experiment, user_id: str, now: datetime, attributes: Mapping[str, Any] | None = None
+    ) -> Assignment:
         validate_user_id(user_id, "user_id")
         variant = experiment.variant_for_user(user_id)
-        return cls(experiment.id, user_id, variant.id, variant.name, now)
+        dimensions = dimension_values(experiment.analysis.dimensions, attributes)
+        return cls(experiment.id, user_id, variant.id, variant.name, now, dimensions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +138,8 @@ class Exposure:
         if reason is Reason.ASSIGNED:
             if variant.id != self.variant_id:
                 return FieldError("variant_id", f"the service assigns this user to variant {variant.id} ({variant.name})")
-            return Assignment(experiment.id, self.user_id, variant.id, variant.name, at)
+            dimensions = dimension_values(experiment.analysis.dimensions, self.attributes)
+            return Assignment(experiment.id, self.user_id, variant.id, variant.name, at, dimensions)
         if reason is Reason.HOLDOUT and experiment.holdout is not None:
             if self.variant_id != variant.id:
                 return FieldError("variant_id", f"the holdout keeps this user out: served the control, {variant.id}")

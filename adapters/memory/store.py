@@ -10,6 +10,7 @@ from adapters.memory.series import series_totals
 from application.unit_of_work import take_audit_entries
 from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
+from domain.breakdown import BreakdownTotals, SliceCell
 from domain.errors import ConcurrentChange, DuplicateExperimentName, DuplicateName
 from domain.event import Event, EventBatch
 from domain.experiment import Experiment
@@ -148,6 +149,25 @@ class MemoryStore:
     async def series_totals(self, experiment: Experiment, event_type: str, period: Period) -> SeriesTotals:
         assignments = {u: a for (x, u), a in self._assignments.items() if x == experiment.id}
         return series_totals(assignments, self._events.get(experiment.id, ()), event_type, period)
+
+    async def breakdown_totals(self, experiment: Experiment, dimension: str, event_type: str | None) -> BreakdownTotals:
+        assignments = {u: a for (x, u), a in self._assignments.items() if x == experiment.id}
+        values = {u: dict(a.dimensions).get(dimension) for u, a in assignments.items()}
+        counted: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # user -> [events, value]
+        for event in self._events.get(experiment.id, ()):
+            mine = assignments.get(event.user_id)
+            if mine is not None and counts(event.timestamp, mine.assigned_at) and event_type in (None, event.event_type):
+                counted[event.user_id][0] += 1
+                counted[event.user_id][1] += event.value or 0.0
+        overall: dict[str, SliceCell] = defaultdict(SliceCell)
+        by_value: dict[str, dict[str, SliceCell]] = defaultdict(lambda: defaultdict(SliceCell))
+        for user_id, assignment in assignments.items():
+            n, v = counted.get(user_id, (0, 0.0))
+            cell = SliceCell(1, EventTotals(int(n), 1, v, v * v, int(n * n)) if n else EventTotals())
+            overall[assignment.variant_id] += cell
+            if (value := values[user_id]) is not None:
+                by_value[value][assignment.variant_id] += cell
+        return BreakdownTotals(dict(overall), {k: dict(c) for k, c in by_value.items()})
 
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery

@@ -143,21 +143,44 @@ def user_deltas(counted: str) -> str:
     """
 
 
-def variant_increments(d: Dialect, deltas: str) -> str:
+def variant_increments(d: Dialect, deltas: str, *, slices: str | None = None) -> str:
     """What user deltas add to the per-variant totals, given each user's totals before them:
     a user without a row yet is a new unique user. Each delta's totals are one lookup by key
-    (``totals_of``), never a scan of every user's totals."""
+    (``totals_of``), never a scan of every user's totals.
+
+    ``slices``: per slice (dimension, value) and variant instead (slice_event_totals): each
+    delta joined by key to its user's dimension values ``ud``, those that also meet this
+    condition (" AND ud.dimension = :dim"; "": every dimension). A user without a value adds
+    to no slice."""
+    keys = ["d.experiment_id", "d.variant_id", "d.event_type"]
+    join = ""
+    if slices is not None:
+        keys[1:1] = ["ud.dimension", "ud.value"]
+        join = (" JOIN assignment_dimensions ud ON ud.experiment_id = d.experiment_id"
+                f" AND ud.user_id = d.user_id{slices}")
+    named = ", ".join(f"{k} AS {k.split('.')[1]}" for k in keys)
     return f"""
-    SELECT d.experiment_id AS experiment_id, d.variant_id AS variant_id, d.event_type AS event_type,
+    SELECT {named},
            SUM(d.n) AS events, SUM(CASE WHEN u.events IS NULL THEN 1 ELSE 0 END) AS users,
            SUM(d.s) AS value_sum,
            SUM((COALESCE(u.value_sum, 0.0) + d.s) * (COALESCE(u.value_sum, 0.0) + d.s)
                - COALESCE(u.value_sum, 0.0) * COALESCE(u.value_sum, 0.0)) AS value_sum_squares,
            SUM((COALESCE(u.events, 0) + d.n) * (COALESCE(u.events, 0) + d.n)
                - COALESCE(u.events, 0) * COALESCE(u.events, 0)) AS events_sum_squares
-    FROM {deltas} d {d.totals_of("d", "u")}
-    GROUP BY d.experiment_id, d.variant_id, d.event_type
+    FROM {deltas} d{join} {d.totals_of("d", "u")}
+    GROUP BY {", ".join(keys)}
     """
+
+
+def adding(table: str, key: str, columns: str) -> str:
+    """An upsert's tail that adds each of ``columns`` (comma-separated) to the stored row of
+    ``key``: how the folder keeps every total."""
+    sums = ",\n      ".join(f"{c} = {table}.{c} + excluded.{c}" for c in columns.replace(" ", "").split(","))
+    return f"ON CONFLICT ({key}) DO UPDATE SET\n      {sums}"
+
+
+EVENT_TOTALS = "events, users, value_sum, value_sum_squares, events_sum_squares"
+"""The columns of variant_event_totals and slice_event_totals past their keys."""
 
 
 def pair_increments(d: Dialect, deltas: str, only: str = "") -> str:
@@ -202,6 +225,15 @@ def pair_backfill(only_unfilled: bool) -> str:
     JOIN user_assignments a ON a.experiment_id = ua.experiment_id AND a.user_id = ua.user_id{where}
     GROUP BY p.experiment_id, a.variant_id, p.numerator_type, p.denominator_type
     """
+
+
+def slice_users_of(assignments: str, where: str, dimension: str = "") -> str:
+    """The users per slice and variant of the assignments ``a`` of ``assignments`` that meet
+    ``where``, each joined by key to its dimension values (those meeting ``dimension``)."""
+    return f"""SELECT a.experiment_id AS experiment_id, ud.dimension AS dimension, ud.value AS value,
+        a.variant_id AS variant_id, COUNT(*) AS users FROM {assignments}
+        JOIN assignment_dimensions ud ON ud.experiment_id = a.experiment_id AND ud.user_id = a.user_id{dimension}
+        WHERE {where} GROUP BY a.experiment_id, ud.dimension, ud.value, a.variant_id"""
 
 
 _PAIRS_FILLED = "UPDATE metric_pairs SET filled = true WHERE filled = false"
@@ -420,17 +452,12 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
           events_products = variant_pair_totals.events_products + excluded.events_products,
           value_products = variant_pair_totals.value_products + excluded.value_products
         """,
-        """INSERT INTO variant_event_totals
-             (experiment_id, variant_id, event_type, events, users, value_sum, value_sum_squares,
-              events_sum_squares)
-        """ + variant_increments(d, "fold_deltas") + """
-        ON CONFLICT (experiment_id, variant_id, event_type) DO UPDATE SET
-          events = variant_event_totals.events + excluded.events,
-          users = variant_event_totals.users + excluded.users,
-          value_sum = variant_event_totals.value_sum + excluded.value_sum,
-          value_sum_squares = variant_event_totals.value_sum_squares + excluded.value_sum_squares,
-          events_sum_squares = variant_event_totals.events_sum_squares + excluded.events_sum_squares
-        """,
+        f"""INSERT INTO variant_event_totals (experiment_id, variant_id, event_type, {EVENT_TOTALS})
+        {variant_increments(d, "fold_deltas")}
+        {adding("variant_event_totals", "experiment_id, variant_id, event_type", EVENT_TOTALS)}""",
+        f"""INSERT INTO slice_event_totals (experiment_id, dimension, value, variant_id, event_type, {EVENT_TOTALS})
+        {variant_increments(d, "fold_deltas", slices="")}
+        {adding("slice_event_totals", "experiment_id, dimension, value, variant_id, event_type", EVENT_TOTALS)}""",
         """INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
         SELECT experiment_id, user_id, event_type, n, s FROM fold_deltas WHERE true
         ON CONFLICT (experiment_id, user_id, event_type) DO UPDATE SET
@@ -449,9 +476,10 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
         f"""INSERT INTO variant_users (experiment_id, variant_id, users)
         SELECT a.experiment_id, a.variant_id, COUNT(*) FROM {d.by_key("user_assignments", "a")}
         WHERE {w.new_assignments} GROUP BY a.experiment_id, a.variant_id
-        ON CONFLICT (experiment_id, variant_id) DO UPDATE SET
-          users = variant_users.users + excluded.users
-        """,
+        {adding("variant_users", "experiment_id, variant_id", "users")}""",
+        f"""INSERT INTO slice_users (experiment_id, dimension, value, variant_id, users)
+        {slice_users_of(d.by_key("user_assignments", "a"), w.new_assignments)}
+        {adding("slice_users", "experiment_id, dimension, value, variant_id", "users")}""",
         _SET_HORIZONS,
     )
     return tuple(text(s) for s in statements)
@@ -492,6 +520,8 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         "DELETE FROM prior_events",
         "DELETE FROM user_pre_totals",
         "DELETE FROM variant_covariate_totals",
+        "DELETE FROM slice_event_totals",
+        "DELETE FROM slice_users",
         *covariate_fill(d, "et", "at", only_unfilled=False),
         _COVARIATES_FILLED,
         f"""INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
@@ -508,6 +538,13 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         FROM user_event_totals u JOIN user_assignments a
           ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
         GROUP BY u.experiment_id, a.variant_id, u.event_type""",
+        f"""INSERT INTO slice_event_totals (experiment_id, dimension, value, variant_id, event_type, {EVENT_TOTALS})
+        SELECT u.experiment_id, ud.dimension, ud.value, a.variant_id, u.event_type, SUM(u.events), COUNT(*),
+               SUM(u.value_sum), SUM(u.value_sum * u.value_sum), SUM(u.events * u.events)
+        FROM user_event_totals u JOIN user_assignments a
+          ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
+        JOIN assignment_dimensions ud ON ud.experiment_id = u.experiment_id AND ud.user_id = u.user_id
+        GROUP BY u.experiment_id, ud.dimension, ud.value, a.variant_id, u.event_type""",
         pair_backfill(only_unfilled=False),
         _PAIRS_FILLED,
         covariate_backfill(only_unfilled=False),
@@ -516,6 +553,8 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         f"""INSERT INTO variant_users (experiment_id, variant_id, users)
         SELECT a.experiment_id, a.variant_id, COUNT(*) FROM user_assignments a WHERE {a_in}
         GROUP BY a.experiment_id, a.variant_id""",
+        (f"INSERT INTO slice_users (experiment_id, dimension, value, variant_id, users) "
+         f"{slice_users_of('user_assignments a', a_in)}"),
         _SET_HORIZONS,
     )
     return tuple(text(s) for s in statements)

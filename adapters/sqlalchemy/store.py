@@ -16,11 +16,13 @@ from adapters.sqlalchemy.views import ResultsView
 from adapters.sqlalchemy.writes import Assignments, Events, Experiments, Layers
 from domain.assignment import Assignment, HeldOut
 from domain.audit import AuditEntry
+from domain.breakdown import BreakdownTotals
 from domain.event import EventBatch, to_micros
 from domain.experiment import Experiment
 from domain.keys import ApiKey
 from domain.layers import Holdout, Layer, Slice
 from domain.results import ResultQuery
+from domain.series import Period, SeriesTotals
 from domain.totals import VariantAggregate
 
 
@@ -134,6 +136,9 @@ class SqlStore:
     @unavailable_on_connection_loss
     async def series_totals(self, experiment: Experiment, event_type: str, period: Period) -> SeriesTotals:
         return await self._results.series_totals(experiment, event_type, period)
+
+    async def breakdown_totals(self, experiment: Experiment, dimension: str, event_type: str | None) -> BreakdownTotals:
+        return await self._results.breakdown_totals(experiment, dimension, event_type)
 
     @unavailable_on_connection_loss
     async def variant_aggregates(

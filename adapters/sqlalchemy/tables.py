@@ -283,6 +283,46 @@ variant_users = Table(
     sqlite_with_rowid=False,
 )
 
+# Breakdowns (domain/breakdown.py; migration 0012): the values of an experiment's dimensions a
+# user was assigned with, written with the assignment; and per slice (dimension, value) what
+# variant_users and variant_event_totals hold per variant, kept by the folder alike.
+assignment_dimensions = Table(
+    "assignment_dimensions",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("user_id", String(256), primary_key=True),
+    Column("dimension", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+slice_users = Table(
+    "slice_users",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("dimension", String(100), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("variant_id", String(32), primary_key=True),
+    Column("users", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+slice_event_totals = Table(
+    "slice_event_totals",
+    metadata,
+    Column("experiment_id", String(32), primary_key=True),
+    Column("dimension", String(100), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("variant_id", String(32), primary_key=True),
+    Column("event_type", String(100), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("users", BigInteger, nullable=False),
+    Column("value_sum", Float, nullable=False),
+    Column("value_sum_squares", Float, nullable=False),
+    Column("events_sum_squares", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # One row: how far the folder has come. SQLite: the highest folded rowid of events and of
 # assignments. PostgreSQL: both hold one transaction-id horizon; rows of transactions below it
 # are folded. ``folded_at`` (microseconds, UTC) is when the last fold committed.

@@ -27,11 +27,13 @@ from adapters.sqlalchemy.folding import (
     covariate_increments,
     floor_div,
     pair_increments,
+    slice_users_of,
     tail_window,
     user_deltas,
     variant_increments,
 )
 from adapters.sqlalchemy.tables import ANY_TYPE
+from domain.breakdown import BreakdownTotals, SliceCell
 from domain.errors import CovariatesFilling
 from domain.event import to_micros
 from domain.experiment import Experiment
@@ -155,6 +157,27 @@ class ResultsView:
             " WHERE experiment_id = :x AND assigned_at <= :end GROUP BY variant_id"
         )
         self._series = {period: _series_sql(self._tail, period) for period in Period}
+        # A breakdown's slices of one dimension (:dim): users, folded and the tail's (kind "u");
+        # totals of one event type (:pt), folded and the tail's increments (kind "t").
+        of_dimension = " AND ud.dimension = :dim"
+        new_users = slice_users_of(
+            d.by_key("user_assignments", "a"),
+            f"{d.after(d.assignment_key, 'ah')} AND {d.only('a.experiment_id')} = :x",
+            of_dimension,
+        )
+        totals = "events, users, value_sum, value_sum_squares, events_sum_squares"
+        self._slices = text(
+            f"WITH counted AS ({self._tail}),"
+            f" deltas AS ({user_deltas('counted')}),"
+            f" increments AS ({variant_increments(d, 'deltas', slices=of_dimension)})"
+            # The typed rows first: PostgreSQL types two NULLs in a row as text.
+            f" SELECT 't', value, variant_id, {totals} FROM slice_event_totals"
+            " WHERE experiment_id = :x AND dimension = :dim AND event_type = :pt"
+            f" UNION ALL SELECT 't', value, variant_id, {totals} FROM increments WHERE event_type = :pt"
+            " UNION ALL SELECT 'u', value, variant_id, users, NULL, NULL, NULL, NULL FROM slice_users"
+            " WHERE experiment_id = :x AND dimension = :dim"
+            f" UNION ALL SELECT 'u', value, variant_id, users, NULL, NULL, NULL, NULL FROM ({new_users}) n"
+        )
 
     async def variant_aggregates(
         self, experiment: Experiment, query: ResultQuery
@@ -184,10 +207,40 @@ class ResultsView:
                     cells[v, int(a), int(p)] = SeriesCell(int(conv), int(n), float(s), float(s2))
         return SeriesTotals(users, cells)
 
-    async def _from_totals(
-        self, conn: AsyncConnection, experiment: Experiment, query: ResultQuery, params: dict[str, Any]
-    ) -> Mapping[str, VariantAggregate]:
-        """No date range: the per-variant totals plus the tail's increments to them."""
+    async def breakdown_totals(self, experiment: Experiment, dimension: str, event_type: str | None) -> BreakdownTotals:
+        """The experiment's users and ``event_type`` totals (None: every type) per variant, and
+        the same per value of ``dimension``: folded plus the tail's, in one snapshot, so that
+        the slice "unknown" (the experiment's less its known slices') is exact too."""
+        pt = ANY_TYPE if event_type is None else event_type
+        async with self._db.snapshot(self._timeout) as conn:
+            eh, ah, _ = (await conn.execute(_HORIZONS, {"x": experiment.id})).one()
+            params = {"x": experiment.id, "eh": eh, "ah": ah}
+            users, totals = await self._variant_totals(conn, params)
+            slice_users: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            slice_totals: dict[str, dict[str, EventTotals]] = defaultdict(lambda: defaultdict(EventTotals))
+            for kind, value, variant_id, n, u, s, s2, n2 in await conn.execute(
+                self._slices, {**params, "dim": dimension, "pt": pt}
+            ):
+                if kind == "u":
+                    slice_users[value][variant_id] += int(n)
+                else:
+                    slice_totals[value][variant_id] += EventTotals(int(n), int(u), float(s), float(s2), int(n2))
+        return BreakdownTotals(
+            {v: SliceCell(users[v], totals[v].get(pt, EventTotals())) for v in users.keys() | totals.keys()},
+            {
+                value: {
+                    v: SliceCell(slice_users[value].get(v, 0), slice_totals[value].get(v, EventTotals()))
+                    for v in slice_users[value].keys() | slice_totals[value].keys()
+                }
+                for value in slice_users.keys() | slice_totals.keys()
+            },
+        )
+
+    async def _variant_totals(
+        self, conn: AsyncConnection, params: dict[str, Any]
+    ) -> tuple[dict[str, int], dict[str, dict[str, EventTotals]]]:
+        """Per variant: its users, and its totals per event type (and "" for every type),
+        folded plus the tail's increments."""
         users: dict[str, int] = defaultdict(int)
         totals: dict[str, dict[str, EventTotals]] = defaultdict(lambda: defaultdict(EventTotals))
         for kind, variant_id, event_type, n, u, s, s2, n2 in await conn.execute(self._without_range, params):
@@ -195,6 +248,13 @@ class ResultsView:
                 users[variant_id] += int(n)
             else:
                 totals[variant_id][event_type] += EventTotals(int(n), int(u), float(s), float(s2), int(n2))
+        return users, totals
+
+    async def _from_totals(
+        self, conn: AsyncConnection, experiment: Experiment, query: ResultQuery, params: dict[str, Any]
+    ) -> Mapping[str, VariantAggregate]:
+        """No date range: the per-variant totals plus the tail's increments to them."""
+        users, totals = await self._variant_totals(conn, params)
         cross: dict[str, dict[tuple[str, str], CrossTotals]] = defaultdict(lambda: defaultdict(CrossTotals))
         if query.pairs:
             filled: set[tuple[str, str]] = set()

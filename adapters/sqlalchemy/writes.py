@@ -267,7 +267,8 @@ class Assignments:
 
     def _add_all(self, conn: Connection, decided: Sequence[Assignment]) -> list[Assignment]:
         rows = [(a.experiment_id, a.user_id, a.variant_id, to_micros(a.assigned_at)) for a in decided]
-        stored = self._db.dialect.insert_assignments(conn, rows)
+        dimensions = [(a.experiment_id, a.user_id, name, value) for a in decided for name, value in a.dimensions]
+        stored = self._db.dialect.insert_assignments(conn, rows, dimensions)
         out = []
         for a, found in zip(decided, stored, strict=True):
             if found is not None and found[0] == a.variant_id:

@@ -347,7 +347,7 @@ async def test_a_database_written_by_schema_0004_upgrades_with_its_results_intac
 
 
 # ---- Down and up again ---------------------------------------------------------------------
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012"]
 IRREVERSIBLE = {"0005"}  # it reshapes the totals; its downgrade says to restore a backup
 
 

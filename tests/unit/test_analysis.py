@@ -19,7 +19,7 @@ def test_the_defaults_are_the_fixed_horizon_tests() -> None:
     assert Analysis().method is Method.FIXED
     assert Analysis().document() == {
         "method": "fixed", "sequential_tuning_users": 10_000, "prior": None, "correction": "holm",
-        "metrics": [], "cuped": False,
+        "metrics": [], "cuped": False, "dimensions": [],
     }
 
 

@@ -16,6 +16,7 @@ from domain.event import EventBatch
 
 T = TypeVar("T")
 Row = tuple[str, str, str, int]  # an assignment: experiment_id, user_id, variant_id, assigned_at
+DimensionRow = tuple[str, str, str, str]  # an assignment's dimension: experiment_id, user_id, dimension, value
 EVENT_COLUMNS = ("experiment_id", "user_id", "event_type", "timestamp", "value", "properties", "event_id")
 BatchJob = Callable[[Connection, Sequence[Any]], Sequence[Any]]
 """Takes the items of a group, returns one result per item, in their order."""
@@ -158,6 +159,13 @@ class Dialect(Protocol):
     def unmatchable(self, *keys: str) -> bool:
         """Whether no stored row can have one of these keys, so that a lookup is a miss."""
 
-    def insert_assignments(self, conn: Connection, rows: list[Row]) -> list[tuple[str, int] | None]: ...
+    def insert_assignments(
+        self, conn: Connection, rows: list[Row], dimensions: list[DimensionRow]
+    ) -> list[tuple[str, int] | None]:
+        """Each assignment of ``rows`` unless one is stored for (experiment, user), with its
+        ``dimensions`` (those of the assignments this call stores, none of another's), all in
+        one transaction: a fold never sees an assignment without its dimensions. Returns what
+        is stored for each row, (variant_id, assigned_at); None where a race this statement
+        could not see won."""
 
     def insert_events(self, conn: Connection, batch: EventBatch) -> int: ...

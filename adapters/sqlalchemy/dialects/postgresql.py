@@ -28,6 +28,7 @@ from adapters.sqlalchemy.dialects.common import (
     EVENT_COLUMNS,
     WAITING_TO_FILL,
     BatchJob,
+    DimensionRow,
     FoldScript,
     FoldsOn,
     Row,
@@ -446,7 +447,13 @@ class PostgresDialect:
         " CAST(:v AS varchar[]), CAST(:at AS bigint[])) WITH ORDINALITY AS w(x, u, v, at, n)),"
         " inserted AS (INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at)"
         " SELECT x, u, v, at FROM wanted ORDER BY n ON CONFLICT (experiment_id, user_id) DO NOTHING"
-        " RETURNING experiment_id, user_id, variant_id, assigned_at)"
+        " RETURNING experiment_id, user_id, variant_id, assigned_at),"
+        # The dimensions of the assignments inserted here, in the same statement (one transaction).
+        " dimensions AS (INSERT INTO assignment_dimensions (experiment_id, user_id, dimension, value)"
+        " SELECT d.x, d.u, d.name, d.value FROM unnest(CAST(:dx AS varchar[]), CAST(:du AS varchar[]),"
+        " CAST(:dn AS varchar[]), CAST(:dv AS varchar[])) AS d(x, u, name, value)"
+        " JOIN inserted i ON i.experiment_id = d.x AND i.user_id = d.u"
+        " ON CONFLICT (experiment_id, user_id, dimension) DO NOTHING)"
         " SELECT COALESCE(i.variant_id, s.variant_id), COALESCE(i.assigned_at, s.assigned_at)"
         " FROM wanted w"
         " LEFT JOIN inserted i ON i.experiment_id = w.x AND i.user_id = w.u"
@@ -454,9 +461,13 @@ class PostgresDialect:
         " ORDER BY w.n"
     )
 
-    def insert_assignments(self, conn: Connection, rows: list[Row]) -> list[tuple[str, int] | None]:
+    def insert_assignments(
+        self, conn: Connection, rows: list[Row], dimensions: list[DimensionRow]
+    ) -> list[tuple[str, int] | None]:
         columns = {"x": [r[0] for r in rows], "u": [r[1] for r in rows],
-                   "v": [r[2] for r in rows], "at": [r[3] for r in rows]}
+                   "v": [r[2] for r in rows], "at": [r[3] for r in rows],
+                   "dx": [d[0] for d in dimensions], "du": [d[1] for d in dimensions],
+                   "dn": [d[2] for d in dimensions], "dv": [d[3] for d in dimensions]}
         found = conn.execute(self._GET_OR_INSERT_ASSIGNMENTS, columns).all()
         return [None if variant is None else (variant, at) for variant, at in found]
 

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import TextClause
 from adapters.sqlalchemy.dialects.common import (
     EVENT_COLUMNS,
     WAITING_TO_FILL,
+    DimensionRow,
     FoldScript,
     FoldsOn,
     Row,
@@ -316,9 +317,17 @@ class SqliteDialect:
         " VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id, user_id) DO NOTHING"
     )
 
-    def insert_assignments(self, conn: Connection, rows: list[Row]) -> list[tuple[str, int] | None]:
+    _INSERT_DIMENSION = (
+        "INSERT INTO assignment_dimensions (experiment_id, user_id, dimension, value) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (experiment_id, user_id, dimension) DO NOTHING"
+    )
+
+    def insert_assignments(
+        self, conn: Connection, rows: list[Row], dimensions: list[DimensionRow]
+    ) -> list[tuple[str, int] | None]:
         """A group's assignments in one statement, then what is stored for each: the row just
-        inserted, or the one that was there first. The write lock is held, so both are final."""
+        inserted, or the one that was there first; then the dimensions of the rows stored here
+        (their time is this row's). The write lock is held, so all of it is final."""
         conn.exec_driver_sql(self._INSERT_ASSIGNMENT, rows)
         stored: dict[tuple[str, str], tuple[str, int]] = {}
         for experiment_id in {row[0] for row in rows}:
@@ -329,6 +338,10 @@ class SqliteDialect:
                 (experiment_id, *users),
             )
             stored.update({(experiment_id, u): (v, at) for u, v, at in found})
+        if dimensions:
+            mine = {(x, u) for x, u, v, at in rows if stored[(x, u)] == (v, at)}
+            if kept := [d for d in dimensions if (d[0], d[1]) in mine]:
+                conn.exec_driver_sql(self._INSERT_DIMENSION, kept)
         return [stored[(row[0], row[1])] for row in rows]
 
     def insert_events(self, conn: Connection, batch: EventBatch) -> int:
