@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from application.experiments import GetExperiment
 from application.ports import Clock, Totals
 from domain.analysis import AnalysisOverrides
+from domain.breakdown import Breakdown, breakdown
 from domain.errors import FieldError, ResultsBusy, ValidationFailed
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 from domain.series import (
@@ -166,6 +167,45 @@ class ComputeTimeSeries:
             calendar_series(experiment, totals, period_of(until, every), tuning),
             exposure_series(experiment, by_day, period_of(until, Period.DAY), tuning),
         )
+
+
+class ComputeBreakdown:
+    """Results split by one of the experiment's dimensions (domain/breakdown.py), read under the
+    same bound as results."""
+
+    def __init__(
+        self, experiments: GetExperiment, store: Totals, calculator: ResultCalculator, slots: ResultsSlots
+    ) -> None:
+        self._experiments, self._store, self._calculator, self._slots = experiments, store, calculator, slots
+
+    async def __call__(
+        self,
+        experiment_id: str,
+        dimension: str,
+        *,
+        primary_event_type: str | None = None,
+        overrides: AnalysisOverrides | None = None,
+    ) -> Breakdown:
+        experiment = await self._experiments(experiment_id)
+        errors: list[FieldError] = []
+        declared = experiment.analysis.dimensions
+        if dimension not in declared:
+            named = ", ".join(declared) if declared else "none: set its analysis.dimensions first"
+            errors.append(FieldError("dimension", f"is not a dimension of this experiment (it has {named})"))
+        try:
+            query = ResultQuery.resolve(experiment, primary_event_type=primary_event_type)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+        try:
+            analysis = (overrides or AnalysisOverrides()).over(experiment.analysis)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+        if errors:
+            raise ValidationFailed(errors)
+        chosen = query.primary_event_type
+        key = ("breakdown", experiment.id, tuple(v.id for v in experiment.variants), dimension, chosen)
+        totals = await self._slots.shared(key, lambda: self._store.breakdown_totals(experiment, dimension, chosen))
+        return breakdown(experiment, dimension, query, totals, analysis, self._calculator)
 
 
 class ComputeResults:

@@ -24,7 +24,7 @@ from application.health import CheckHealth
 from application.layers import LayersAndHoldouts
 from application.ports import Cache, RateLimiter, Store
 from application.power import EstimatePower
-from application.results import ComputeResults, ComputeTimeSeries, ResultsSlots
+from application.results import ComputeBreakdown, ComputeResults, ComputeTimeSeries, ResultsSlots
 from application.tracking import RecordEvents
 from domain.results import ResultCalculator
 from entrypoints.config.settings import ConfigurationError, Settings
@@ -149,6 +149,7 @@ class Container(containers.DeclarativeContainer):
         ComputeResults, get_experiment, store, calculator, results_slots
     )
     compute_time_series = providers.Singleton(ComputeTimeSeries, get_experiment, store, clock, results_slots)
+    compute_breakdown = providers.Singleton(ComputeBreakdown, get_experiment, store, calculator, results_slots)
     estimate_power = providers.Singleton(EstimatePower, compute_results, clock)
     check_health = providers.Singleton(CheckHealth, store)
 

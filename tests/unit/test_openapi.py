@@ -32,6 +32,7 @@ DECLARED = {
     ("post", "/events"): AUTHENTICATED | WITH_BODY | {404},
     ("get", "/experiments/{experiment_id}/results"): AUTHENTICATED | {404, 422},
     ("get", "/experiments/{experiment_id}/results/timeseries"): AUTHENTICATED | {404, 422},
+    ("get", "/experiments/{experiment_id}/results/breakdown"): AUTHENTICATED | {404, 422},
     ("post", "/keys"): AUTHENTICATED | WITH_BODY,
     ("get", "/keys"): AUTHENTICATED | {422},
     ("get", "/keys/{key_id}"): AUTHENTICATED | {404},

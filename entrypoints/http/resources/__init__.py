@@ -6,6 +6,7 @@ from litestar import Controller
 
 from entrypoints.http.resources.assignments import AssignmentsController
 from entrypoints.http.resources.audit import AuditController
+from entrypoints.http.resources.breakdown import BreakdownController
 from entrypoints.http.resources.events import EventsController
 from entrypoints.http.resources.experiments import ExperimentsController
 from entrypoints.http.resources.health import HealthController
@@ -26,6 +27,7 @@ RESOURCES: tuple[type[Controller], ...] = (
     EventsController,
     ResultsController,
     TimeSeriesController,
+    BreakdownController,
     PowerController,
     LayersController,
     HoldoutsController,

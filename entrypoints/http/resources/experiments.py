@@ -264,6 +264,10 @@ class AnalysisOut(msgspec.Struct):
     cuped: Annotated[
         bool, doc("Results carry the comparisons adjusted by the users' pre-period (CUPED) beside them.", False)
     ]
+    dimensions: Annotated[
+        list[str], doc("Attributes stored with each assignment, that results may be split by (breakdowns).",
+                       ["platform", "country"])
+    ]
 
 
 class AnalysisIn(msgspec.Struct):
@@ -286,6 +290,14 @@ class AnalysisIn(msgspec.Struct):
         msgspec.Meta(max_length=20, description="Up to 20, exactly one of them primary; default none."),
     ] = []
     cuped: Annotated[bool, doc("Default false.", True)] = False
+    dimensions: Annotated[
+        list[str],
+        msgspec.Meta(max_length=5, description=(
+            "Up to 5 distinct attribute names (1 to 100 characters) whose values, as sent with the "
+            "assignment call that assigns a user, are stored with the assignment for breakdowns; "
+            "default none. Users assigned before a dimension is named are in its slice unknown."
+        )),
+    ] = []
 
 
 class VariantOut(msgspec.Struct):
