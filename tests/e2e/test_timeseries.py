@@ -96,8 +96,12 @@ def test_every_point_is_a_count_of_what_was_sent(store_client: TestClient, fake_
             welch = stats.ttest_ind(v_g, v_c, equal_var=False)
             assert comparison["value"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
         assert comparison["sequential"]["confidence_interval"]["level"] == 0.95
-    # The last point is the results call's figures.
-    final = results(store_client, experiment["id"])
+    # The last point is the results call's figures, its chance to beat the control the Bayesian read-out's.
+    final = results(store_client, experiment["id"], method="bayesian")
+    (last,) = series["points"][-1]["comparisons"]
+    assert last["chance_to_beat_control"] == pytest.approx(
+        final["comparisons"][0]["bayesian"]["chance_to_beat_control"], abs=1e-6
+    )
     for arm, variant in zip(series["points"][-1]["variants"], final["variants"], strict=True):
         assert (arm["users"], arm["conversions"]) == (variant["users"], variant["primary_unique_users"])
         assert math.isclose(arm["value_sum"], variant["value_sum"] or 0.0, abs_tol=1e-9)

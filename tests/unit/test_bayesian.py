@@ -22,6 +22,7 @@ from domain.stats.bayesian import (
     NormalPrior,
     bayesian_means,
     bayesian_proportions,
+    chances_to_beat,
 )
 from domain.stats.values import Proportion, SampleMean
 from tests.references import relative_loss_if_kept
@@ -413,3 +414,19 @@ def test_the_prior_must_be_given_by_keyword() -> None:
     assert NormalPrior(sd=0.2).mean == 0.0
     with pytest.raises(TypeError):
         NormalPrior(0.0, 0.2)  # type: ignore[misc]
+
+
+def test_a_series_chances_match_monte_carlo_and_the_single_read_out() -> None:
+    """``chances_to_beat`` (a series' points at once) against the draws of every case above,
+    and against ``bayesian_proportions``' chance (itself checked against draws above)."""
+    chances = chances_to_beat([(Proportion(*p.values[0]), Proportion(*p.values[1])) for p in PROPORTION_CASES])
+    for param, chance in zip(PROPORTION_CASES, chances, strict=True):
+        (n_a, x_a), (n_b, x_b) = param.values
+        rng = np.random.default_rng(n_a * 13 + x_a * 5 + n_b * 11 + x_b)
+        a = rng.beta(1 + x_a, 1 + n_a - x_a, DRAWS)
+        b = rng.beta(1 + x_b, 1 + n_b - x_b, DRAWS)
+        close_to_draws(chance, (b > a).astype(float), f"series chance {param.id}")
+        single = bayesian_proportions(Proportion(n_a, x_a), Proportion(n_b, x_b)).chance_to_beat_control
+        assert chance == pytest.approx(single, abs=1e-6)
+    assert chances_to_beat([(Proportion(0, 0), Proportion(10, 1)), (Proportion(10, 1), Proportion(5, 9))]) == [None, None]
+    assert chances_to_beat([]) == []

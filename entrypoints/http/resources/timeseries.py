@@ -61,6 +61,11 @@ class ComparisonPointOut(msgspec.Struct):
     confidence_interval: Annotated[IntervalOut, doc("Newcombe, at this point.")]
     sequential: SequenceOut
     value: Annotated[ValuePointOut, doc("Welch's t-test of the cumulative value per user.")]
+    chance_to_beat_control: Annotated[
+        float | None,
+        doc("P(variant's rate > control's) at this point: Beta posteriors of a flat prior, as method=bayesian "
+            "reads the conversion; null when an arm has no users.", 0.91),
+    ]
 
     @classmethod
     def of(cls, c: ComparisonPoint) -> ComparisonPointOut:
@@ -73,6 +78,7 @@ class ComparisonPointOut(msgspec.Struct):
             IntervalOut.of(z),
             SequenceOut(BoundsOut.of(s.level, s.interval), s.p_value),
             ValuePointOut(t.absolute_lift, t.relative_lift, t.p_value, IntervalOut.of(t)),
+            c.chance_to_beat_control,
         )
 
 
