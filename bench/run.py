@@ -436,17 +436,30 @@ SETUP_SQL = (
     "INSERT INTO variants (id, experiment_id, position, name, traffic_basis_points, is_control)"
     " VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
     "INSERT INTO user_assignments (experiment_id, user_id, variant_id, assigned_at) VALUES ({p}, {p}, {p}, {p})",
+    "INSERT INTO assignment_dimensions (experiment_id, user_id, dimension, value) VALUES ({p}, {p}, {p}, {p})",
 )
+DIMENSIONS = {"platform": 3, "country": 60}
+"""The breakdowns' dimensions and their values: country has more than the 50 a breakdown shows."""
+
+
+def dimension_rows(exp: Experiment, n_users: int) -> Iterator[tuple]:
+    """Every user's values, as assignments with attributes would store them; one in ten has
+    no platform (the slice unknown)."""
+    for u in range(n_users):
+        if u % 10:
+            yield exp.id, f"u{u}", "platform", ("ios", "android", "web")[u % 3]
+        yield exp.id, f"u{u}", "country", f"c{u % DIMENSIONS['country']:02d}"
 
 
 def load_sqlite(url: str, exp: Experiment, n_events: int, n_users: int) -> None:
     """Raw rows straight into the tables, as a restore would; the totals come from rebuild."""
     conn = sqlite3.connect(url.removeprefix("sqlite:///"))
     experiment, variants, assignments = setup_rows(exp, n_users)
-    experiments_sql, variants_sql, assignments_sql = (s.format(p="?") for s in SETUP_SQL)
+    experiments_sql, variants_sql, assignments_sql, dimensions_sql = (s.format(p="?") for s in SETUP_SQL)
     conn.execute(experiments_sql, experiment)
     conn.executemany(variants_sql, variants)
     conn.executemany(assignments_sql, assignments)
+    conn.executemany(dimensions_sql, dimension_rows(exp, n_users))
     for start in range(0, n_events, 100_000):
         conn.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, NULL)",
                          (r[:5] for r in event_rows(exp.id, min(100_000, n_events - start), n_users, start)))
@@ -459,13 +472,16 @@ def load_pg(url: str, exp: Experiment, n_events: int, n_users: int) -> None:
     import psycopg
 
     experiment, variants, assignments = setup_rows(exp, n_users)
-    experiments_sql, variants_sql, assignments_sql = (s.format(p="%s") for s in SETUP_SQL)
+    experiments_sql, variants_sql, assignments_sql, _ = (s.format(p="%s") for s in SETUP_SQL)
     with psycopg.connect(url) as conn:
         with conn.cursor() as cur:
             cur.execute(experiments_sql, experiment)
             cur.executemany(variants_sql, variants)
             with cur.copy("COPY user_assignments (experiment_id, user_id, variant_id, assigned_at) FROM STDIN") as copy:
                 for row in assignments:
+                    copy.write_row(row)
+            with cur.copy("COPY assignment_dimensions (experiment_id, user_id, dimension, value) FROM STDIN") as copy:
+                for row in dimension_rows(exp, n_users):
                     copy.write_row(row)
             txid = cur.execute("SELECT txid_current()").fetchone()[0] if pg_txid_column(conn) else None
             columns = 'experiment_id, user_id, event_type, "timestamp", value' + (", txid" if txid else "")
@@ -590,6 +606,13 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
             client.get(series_path).raise_for_status()
             ms["series by day"], series_by_day = timed_calls(client, series_path, {}, 10, 30)
             ms["series by hour"], series_by_hour = timed_calls(client, series_path, {"period": "hour"}, 10, 30)
+            # Breakdowns: 3 platforms and unknown; 60 countries, 50 shown and other.
+            client.patch(f"{service.base}/experiments/{exp.id}",
+                         json={"analysis": {"dimensions": list(DIMENSIONS)}}).raise_for_status()
+            breakdowns = {}
+            for dimension in DIMENSIONS:
+                ms[f"breakdown by {dimension}"], breakdowns[dimension] = timed_calls(
+                    client, f"{path}/breakdown", {"dimension": dimension}, 10, 30)
             # Last, as every read after it carries the scorecard: five metrics, two of them ratios
             # (which read per-user totals, not per-variant ones).
             client.patch(f"{service.base}/experiments/{exp.id}",
@@ -670,6 +693,18 @@ def bench_results(kind: str, n_events: int, n_users: int, tmp: Path, pg: Postgre
                f"{ms['unfiltered']:,.1f}", ratio_text(ms["series " + name], ms["unfiltered"]),
                "≤ 300 ms" if targets else "(the unfiltered read's reference)",
                ms["series " + name] <= 300 if targets else None)
+    for dimension, breakdown in breakdowns.items():
+        for v in answers["unfiltered"]["variants"]:
+            parts = [w for sl in breakdown["slices"] for w in sl["variants"] if w["variant_id"] == v["variant_id"]]
+            if (sum(w["users"] for w in parts), sum(w["conversions"] for w in parts)) != (
+                v["users"], v["primary_unique_users"]
+            ):
+                mismatches.append(f"{kind} {n_events:,} events: the breakdown by {dimension} does not add up to {v}")
+                print(f"  MISMATCH: {mismatches[-1]}", flush=True)
+        shown = len(breakdown["slices"])
+        record(f"{at}: breakdown by {dimension} ({shown} slices), ms", f"{ms['breakdown by ' + dimension]:,.1f}",
+               f"{ms['unfiltered']:,.1f}", ratio_text(ms["breakdown by " + dimension], ms["unfiltered"]),
+               "(the unfiltered read's reference)")
     page_users = sum(int(u) for u in re.findall(r'data-field="users" data-value="(\d+)"', page_html))
     if page_users != sum(v["users"] for v in scorecards["variants"]):
         mismatches.append(f"{kind} {n_events:,} events: the experiment page shows {page_users:,} users, not the API's")
