@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
-from tests.e2e.helpers import assert_problem, event, iso, results
+from tests.e2e.helpers import assert_problem, event, expected_variant, iso, results
 from tests.factories import create_experiment
 from tests.fakes import FakeClock
 
@@ -163,3 +163,22 @@ def test_bad_requests_are_named(client: TestClient) -> None:
     assert_problem(client.patch(f"/experiments/{x}", json=empty), 422, {"analysis.dimensions[0]"})
     # Nothing was changed by the refused requests.
     assert client.get(f"/experiments/{x}").json()["analysis"]["dimensions"] == []
+
+
+def test_reported_exposures_carry_their_dimensions(client: TestClient, fake_clock: FakeClock) -> None:
+    experiment = create_experiment(client, "local", [("control", 50), ("green", 50)], primary="buy",
+                                   analysis={"dimensions": ["platform"]})
+    x = experiment["id"]
+    for i in range(30):  # assigned by the service, without attributes: unknown
+        assert client.get(f"/experiments/{x}/assignment/local{i}").status_code == 200
+    served = [f"local{i}" for i in range(30, 90)]  # assigned by a client's local decision
+    body = {"exposures": [
+        {"experiment_id": x, "user_id": u, "variant_id": expected_variant(experiment, u)["id"],
+         "timestamp": iso(fake_clock.now()), "attributes": {"platform": "tv" if n % 2 else "car"}}
+        for n, u in enumerate(served)
+    ]}
+    response = client.post("/exposures", json=body)
+    assert response.status_code == 202, response.text
+    sliced = client.get(f"/experiments/{x}/results/breakdown", params={"dimension": "platform"}).json()
+    users = {(s["kind"], s["value"]): s["users"] for s in sliced["slices"]}
+    assert users == {("value", "car"): 30, ("value", "tv"): 30, ("unknown", None): 30}

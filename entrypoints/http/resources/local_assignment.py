@@ -104,7 +104,8 @@ class ExposureIn(msgspec.Struct):
         Annotated[
             dict[AttributeName, AttributeValue],
             msgspec.Meta(max_length=100, description="The attributes the client judged the audience "
-                         "on, for an experiment with an audience."),
+                         "on, for an experiment with an audience; the values of the experiment's "
+                         "analysis.dimensions among them are stored with the assignment (breakdowns)."),
         ]
         | None
     ) = None
