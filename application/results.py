@@ -11,9 +11,10 @@ from typing import Any, Generic, TypeVar
 
 from application.experiments import GetExperiment
 from application.ports import Clock, Totals
-from domain.analysis import AnalysisOverrides
+from domain.analysis import Analysis, AnalysisOverrides
 from domain.breakdown import Breakdown, breakdown
 from domain.errors import FieldError, ResultsBusy, ValidationFailed
+from domain.experiment import Experiment
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 from domain.series import (
     Period,
@@ -169,6 +170,26 @@ class ComputeTimeSeries:
         )
 
 
+def resolved(
+    experiment: Experiment, overrides: AnalysisOverrides | None, errors: list[FieldError], **filters: Any
+) -> tuple[ResultQuery, Analysis]:
+    """A results request's query (``ResultQuery.resolve`` of ``filters``) and analysis (the
+    experiment's under ``overrides``); raises ValidationFailed naming every fault of both, and
+    the ``errors`` the caller found before."""
+    query = analysis = None
+    try:
+        query = ResultQuery.resolve(experiment, **filters)
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+    try:
+        analysis = (overrides or AnalysisOverrides()).over(experiment.analysis)
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+    if errors or query is None or analysis is None:
+        raise ValidationFailed(errors)
+    return query, analysis
+
+
 class ComputeBreakdown:
     """Results split by one of the experiment's dimensions (domain/breakdown.py), read under the
     same bound as results."""
@@ -192,16 +213,7 @@ class ComputeBreakdown:
         if dimension not in declared:
             named = ", ".join(declared) if declared else "none: set its analysis.dimensions first"
             errors.append(FieldError("dimension", f"is not a dimension of this experiment (it has {named})"))
-        try:
-            query = ResultQuery.resolve(experiment, primary_event_type=primary_event_type)
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-        try:
-            analysis = (overrides or AnalysisOverrides()).over(experiment.analysis)
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-        if errors:
-            raise ValidationFailed(errors)
+        query, analysis = resolved(experiment, overrides, errors, primary_event_type=primary_event_type)
         chosen = query.primary_event_type
         key = ("breakdown", experiment.id, tuple(v.id for v in experiment.variants), dimension, chosen)
         totals = await self._slots.shared(key, lambda: self._store.breakdown_totals(experiment, dimension, chosen))
@@ -236,24 +248,10 @@ class ComputeResults:
         metrics are neither read (their totals, a capped metric's per-user figures) nor
         scored: for a caller that needs the plain figures only."""
         experiment = await self._experiments(experiment_id)
-        errors: list[FieldError] = []
-        try:
-            query = ResultQuery.resolve(
-                experiment,
-                start=start,
-                end=end,
-                event_type=event_type,
-                variant_id=variant_id,
-                primary_event_type=primary_event_type,
-            )
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-        try:
-            analysis = (overrides or AnalysisOverrides()).over(experiment.analysis)
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-        if errors:
-            raise ValidationFailed(errors)
+        query, analysis = resolved(
+            experiment, overrides, [], start=start, end=end, event_type=event_type, variant_id=variant_id,
+            primary_event_type=primary_event_type,
+        )
         if analysis.cuped:  # read only when asked for
             query = replace(query, covariates=True)
         if not scorecard:

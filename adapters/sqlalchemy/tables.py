@@ -163,17 +163,25 @@ def _user_totals(name: str) -> Table:
 
 user_event_totals = _user_totals("user_event_totals")
 
+def _event_totals(**squares: str) -> list[Column]:
+    """domain.totals.EventTotals' columns, kept per variant or per slice and variant.
+    ``squares``: events_sum_squares' server default, where a migration added it later."""
+    return [
+        Column("events", BigInteger, nullable=False),
+        Column("users", BigInteger, nullable=False),
+        Column("value_sum", Float, nullable=False),
+        Column("value_sum_squares", Float, nullable=False),
+        Column("events_sum_squares", BigInteger, nullable=False, **squares),
+    ]
+
+
 variant_event_totals = Table(
     "variant_event_totals",
     metadata,
     Column("experiment_id", String(32), primary_key=True),
     Column("variant_id", String(32), primary_key=True),
     Column("event_type", String(100), primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("users", BigInteger, nullable=False),
-    Column("value_sum", Float, nullable=False),
-    Column("value_sum_squares", Float, nullable=False),
-    Column("events_sum_squares", BigInteger, nullable=False, server_default="0"),
+    *_event_totals(server_default="0"),
     sqlite_with_rowid=False,
 )
 
@@ -315,11 +323,7 @@ slice_event_totals = Table(
     Column("value", String(200), primary_key=True),
     Column("variant_id", String(32), primary_key=True),
     Column("event_type", String(100), primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("users", BigInteger, nullable=False),
-    Column("value_sum", Float, nullable=False),
-    Column("value_sum_squares", Float, nullable=False),
-    Column("events_sum_squares", BigInteger, nullable=False),
+    *_event_totals(),
     sqlite_with_rowid=False,
 )
 
