@@ -18,7 +18,6 @@ from domain.experiment import Experiment
 from domain.results import ExperimentResults, ResultCalculator, ResultQuery
 from domain.series import (
     Period,
-    SeriesTotals,
     TimeSeries,
     calendar_series,
     event_type_of,
@@ -155,12 +154,8 @@ class ComputeTimeSeries:
         tuning = experiment.analysis.sequential_tuning_users
         key = ("series", experiment.id, tuple(v.id for v in experiment.variants), chosen, every)
 
-        async def read() -> tuple[SeriesTotals, SeriesTotals]:
-            totals = await self._store.series_totals(experiment, chosen, every)
-            by_day = totals if every is Period.DAY else await self._store.series_totals(experiment, chosen, Period.DAY)
-            return totals, by_day
-
-        totals, by_day = await self._slots.shared(key, read)
+        totals = await self._slots.shared(key, lambda: self._store.series_totals(experiment, chosen, every))
+        by_day = totals if every is Period.DAY else totals.by_day()  # one read: hours add up to days
         return TimeSeries(
             experiment,
             chosen,

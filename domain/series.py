@@ -75,6 +75,19 @@ class SeriesTotals:
     users: Mapping[tuple[str, int], int]
     cells: Mapping[tuple[str, int, int], SeriesCell]
 
+    def by_day(self) -> SeriesTotals:
+        """Hourly totals as daily ones: a day's users and cells are its hours' sums. Exact, as
+        every figure adds up over the periods it covers: a day's new converters are the users
+        whose first conversion falls in one of its hours, and its addition to Σ (cumulative
+        value)² telescopes over its hours."""
+        users: dict[tuple[str, int], int] = defaultdict(int)
+        for (v, a), n in self.users.items():
+            users[v, a // 24] += n
+        cells: dict[tuple[str, int, int], SeriesCell] = defaultdict(SeriesCell)
+        for (v, a, p), cell in self.cells.items():
+            cells[v, a // 24, p // 24] += cell
+        return SeriesTotals(dict(users), dict(cells))
+
 
 @dataclass(frozen=True, slots=True)
 class ArmPoint:

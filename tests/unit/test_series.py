@@ -92,6 +92,21 @@ def test_every_calendar_point_is_the_raw_count_up_to_its_end(drawn, period: Peri
 
 @settings(max_examples=60, deadline=None)
 @given(users_strategy)
+def test_hourly_totals_add_up_to_the_daily_ones(drawn) -> None:
+    assignments, events = world(drawn)
+    daily = series_totals(assignments, events, "buy", Period.DAY)
+    from_hours = series_totals(assignments, events, "buy", Period.HOUR).by_day()
+    assert from_hours.users == daily.users
+    assert from_hours.cells.keys() == daily.cells.keys()
+    for key, cell in daily.cells.items():
+        mine = from_hours.cells[key]
+        assert (mine.converters, mine.events) == (cell.converters, cell.events)
+        assert mine.value_sum == pytest.approx(cell.value_sum, abs=1e-9)
+        assert mine.value_squares == pytest.approx(cell.value_squares, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(users_strategy)
 def test_every_point_since_exposure_is_the_raw_count_of_the_first_days(drawn) -> None:
     assignments, events = world(drawn)
     totals = series_totals(assignments, events, "buy", Period.DAY)
