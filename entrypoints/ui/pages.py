@@ -26,8 +26,9 @@ from litestar.static_files import create_static_files_router
 
 from application.experiments import ChangeExperiment, GetExperiment, ListExperiments
 from application.ports import Clock
-from application.results import ComputeResults, ComputeTimeSeries
+from application.results import ComputeBreakdown, ComputeResults, ComputeTimeSeries
 from domain.analysis import AnalysisOverrides, Method
+from domain.breakdown import Breakdown
 from domain.errors import FieldError, Overloaded, ValidationFailed
 from domain.experiment import Experiment
 from domain.keys import ADMIN, READ, Principal
@@ -326,6 +327,46 @@ class ResultsPages(Controller):
             charts=views.over_time_charts(series, Method(method)),
         )
 
+    @get("/experiments/{experiment_id:str}/breakdown/{dimension:str}")
+    async def breakdown(
+        self,
+        request: Request,
+        experiment_id: FromPath[str],
+        dimension: FromPath[str],
+        pages: NamedDependency[Pages],
+        compute_breakdown: NamedDependency[ComputeBreakdown],
+        method: FromQuery[str | None] = None,
+    ) -> Response[str]:
+        """The results split by one of the experiment's dimensions, from
+        ``GET /experiments/{id}/results/breakdown``: a table per slice, one axis for all."""
+        found = await _breakdown(request, compute_breakdown, experiment_id, dimension, method)
+        query = {"method": method} if method else {}
+        return pages.render(
+            request,
+            "breakdown.html",
+            experiment=found.experiment,
+            view=views.breakdown_view(found),
+            query_string=_query_string(query),
+            width=views.AXIS_WIDTH,
+        )
+
+    @get("/experiments/{experiment_id:str}/breakdown/{dimension:str}/breakdown.csv")
+    async def breakdown_csv(
+        self,
+        request: Request,
+        experiment_id: FromPath[str],
+        dimension: FromPath[str],
+        compute_breakdown: NamedDependency[ComputeBreakdown],
+        method: FromQuery[str | None] = None,
+    ) -> Response[str]:
+        """Every slice's table as the page shows it."""
+        found = await _breakdown(request, compute_breakdown, experiment_id, dimension, method)
+        return Response(
+            views.breakdown_csv(views.breakdown_view(found)),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": _attachment(found.experiment, "csv", f"by-{dimension}")},
+        )
+
     @get("/experiments/{experiment_id:str}/results.csv")
     async def results_csv(
         self,
@@ -418,6 +459,14 @@ async def _results(
     )
 
 
+async def _breakdown(
+    request: Request, compute_breakdown: ComputeBreakdown, experiment_id: str, dimension: str, method: str | None
+) -> Breakdown:
+    return await while_connected(
+        request.receive, compute_breakdown(experiment_id, dimension, overrides=AnalysisOverrides(method=method))
+    )
+
+
 async def _list_row(experiment: Experiment, compute_results: ComputeResults) -> views.ListRow:
     if experiment.status is Status.DRAFT:
         return views.list_row(experiment, None)
@@ -428,9 +477,9 @@ async def _list_row(experiment: Experiment, compute_results: ComputeResults) -> 
     return views.list_row(experiment, results)
 
 
-def _attachment(experiment: Experiment, extension: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in experiment.name)[:80] or "experiment"
-    return f'attachment; filename="{safe}-results.{extension}"'
+def _attachment(experiment: Experiment, extension: str, what: str = "results") -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{experiment.name}-{what}")[:120] or "results"
+    return f'attachment; filename="{safe}.{extension}"'
 
 
 def pages_router(auth: BearerAuth, sealer: Sealer, clock: Clock) -> Router:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from domain.analysis import Method
+from domain.analysis import Analysis, Method
+from domain.breakdown import Breakdown, Slice, SliceKind
 from domain.experiment import Experiment
 from domain.metrics import Direction, MetricKind, Role
 from domain.results import Comparison, ExperimentResults, VariantResult
@@ -263,8 +264,11 @@ def _with(row: VariantRow, **changes: Any) -> VariantRow:
 
 def _primary_direction(results: ExperimentResults) -> Direction:
     """The desired direction of the primary event: a declared metric on it says; else up."""
-    primary = results.query.primary_event_type
-    for metric in results.analysis.metrics:
+    return primary_direction(results.analysis, results.query.primary_event_type)
+
+
+def primary_direction(analysis: Analysis, primary: str | None) -> Direction:
+    for metric in analysis.metrics:
         if metric.event_type == primary and metric.role is Role.PRIMARY:
             return metric.direction
     return Direction.INCREASE
@@ -401,6 +405,77 @@ def list_row(experiment: Experiment, results: ExperimentResults | None, busy: bo
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SliceView:
+    kind: str  # value, other, unknown
+    label: str
+    users: int
+    srm_mismatch: bool
+    rows: list[VariantRow]  # p_value_adjusted: over every slice and variant
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownView:
+    dimension: str
+    method: str
+    interval_name: str
+    correction: str
+    level: float
+    axis: Axis
+    slices: list[SliceView]
+
+    @property
+    def ticks(self) -> list[tuple[float, str]]:
+        return self.axis.ticks(points=True)
+
+
+def breakdown_view(breakdown: Breakdown) -> BreakdownView:
+    """Each slice's variant table, every interval of every slice on one axis, each p-value
+    adjusted over the whole family of slices × variants (the one to read)."""
+    method = breakdown.analysis.method
+    direction = primary_direction(breakdown.experiment.analysis, breakdown.primary_event_type)
+    read = []
+    for s in breakdown.slices:
+        by_variant = {c.variant_id: c for c in s.results.comparisons}
+        read.append((s, [_shown(by_variant.get(v.variant.id), method) for v in s.results.variants]))
+    axis = axis_for(interval for _, shown in read for _, interval, _ in shown)
+    slices = []
+    for s, shown in read:
+        rows = []
+        for variant, (comparison, interval, chance) in zip(s.results.variants, shown, strict=True):
+            row = _row(variant, comparison)
+            if comparison is not None:
+                row = _with(row, interval=interval, chance_to_beat=chance,
+                            p_value_adjusted=s.p_values_adjusted.get(variant.variant.id),
+                            bar=bar(axis, interval, row.absolute_lift, direction,
+                                    f"{_slice_label(s.slice)}, {variant.variant.name}", points=True))
+            rows.append(row)
+        srm = s.results.srm_sequential if method is Method.SEQUENTIAL else s.results.srm
+        slices.append(SliceView(s.slice.kind.value, _slice_label(s.slice), s.slice.users, srm.mismatch, rows))
+    return BreakdownView(breakdown.dimension, method.value, INTERVAL_NAMES[method],
+                         breakdown.analysis.correction.value, 1.0 - ALPHA, axis, slices)
+
+
+def _slice_label(s: Slice) -> str:
+    if s.kind is SliceKind.OTHER:
+        return f"other ({s.values} values)"
+    if s.kind is SliceKind.UNKNOWN:
+        return "unknown (no value)"
+    return s.value or ""
+
+
+def breakdown_csv(view: BreakdownView) -> str:
+    """Every slice's table as shown, one row per slice and variant, the slice first."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(("dimension", "slice_kind", "slice", *CSV_COLUMNS[:10], "p_value_adjusted_across_slices",
+                     *CSV_COLUMNS[11:]))
+    for s in view.slices:
+        for line in _csv_rows(s.rows):
+            writer.writerow([view.dimension, s.kind, s.label, *line])
+    return out.getvalue()
+
+
 CSV_COLUMNS = (
     "variant_id", "variant_name", "is_control", "users", "conversions", "conversion_rate",
     "value_per_user", "absolute_lift", "relative_lift", "p_value", "p_value_adjusted",
@@ -413,8 +488,14 @@ def results_csv(view: ResultsView) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for row in view.rows:
-        writer.writerow([
+    writer.writerows(_csv_rows(view.rows))
+    return out.getvalue()
+
+
+def _csv_rows(rows: list[VariantRow]) -> list[list[Any]]:
+    """The CSV_COLUMNS of each row; full precision, empty for undefined."""
+    return [
+        [
             row.variant_id, row.name, "true" if row.is_control else "false", row.users, row.conversions,
             *(_cell(v) for v in (
                 row.rate, row.value_per_user, row.absolute_lift, row.relative_lift, row.p_value,
@@ -423,8 +504,9 @@ def results_csv(view: ResultsView) -> str:
                 None if row.interval is None else row.interval.upper,
                 row.chance_to_beat,
             )),
-        ])
-    return out.getvalue()
+        ]
+        for row in rows
+    ]
 
 
 def _cell(value: float | None) -> str:
@@ -525,6 +607,7 @@ class OverTime:
     lift: Chart  # each variant's difference from the control with its band, by period
     since_exposure: Chart  # the same difference by days since exposure
     rows: list[OverTimeRow]  # the calendar figures as a table
+    chance: Chart | None = None  # each variant's chance to beat the control, by period
 
 
 def over_time_charts(series: TimeSeries, method: Method) -> OverTime:
@@ -543,11 +626,20 @@ def over_time_charts(series: TimeSeries, method: Method) -> OverTime:
         "Cumulative conversion rate", labels, (0.0, max(rate_values, default=0.01) * 1.1 or 0.01),
         [(names[v], order[v], values, []) for v, values in rates.items()], zero=False,
     )
+    chances: dict[str, list[float | None]] = {v: [] for v in names if v != series.experiment.control.id}
+    for point in points:
+        for c in point.comparisons:
+            chances[c.variant_id].append(c.chance_to_beat_control)
+    chance_chart = _chart(
+        "Chance to beat the control (flat prior)", labels, (0.0, 1.0),
+        [(names[v], order[v], values, []) for v, values in chances.items()], zero=False,
+    )
     rows = [
         OverTimeRow(
             label,
             [percent(a.conversion_rate) for a in point.arms]
-            + [signed_points(c.conversion.absolute_lift) for c in point.comparisons],
+            + [signed_points(c.conversion.absolute_lift) for c in point.comparisons]
+            + [percent(c.chance_to_beat_control, 1) for c in point.comparisons],
         )
         for label, point in zip(labels, points, strict=True)
     ]
@@ -559,6 +651,7 @@ def over_time_charts(series: TimeSeries, method: Method) -> OverTime:
             [f"day {p.index}" for p in series.since_exposure], series.since_exposure, names, order, method,
         ),
         rows,
+        chance_chart,
     )
 
 

@@ -286,6 +286,10 @@ def test_the_over_time_page_draws_a_line_per_variant_and_a_band_per_comparison(
     assert rate_chart.count('<polyline class="series') == len(experiment["variants"])
     assert lift_chart.count('<polyline class="series') == len(experiment["variants"]) - 1
     assert lift_chart.count('<polygon class="band') == len(experiment["variants"]) - 1
+    chance_chart = shown.text.split('id="chance-chart"', 1)[1].split("</figure>", 1)[0]
+    assert chance_chart.count('<polyline class="series') == len(experiment["variants"]) - 1
+    last_chance = api["points"][-1]["comparisons"][0]["chance_to_beat_control"]
+    assert f"{last_chance * 100:.1f}%" in shown.text.split('id="over-time"', 1)[1]
     exposure_chart = shown.text.split('id="exposure-chart"', 1)[1].split("</figure>", 1)[0]
     line = re.search(r'<polyline class="series series-1" data-series="green" points="([^"]+)"', exposure_chart)
     assert line is not None and len(line.group(1).split()) == len(api["since_exposure"])
@@ -299,3 +303,60 @@ def test_the_over_time_page_draws_a_line_per_variant_and_a_band_per_comparison(
     assert f"{last_rate * 100:.2f}%" in shown.text.split('id="over-time"', 1)[1]
     assert page(client, f"/ui/experiments/{experiment['id']}/over-time", method="bayesian").status_code == 422
     assert page(client, f"/ui/experiments/{experiment['id']}/over-time", period="week").status_code == 422
+
+
+def sliced(client: TestClient, users: int = 300) -> dict:
+    """An experiment split by platform: users assigned with one of three values, or none."""
+    experiment = create_experiment(client, "sliced pages", [("control", 50), ("green", 50)], primary="buy",
+                                   analysis={"dimensions": ["platform", "plan"]})
+    batch = []
+    for i in range(users):
+        attributes = {"plan": "pro"} if i % 4 == 0 else {"plan": "free", "platform": ["ios", "android", "web"][i % 3]}
+        answer = client.post(f"/experiments/{experiment['id']}/assignment/s{i}", json={"attributes": attributes})
+        assert answer.status_code == 200, answer.text
+        if i % 4 == 1 or (answer.json()["variant_name"] == "green" and i % 3 == 0):
+            batch.append(event(experiment["id"], f"s{i}", "buy", value=3))
+    assert client.post("/events", json={"events": batch}).status_code == 202
+    return experiment
+
+
+def test_the_breakdown_tab_shows_each_slice_as_the_api_answers_it(store_client: TestClient) -> None:
+    experiment = sliced(store_client)
+    x = experiment["id"]
+    sign_in(store_client, new_key(store_client, "read"))
+    main = page(store_client, f"/ui/experiments/{x}")
+    tabs = re.findall(r'class="breakdown-link" data-dimension="([a-z]+)" href="([^"]+)"', main.text)
+    assert tabs == [("platform", f"/ui/experiments/{x}/breakdown/platform"), ("plan", f"/ui/experiments/{x}/breakdown/plan")]
+    for method in ("fixed", "bayesian"):
+        shown = page(store_client, f"/ui/experiments/{x}/breakdown/platform", method=method)
+        assert shown.status_code == 200, shown.text
+        api = store_client.get(f"/experiments/{x}/results/breakdown", params={"dimension": "platform", "method": method}).json()
+        tables = shown.text.split('<table class="slice-table"')[1:]
+        assert len(tables) == len(api["slices"]) == 4  # three platforms and unknown
+        for table, s in zip(tables, api["slices"], strict=True):
+            assert f'data-kind="{s["kind"]}"' in table.split(">", 1)[0]
+            for v in s["variants"]:
+                row = table.split(f'<tr data-variant-id="{v["variant_id"]}">', 1)[1].split("</tr>", 1)[0]
+                assert f'data-field="users" data-value="{v["users"]}"' in row
+                assert f'data-field="conversions" data-value="{v["conversions"]}"' in row
+            (comparison,) = s["comparisons"]
+            row = table.split(f'<tr data-variant-id="{comparison["variant_id"]}">', 1)[1].split("</tr>", 1)[0]
+            found = re.search(r'data-field="p_value_adjusted_across_slices" data-value="([^"]*)"', row)
+            assert found is not None and float(found.group(1)) == comparison["p_value_adjusted_across_slices"]
+            assert row.count('<svg class="interval"') == 1
+        assert "across slices" in shown.text
+    table = page(store_client, f"/ui/experiments/{x}/breakdown/platform/breakdown.csv")
+    assert table.headers["content-type"].startswith("text/csv")
+    assert table.headers["content-disposition"] == 'attachment; filename="sliced-pages-by-platform.csv"'
+    lines = table.text.strip().split("\r\n")
+    assert lines[0].startswith("dimension,slice_kind,slice,variant_id") and len(lines) == 1 + 4 * 2
+
+
+def test_a_breakdown_by_an_undeclared_dimension_is_a_page_naming_it(client: TestClient) -> None:
+    experiment = sliced(client, users=20)
+    sign_in(client, new_key(client, "read"))
+    shown = page(client, f"/ui/experiments/{experiment['id']}/breakdown/country")
+    assert shown.status_code == 422 and shown.headers["content-type"].startswith("text/html")
+    assert "dimension" in shown.text and "platform, plan" in shown.text
+    client.cookies.clear()  # no session: to the form
+    assert page(client, f"/ui/experiments/{experiment['id']}/breakdown/platform").status_code in (302, 303)

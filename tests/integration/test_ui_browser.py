@@ -35,7 +35,8 @@ class Seeded:
 
 
 def _seed(base_url: str) -> tuple[str, dict[str, str]]:
-    """Three variants, 900 users, purchases with values; keys of each kind."""
+    """Three variants, 900 users (each with a platform but one in ten), purchases with values;
+    keys of each kind."""
     with httpx.Client(base_url=base_url, headers=ADMIN, timeout=30) as client:
         experiment = client.post(
             "/experiments",
@@ -47,6 +48,7 @@ def _seed(base_url: str) -> tuple[str, dict[str, str]]:
                     {"name": "green", "traffic_percentage": 33},
                     {"name": "orange", "traffic_percentage": 33},
                 ],
+                "analysis": {"dimensions": ["platform"]},
             },
         ).json()
         chance = {"control": 0.10, "green": 0.16, "orange": 0.07}
@@ -54,7 +56,10 @@ def _seed(base_url: str) -> tuple[str, dict[str, str]]:
         events = []
         for n in range(900):
             user = f"user-{n}"
-            variant = client.get(f"/experiments/{experiment['id']}/assignment/{user}").json()["variant_name"]
+            attributes = {} if n % 10 == 0 else {"platform": ("ios", "android", "web")[n % 3]}
+            variant = client.post(
+                f"/experiments/{experiment['id']}/assignment/{user}", json={"attributes": attributes}
+            ).json()["variant_name"]
             if rng.random() < chance[variant]:
                 events.append(
                     {"event_id": f"ui-{n}", "experiment_id": experiment["id"], "user_id": user,
@@ -219,12 +224,57 @@ def test_the_over_time_page_draws_every_series(chromium: Any, seeded: Seeded) ->
     assert len(rate.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants
     assert len(lift.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants - 1
     assert len(lift.find_elements(By.CSS_SELECTOR, "polygon.band")) == variants - 1
+    chance = chromium.find_element(By.CSS_SELECTOR, "#chance-chart svg")
+    assert len(chance.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants - 1
     since = chromium.find_element(By.CSS_SELECTOR, "#exposure-chart svg")
     assert len(since.find_elements(By.CSS_SELECTOR, "polyline.series")) == variants - 1
     assert rate.size["width"] > 0 and rate.size["height"] > 0
     rows = chromium.find_elements(By.CSS_SELECTOR, "#over-time tbody tr")
     assert len(rows) == len(series["points"])
     _screenshot(chromium, f"{seeded.label}-over-time")
+    assert foreign(requested_urls(chromium), seeded.server) == []
+    assert _severe(chromium) == []
+
+
+def test_the_breakdown_tab_shows_the_apis_slices(chromium: Any, seeded: Seeded) -> None:
+    from selenium.webdriver.common.by import By
+
+    base = seeded.server.base_url
+    chromium.set_window_size(1280, 900)
+    _sign_in(chromium, base, seeded.keys["read"])
+    chromium.get(f"{base}/ui/experiments/{seeded.experiment_id}")
+    requested_urls(chromium)
+    chromium.get_log("browser")
+    _click_and_wait(chromium, chromium.find_element(By.CSS_SELECTOR, 'a.breakdown-link[data-dimension="platform"]'))
+    assert chromium.current_url == f"{base}/ui/experiments/{seeded.experiment_id}/breakdown/platform"
+    api = seeded.api(f"/experiments/{seeded.experiment_id}/results/breakdown", dimension="platform")
+    tables = chromium.find_elements(By.CSS_SELECTOR, "table.slice-table")
+    assert [t.get_attribute("data-kind") for t in tables] == [s["kind"] for s in api["slices"]]
+    assert [s["kind"] for s in api["slices"]] == ["value", "value", "value", "unknown"]
+    for table, s in zip(tables, api["slices"], strict=True):
+        comparisons = {c["variant_id"]: c for c in s["comparisons"]}
+        for variant in s["variants"]:
+            tr = table.find_element(By.CSS_SELECTOR, f'tr[data-variant-id="{variant["variant_id"]}"]')
+            cell = {td.get_attribute("data-field"): td for td in tr.find_elements(By.CSS_SELECTOR, "td[data-field]")}
+            assert int(cell["users"].get_attribute("data-value")) == variant["users"]
+            assert int(cell["conversions"].get_attribute("data-value")) == variant["conversions"]
+            comparison = comparisons.get(variant["variant_id"])
+            if comparison is None:
+                assert tr.find_elements(By.CSS_SELECTOR, "svg.interval") == []
+                continue
+            adjusted = cell["p_value_adjusted_across_slices"].get_attribute("data-value")
+            assert _figure(adjusted) == comparison["p_value_adjusted_across_slices"]
+            assert _figure(cell["p_value"].get_attribute("data-value")) == comparison["p_value"]
+            bar = tr.find_element(By.CSS_SELECTOR, "svg.interval")
+            assert bar.get_attribute("role") == "img" and variant["variant_name"] in bar.get_attribute("aria-label")
+        assert len(table.find_elements(By.CSS_SELECTOR, "svg.interval")) == len(s["comparisons"])
+    _screenshot(chromium, f"{seeded.label}-breakdown")
+    chromium.set_window_size(390, 844)
+    chromium.refresh()
+    width = chromium.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], width
+    _screenshot(chromium, f"{seeded.label}-breakdown-phone")
+    chromium.set_window_size(1280, 900)
     assert foreign(requested_urls(chromium), seeded.server) == []
     assert _severe(chromium) == []
 

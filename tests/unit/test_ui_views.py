@@ -157,3 +157,35 @@ def test_the_charts_hold_every_point_inside_their_box() -> None:
                 x, y = map(float, xy.split(","))
                 assert 0 <= x <= chart.width and 0 <= y <= chart.height
     assert lift.zero is not None and rate.zero is None and rate.markers
+
+
+def test_a_breakdown_draws_every_slice_on_one_axis_and_shows_the_adjusted_p() -> None:
+    from domain.analysis import Analysis
+    from domain.breakdown import BreakdownTotals, SliceCell, breakdown
+    from domain.totals import EventTotals
+
+    def cell(users: int, converters: int) -> SliceCell:
+        return SliceCell(users, EventTotals(converters, converters, 0.0, 0.0, converters))
+
+    exp = an_experiment("sliced", (50, 50), primary="buy")
+    a, b = (v.id for v in exp.variants)
+    by_value = {f"v{i:02d}": {a: cell(400 + i, 40), b: cell(400, 40 + (i % 12) * 5)} for i in range(53)}
+    overall = {v: cell(30, 3) for v in (a, b)}  # the users without a value
+    for cells in by_value.values():
+        overall = {v: overall[v] + cells[v] for v in (a, b)}
+    found = breakdown(exp, "platform", ResultQuery.resolve(exp), BreakdownTotals(overall, by_value), Analysis(),
+                      ResultCalculator())
+    view = views.breakdown_view(found)
+    assert [s.kind for s in view.slices] == ["value"] * 50 + ["other", "unknown"]
+    assert view.slices[50].label == "other (3 values)" and view.slices[51].label == "unknown (no value)"
+    bars = [row.bar for s in view.slices for row in s.rows if row.bar is not None]
+    assert len(bars) == 52 and len({b.zero for b in bars}) == 1  # one axis for every slice
+    for s, read in zip(view.slices, found.slices, strict=True):
+        (treated,) = [r for r in s.rows if not r.is_control]
+        assert treated.p_value_adjusted == read.p_values_adjusted[b]
+        assert treated.p_value == read.results.comparisons[0].conversion.p_value
+    assert any(b.tone == "good" for b in bars) and any(b.tone == "neutral" for b in bars)
+    rows = list(csv.reader(io.StringIO(views.breakdown_csv(view))))
+    assert rows[0][:4] == ["dimension", "slice_kind", "slice", "variant_id"]
+    assert "p_value_adjusted_across_slices" in rows[0] and len(rows) == 1 + 52 * 2
+    assert rows[-1][:3] == ["platform", "unknown", "unknown (no value)"]
