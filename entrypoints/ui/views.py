@@ -15,17 +15,20 @@ from typing import Any
 
 from domain.analysis import Analysis, Method
 from domain.breakdown import Breakdown, Slice, SliceKind
+from domain.concerns import (
+    MIN_CONVERSIONS_TO_CALL,
+    MIN_USERS_TO_CALL,
+    Concern,
+    breached,
+    concerns,
+    too_early,
+)
 from domain.experiment import Experiment
 from domain.metrics import Direction, MetricKind, Role
 from domain.results import Comparison, ExperimentResults, VariantResult
-from domain.scorecard import Guard, MetricCard, Verdict
+from domain.scorecard import MetricCard, Verdict
 from domain.series import Period, SeriesPoint, TimeSeries, start_of
 from domain.stats import ALPHA, Interval
-
-MIN_USERS_TO_CALL = 100
-MIN_CONVERSIONS_TO_CALL = 10
-"""Below these in any variant the page says it is too early to call (docs/ui.md): the normal
-approximation behind the intervals is poor, and a lift read off so few users swings widely."""
 
 AXIS_WIDTH = 200.0  # SVG units of an interval's row; the height is fixed by the stylesheet
 _AXIS_PAD = 0.08
@@ -275,38 +278,35 @@ def primary_direction(analysis: Analysis, primary: str | None) -> Direction:
 
 
 def warnings(results: ExperimentResults) -> list[Warning]:
-    """What a reader must know before reading the lifts, in plain words (docs/ui.md)."""
+    """What a reader must know before reading the lifts, in plain words (docs/ui.md), for each
+    concern the results raise (domain/concerns.py), gravest first."""
     found: list[Warning] = []
-    if results.srm.mismatch or results.srm_sequential.mismatch:
-        p = results.srm.p_value if results.srm.mismatch else results.srm_sequential.p_value
-        found.append(Warning(
-            "srm",
-            "Sample ratio mismatch: the users per variant do not match the configured split"
-            f"{'' if p is None else f' (p = {_p(p)})'}. Something is losing or misrouting users "
-            "(assignment, a redirect, a bot filter); do not trust these results until it is explained.",
-        ))
-    if results.scorecard is not None:
-        names = {v.variant.id: v.variant.name for v in results.variants}
-        for card in results.scorecard.metrics:
-            for comparison in card.comparisons:
-                if comparison.guardrail is Guard.BREACHED:
-                    found.append(Warning(
-                        "guardrail",
-                        f"Guardrail breached: {names.get(comparison.variant_id, comparison.variant_id)} "
-                        f"harms {card.metric.name} by more than the {_percent(card.metric.tolerance or 0)} "
-                        "tolerated.",
-                    ))
-    if results.query.primary_event_type is None:
-        found.append(Warning("setup", "No primary event type is set, so no conversion is compared."))
-    else:
-        thin = [
-            v for v in results.variants
-            if v.users < MIN_USERS_TO_CALL or v.primary_unique_users < MIN_CONVERSIONS_TO_CALL
-        ]
-        if thin:
-            who = ", ".join(f"{v.variant.name} ({v.users} users, {v.primary_unique_users} conversions)" for v in thin)
+    names = {v.variant.id: v.variant.name for v in results.variants}
+    for concern in concerns(results):
+        if concern is Concern.SRM:
+            p = results.srm.p_value if results.srm.mismatch else results.srm_sequential.p_value
             found.append(Warning(
-                "early",
+                concern.value,
+                "Sample ratio mismatch: the users per variant do not match the configured split"
+                f"{'' if p is None else f' (p = {_p(p)})'}. Something is losing or misrouting users "
+                "(assignment, a redirect, a bot filter); do not trust these results until it is explained.",
+            ))
+        elif concern is Concern.GUARDRAIL:
+            for card, comparison in breached(results):
+                found.append(Warning(
+                    concern.value,
+                    f"Guardrail breached: {names.get(comparison.variant_id, comparison.variant_id)} "
+                    f"harms {card.metric.name} by more than the {_percent(card.metric.tolerance or 0)} "
+                    "tolerated.",
+                ))
+        elif concern is Concern.SETUP:
+            found.append(Warning(concern.value, "No primary event type is set, so no conversion is compared."))
+        else:
+            who = ", ".join(
+                f"{v.variant.name} ({v.users} users, {v.primary_unique_users} conversions)" for v in too_early(results)
+            )
+            found.append(Warning(
+                concern.value,
                 f"Too early to call: {who}. Wait for at least {MIN_USERS_TO_CALL} users and "
                 f"{MIN_CONVERSIONS_TO_CALL} conversions in every variant before reading the lift.",
             ))
@@ -398,8 +398,7 @@ def list_row(experiment: Experiment, results: ExperimentResults | None, busy: bo
         return ListRow(experiment.id, experiment.name, experiment.status.value, started, None, [], health)
     names = {v.variant.id: v.variant.name for v in results.variants}
     lifts = [Lift(names[c.variant_id], c.conversion.relative_lift) for c in results.comparisons]
-    kinds = {w.kind for w in warnings(results)}
-    health = next((k for k in ("srm", "guardrail", "setup", "early") if k in kinds), "ok")
+    health = next((c.value for c in concerns(results)), "ok")  # the gravest
     return ListRow(
         experiment.id, experiment.name, experiment.status.value, started, results.total_users, lifts, health
     )
