@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from http import HTTPStatus
+from typing import Any
 
 import msgspec
 from litestar import Request, Response
@@ -154,3 +155,11 @@ EXCEPTION_HANDLERS = {
     HTTPException: _http,
     Exception: _unexpected,
 }
+
+
+def problem_for(request: Request, exc: Exception) -> Response[Any]:
+    """The answer the table gives ``exc``: its most specific entry's (by the exception's
+    classes in method resolution order), as Litestar picks one. For a caller that shows it
+    otherwise, as the pages do."""
+    handler = next(EXCEPTION_HANDLERS[k] for k in type(exc).__mro__ if k in EXCEPTION_HANDLERS)
+    return handler(request, exc)  # type: ignore[operator, no-any-return]

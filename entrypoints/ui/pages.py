@@ -35,7 +35,7 @@ from domain.keys import ADMIN, READ, Principal
 from domain.lifecycle import MOVES, Status
 from domain.results import ExperimentResults
 from entrypoints.http.disconnects import CLIENT_CLOSED_REQUEST, while_connected
-from entrypoints.http.problems import EXCEPTION_HANDLERS
+from entrypoints.http.problems import EXCEPTION_HANDLERS, problem_for
 from entrypoints.http.resources.results import ResultsOut, read_results
 from entrypoints.http.security.bearer import PRINCIPAL, PUBLIC, BearerAuth
 from entrypoints.ui import views
@@ -144,17 +144,16 @@ class Pages:
 
     def error_page(self, request: Request, exc: Exception) -> Response[Any]:
         """Any error a page meets, as the API's table maps it, shown as a page."""
-        handler = next(EXCEPTION_HANDLERS[k] for k in type(exc).__mro__ if k in EXCEPTION_HANDLERS)
-        answer = handler(request, exc)  # type: ignore[operator]
+        answer = problem_for(request, exc)
         if answer.status_code == CLIENT_CLOSED_REQUEST:
             return answer
-        problem = answer.content
+        problem, status = answer.content, answer.status_code or HTTPStatus.INTERNAL_SERVER_ERROR
         page = self.render(
             request,
             "error.html",
-            answer.status_code,
-            status=answer.status_code,
-            title=HTTPStatus(answer.status_code).phrase,
+            status,
+            status=status,
+            title=HTTPStatus(status).phrase,
             detail=problem.detail,
             errors=problem.errors or [],
         )
