@@ -149,15 +149,13 @@ def variant_increments(d: Dialect, deltas: str, *, slices: str | None = None) ->
     (``totals_of``), never a scan of every user's totals.
 
     ``slices``: per slice (dimension, value) and variant instead (slice_event_totals): each
-    delta joined by key to its user's dimension values ``ud``, those that also meet this
-    condition (" AND ud.dimension = :dim"; "": every dimension). A user without a value adds
-    to no slice."""
+    delta joined by key to its user's dimension values ``ud`` (``dimensions_of``), of "every"
+    dimension or of "one", named :dim. A user without a value adds to no slice."""
     keys = ["d.experiment_id", "d.variant_id", "d.event_type"]
     join = ""
     if slices is not None:
         keys[1:1] = ["ud.dimension", "ud.value"]
-        join = (" JOIN assignment_dimensions ud ON ud.experiment_id = d.experiment_id"
-                f" AND ud.user_id = d.user_id{slices}")
+        join = " " + d.dimensions_of("d", "ud", one=slices == "one")
     named = ", ".join(f"{k} AS {k.split('.')[1]}" for k in keys)
     return f"""
     SELECT {named},
@@ -227,12 +225,11 @@ def pair_backfill(only_unfilled: bool) -> str:
     """
 
 
-def slice_users_of(assignments: str, where: str, dimension: str = "") -> str:
+def slice_users_of(d: Dialect, assignments: str, where: str, one: bool = False) -> str:
     """The users per slice and variant of the assignments ``a`` of ``assignments`` that meet
-    ``where``, each joined by key to its dimension values (those meeting ``dimension``)."""
+    ``where``, each joined by key to its dimension values (``dimensions_of``)."""
     return f"""SELECT a.experiment_id AS experiment_id, ud.dimension AS dimension, ud.value AS value,
-        a.variant_id AS variant_id, COUNT(*) AS users FROM {assignments}
-        JOIN assignment_dimensions ud ON ud.experiment_id = a.experiment_id AND ud.user_id = a.user_id{dimension}
+        a.variant_id AS variant_id, COUNT(*) AS users FROM {assignments} {d.dimensions_of("a", "ud", one)}
         WHERE {where} GROUP BY a.experiment_id, ud.dimension, ud.value, a.variant_id"""
 
 
@@ -456,7 +453,7 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
         {variant_increments(d, "fold_deltas")}
         {adding("variant_event_totals", "experiment_id, variant_id, event_type", EVENT_TOTALS)}""",
         f"""INSERT INTO slice_event_totals (experiment_id, dimension, value, variant_id, event_type, {EVENT_TOTALS})
-        {variant_increments(d, "fold_deltas", slices="")}
+        {variant_increments(d, "fold_deltas", slices="every")}
         {adding("slice_event_totals", "experiment_id, dimension, value, variant_id, event_type", EVENT_TOTALS)}""",
         """INSERT INTO user_event_totals (experiment_id, user_id, event_type, events, value_sum)
         SELECT experiment_id, user_id, event_type, n, s FROM fold_deltas WHERE true
@@ -478,7 +475,7 @@ def fold_statements(d: Dialect) -> tuple[Any, ...]:
         WHERE {w.new_assignments} GROUP BY a.experiment_id, a.variant_id
         {adding("variant_users", "experiment_id, variant_id", "users")}""",
         f"""INSERT INTO slice_users (experiment_id, dimension, value, variant_id, users)
-        {slice_users_of(d.by_key("user_assignments", "a"), w.new_assignments)}
+        {slice_users_of(d, d.by_key("user_assignments", "a"), w.new_assignments)}
         {adding("slice_users", "experiment_id, dimension, value, variant_id", "users")}""",
         _SET_HORIZONS,
     )
@@ -554,7 +551,7 @@ def rebuild_statements(d: Dialect) -> tuple[Any, ...]:
         SELECT a.experiment_id, a.variant_id, COUNT(*) FROM user_assignments a WHERE {a_in}
         GROUP BY a.experiment_id, a.variant_id""",
         (f"INSERT INTO slice_users (experiment_id, dimension, value, variant_id, users) "
-         f"{slice_users_of('user_assignments a', a_in)}"),
+         f"{slice_users_of(d, 'user_assignments a', a_in)}"),
         _SET_HORIZONS,
     )
     return tuple(text(s) for s in statements)

@@ -159,17 +159,17 @@ class ResultsView:
         self._series = {period: _series_sql(self._tail, period) for period in Period}
         # A breakdown's slices of one dimension (:dim): users, folded and the tail's (kind "u");
         # totals of one event type (:pt), folded and the tail's increments (kind "t").
-        of_dimension = " AND ud.dimension = :dim"
         new_users = slice_users_of(
+            d,
             d.by_key("user_assignments", "a"),
             f"{d.after(d.assignment_key, 'ah')} AND {d.only('a.experiment_id')} = :x",
-            of_dimension,
+            one=True,
         )
         totals = "events, users, value_sum, value_sum_squares, events_sum_squares"
         self._slices = text(
             f"WITH counted AS ({self._tail}),"
             f" deltas AS ({user_deltas('counted')}),"
-            f" increments AS ({variant_increments(d, 'deltas', slices=of_dimension)})"
+            f" increments AS ({variant_increments(d, 'deltas', slices='one')})"
             # The typed rows first: PostgreSQL types two NULLs in a row as text.
             f" SELECT 't', value, variant_id, {totals} FROM slice_event_totals"
             " WHERE experiment_id = :x AND dimension = :dim AND event_type = :pt"

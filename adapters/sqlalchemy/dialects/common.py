@@ -153,6 +153,11 @@ class Dialect(Protocol):
         """A join of one user's totals of one event type (NULLs without any), by key: the
         counted totals, or those of another per-user table of the same shape (the pre-period's)."""
 
+    def dimensions_of(self, rows: str, alias: str, one: bool) -> str:
+        """A join of each row's user's dimension values (``alias``.dimension, .value), by key,
+        the rows outside: every dimension, or with ``one`` only the one named :dim. A user
+        without a value joins nothing."""
+
     def refresh_statistics(self, conn: Connection) -> list[str]: ...
 
     # Writes and lookups.

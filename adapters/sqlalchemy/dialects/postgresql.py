@@ -35,6 +35,7 @@ from adapters.sqlalchemy.dialects.common import (
     UnsupportedDatabase,
 )
 from adapters.sqlalchemy.tables import events
+from domain.analysis import MAX_DIMENSIONS
 from domain.event import EventBatch
 
 T = TypeVar("T")
@@ -414,6 +415,16 @@ class PostgresDialect:
             f"LEFT JOIN LATERAL (SELECT t.events, t.value_sum FROM {table} t"
             f" WHERE t.experiment_id = {experiment} AND t.user_id = {user} AND t.event_type = {event_type}"
             f" LIMIT 1) {alias} ON true"
+        )
+
+    def dimensions_of(self, rows: str, alias: str, one: bool) -> str:
+        """A lookup by key per row, as ``totals_of``: a hash join would read every user's values
+        at every fold. A user has at most MAX_DIMENSIONS values (written once, at assignment)."""
+        only = " AND t.dimension = :dim" if one else ""
+        return (
+            f"CROSS JOIN LATERAL (SELECT t.dimension, t.value FROM assignment_dimensions t"
+            f" WHERE t.experiment_id = {rows}.experiment_id AND t.user_id = {rows}.user_id{only}"
+            f" LIMIT {MAX_DIMENSIONS}) {alias}"
         )
 
     # A table is analyzed here when autovacuum has not yet (it wakes once a minute, and a young

@@ -303,6 +303,14 @@ class SqliteDialect:
             f" AND {alias}.user_id = {user} AND {alias}.event_type = {event_type}"
         )
 
+    def dimensions_of(self, rows: str, alias: str, one: bool) -> str:
+        """CROSS JOIN keeps the rows outside: a lookup of the primary key per row."""
+        only = f" AND {alias}.dimension = :dim" if one else ""
+        return (
+            f"CROSS JOIN assignment_dimensions {alias} ON {alias}.experiment_id = {rows}.experiment_id"
+            f" AND {alias}.user_id = {rows}.user_id{only}"
+        )
+
     def refresh_statistics(self, conn: Connection) -> list[str]:
         """Nothing: the SQLite queries are written for a planner without statistics."""
         return []
