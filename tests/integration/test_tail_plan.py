@@ -97,6 +97,38 @@ async def test_the_tail_query_reads_only_the_tail(postgres_database: str) -> Non
         await store.close()
 
 
+async def test_a_breakdown_reads_the_tail_users_values_by_key(postgres_database: str) -> None:
+    """The slices' read looks up the dimension values of the tail's users and new assignments
+    only, not the values of every user of the experiment."""
+    upgrade(postgres_database)
+    store = SqlStore(create_engine_for(postgres_database), fold_interval=3600)
+    try:
+        exp = an_experiment("sliced-plan", analysis={"dimensions": ["platform", "plan"]})
+        await store.add_experiment(exp)
+        for u in range(USERS):
+            await store.add_assignment(Assignment.decide(exp, f"u{u}", T0, {"platform": "ios", "plan": str(u % 3)}))
+        await store.add_events(EventBatch.of([Event(exp.id, f"u{u}", "buy", T0 + timedelta(seconds=1), 1.0)
+                                              for u in range(USERS)]))
+        await store.fold()
+        later = T0 + timedelta(days=1)
+        for u in range(TAIL_USERS):
+            await store.add_assignment(Assignment.decide(exp, f"new{u}", later, {"platform": "web", "plan": "0"}))
+        tail = [Event(exp.id, f"new{i % TAIL_USERS}" if i % 2 else f"u{i}", "buy", later, 2.0) for i in range(TAIL_EVENTS)]
+        await store.add_events(EventBatch.of(tail))
+        await store.folder.refresh_statistics()
+        view = ResultsView(store.database)
+        plan = await explain(store, view._slices.text, {"x": exp.id, "dim": "platform", "pt": "buy"})
+        # 2,000 values are stored; the tail holds 5 new users and 40 events' users.
+        read = rows_read(plan, "assignment_dimensions")
+        assert read <= 4 * (TAIL_EVENTS + TAIL_USERS), f"the slices' read looked at {read} dimension values"
+        totals = await store.breakdown_totals(exp, "platform", "buy")
+        assert {v: sum(c.users for c in cells.values()) for v, cells in totals.by_value.items()} == {
+            "ios": USERS, "web": TAIL_USERS,
+        }
+    finally:
+        await store.close()
+
+
 async def test_statements_are_never_jit_compiled(postgres_database: str) -> None:
     # Past jit_above_cost (the tail of an events table of a million rows or so), PostgreSQL
     # compiled each execution with LLVM: 2-3 s of CPU for a read of a few thousand rows.
