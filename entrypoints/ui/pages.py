@@ -48,7 +48,7 @@ from entrypoints.ui.session import (
     same_token,
 )
 
-HTML = "text/html; charset=utf-8"
+HTML = "text/html"  # Litestar adds "; charset=utf-8" to every text/ type
 SESSION = "ui_session"
 """Where the pages' hook leaves the session, in ``request.scope["state"]``."""
 
@@ -362,7 +362,7 @@ class ResultsPages(Controller):
         found = await _breakdown(request, compute_breakdown, experiment_id, dimension, method)
         return Response(
             views.breakdown_csv(views.breakdown_view(found)),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",
             headers={"Content-Disposition": _attachment(found.experiment, "csv", f"by-{dimension}")},
         )
 
@@ -378,7 +378,7 @@ class ResultsPages(Controller):
         results = await _results(request, compute_results, experiment_id, filters)
         return Response(
             views.results_csv(views.results_view(results)),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",
             headers={"Content-Disposition": _attachment(results.experiment, "csv")},
         )
 
@@ -477,8 +477,21 @@ async def _list_row(experiment: Experiment, compute_results: ComputeResults) -> 
 
 
 def _attachment(experiment: Experiment, extension: str, what: str = "results") -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{experiment.name}-{what}")[:120] or "results"
-    return f'attachment; filename="{safe}.{extension}"'
+    """A file name of the experiment's name (and a dimension's, free text both): ASCII in
+    ``filename``, since a header is Latin-1 at most; with any other letter, the name as written
+    in ``filename*`` too (RFC 6266), which browsers prefer."""
+
+    def kept(ascii_only: bool) -> str:
+        return "".join(
+            c if (c.isalnum() and (c.isascii() or not ascii_only)) or c in "-_" else "-"
+            for c in f"{experiment.name}-{what}"
+        )[:120]
+
+    plain, written = kept(ascii_only=True), kept(ascii_only=False)
+    header = f'attachment; filename="{plain}.{extension}"'
+    if written != plain:
+        header += f"; filename*=UTF-8''{urllib.parse.quote(f'{written}.{extension}', safe='')}"
+    return header
 
 
 def pages_router(auth: BearerAuth, sealer: Sealer, clock: Clock) -> Router:

@@ -320,6 +320,27 @@ def sliced(client: TestClient, users: int = 300) -> dict:
     return experiment
 
 
+def figures(row: str) -> dict[str, float | None]:
+    """A table row's exact figures: each cell's ``data-value``, and the interval's ends."""
+    found: dict[str, float | None] = {
+        name: None if value == "" else float(value)
+        for name, value in re.findall(r'data-field="([a-z_]+)" data-value="([^"]*)"', row)
+    }
+    interval = re.search(r'data-field="interval" data-lower="([^"]*)" data-upper="([^"]*)"', row)
+    assert interval is not None, row
+    found["lower"], found["upper"] = (None if v == "" else float(v) for v in interval.groups())
+    return found
+
+
+def shown_interval(comparison: dict, method: str) -> dict:
+    """The interval a page draws under ``method``, as the API answers it."""
+    if method == "sequential":
+        return comparison["sequential"]["confidence_interval"]
+    if method == "bayesian":
+        return comparison["bayesian"]["absolute_lift"]["credible_interval"]
+    return comparison["confidence_interval"]
+
+
 def test_the_breakdown_tab_shows_each_slice_as_the_api_answers_it(store_client: TestClient) -> None:
     experiment = sliced(store_client)
     x = experiment["id"]
@@ -327,36 +348,139 @@ def test_the_breakdown_tab_shows_each_slice_as_the_api_answers_it(store_client: 
     main = page(store_client, f"/ui/experiments/{x}")
     tabs = re.findall(r'class="breakdown-link" data-dimension="([a-z]+)" href="([^"]+)"', main.text)
     assert tabs == [("platform", f"/ui/experiments/{x}/breakdown/platform"), ("plan", f"/ui/experiments/{x}/breakdown/plan")]
-    for method in ("fixed", "bayesian"):
+    for method in ("fixed", "sequential", "bayesian"):
         shown = page(store_client, f"/ui/experiments/{x}/breakdown/platform", method=method)
         assert shown.status_code == 200, shown.text
+        assert shown.headers["content-type"] == "text/html; charset=utf-8"
+        assert "default-src 'none'" in shown.headers["content-security-policy"] and "<script" not in shown.text
+        assert f'<option value="{method}" selected>' in shown.text
+        assert "<strong>By platform</strong>" in shown.text  # the tab of this page, not a link
         api = store_client.get(f"/experiments/{x}/results/breakdown", params={"dimension": "platform", "method": method}).json()
+        # Values by users (ties by value), then the users assigned without a platform.
+        assert [(s["kind"], s["value"]) for s in api["slices"]] == [
+            ("value", "android"), ("value", "ios"), ("value", "web"), ("unknown", None)]
+        headings = re.findall(r'<h2 class="slice" data-kind="([a-z]+)">([^<]+) <span', shown.text)
+        assert headings == [("value", "android"), ("value", "ios"), ("value", "web"), ("unknown", "unknown (no value)")]
+        slice_users = [int(u) for u in re.findall(r'data-field="slice-users" data-value="(\d+)"', shown.text)]
+        assert slice_users == [s["users"] for s in api["slices"]]
         tables = shown.text.split('<table class="slice-table"')[1:]
-        assert len(tables) == len(api["slices"]) == 4  # three platforms and unknown
+        assert len(tables) == len(api["slices"])
+        zeros = set()
         for table, s in zip(tables, api["slices"], strict=True):
             assert f'data-kind="{s["kind"]}"' in table.split(">", 1)[0]
+            table = table.split("</table>", 1)[0]
+            comparisons = {c["variant_id"]: c for c in s["comparisons"]}
             for v in s["variants"]:
                 row = table.split(f'<tr data-variant-id="{v["variant_id"]}">', 1)[1].split("</tr>", 1)[0]
-                assert f'data-field="users" data-value="{v["users"]}"' in row
-                assert f'data-field="conversions" data-value="{v["conversions"]}"' in row
-            (comparison,) = s["comparisons"]
-            row = table.split(f'<tr data-variant-id="{comparison["variant_id"]}">', 1)[1].split("</tr>", 1)[0]
-            found = re.search(r'data-field="p_value_adjusted_across_slices" data-value="([^"]*)"', row)
-            assert found is not None and float(found.group(1)) == comparison["p_value_adjusted_across_slices"]
-            assert row.count('<svg class="interval"') == 1
-        assert "across slices" in shown.text
+                cells = figures(row)
+                assert (cells["users"], cells["conversions"], cells["rate"]) == (
+                    v["users"], v["conversions"], v["conversion_rate"])
+                comparison = comparisons.get(v["variant_id"])
+                if comparison is None:  # the control: no lift, no p, no bar
+                    assert v["is_control"] and '<svg class="interval"' not in row
+                    assert cells["relative_lift"] is None and cells["p_value_adjusted_across_slices"] is None
+                    continue
+                assert cells["relative_lift"] == comparison["relative_lift"]
+                assert cells["p_value"] == comparison["p_value"]
+                assert cells["p_value_adjusted_across_slices"] == comparison["p_value_adjusted_across_slices"]
+                interval = shown_interval(comparison, method)
+                assert (cells["lower"], cells["upper"]) == (interval["lower"], interval["upper"])
+                if method == "bayesian":
+                    assert cells["chance_to_beat"] == comparison["bayesian"]["chance_to_beat_control"]
+                # The bar: one per compared variant, its tone by the side of 0 it lies on.
+                (tone,) = re.findall(r'<svg class="interval"[^>]* data-tone="([a-z]+)"', row)
+                assert tone == ("good" if interval["lower"] > 0 else "bad" if interval["upper"] < 0 else "neutral")
+                zeros.update(re.findall(r'<line class="zero" x1="([0-9.]+)"', row))
+            assert table.count('<svg class="interval"') == len(s["comparisons"])
+        assert len(zeros) == 1  # every slice's bars on one axis
+        # The note on the p to read names the correction the API used.
+        note = shown.text.split('id="across-note"', 1)[1].split("</p>", 1)[0]
+        assert "p (across slices)" in note and ("Holm" if api["correction"] == "holm" else "Benjamini") in note
     table = page(store_client, f"/ui/experiments/{x}/breakdown/platform/breakdown.csv")
-    assert table.headers["content-type"].startswith("text/csv")
+    assert table.headers["content-type"] == "text/csv; charset=utf-8"
     assert table.headers["content-disposition"] == 'attachment; filename="sliced-pages-by-platform.csv"'
     lines = table.text.strip().split("\r\n")
     assert lines[0].startswith("dimension,slice_kind,slice,variant_id") and len(lines) == 1 + 4 * 2
+    assert [line.split(",")[2] for line in lines[1::2]] == ["android", "ios", "web", "unknown (no value)"]
+    # The method control reads the download too: the CSV link keeps the page's query.
+    sequential = page(store_client, f"/ui/experiments/{x}/breakdown/platform", method="sequential").text
+    assert f'href="/ui/experiments/{x}/breakdown/platform/breakdown.csv?method=sequential"' in sequential
 
 
 def test_a_breakdown_by_an_undeclared_dimension_is_a_page_naming_it(client: TestClient) -> None:
     experiment = sliced(client, users=20)
     sign_in(client, new_key(client, "read"))
-    shown = page(client, f"/ui/experiments/{experiment['id']}/breakdown/country")
-    assert shown.status_code == 422 and shown.headers["content-type"].startswith("text/html")
-    assert "dimension" in shown.text and "platform, plan" in shown.text
+    for path in (f"/ui/experiments/{experiment['id']}/breakdown/country",
+                 f"/ui/experiments/{experiment['id']}/breakdown/country/breakdown.csv"):
+        shown = page(client, path)
+        assert shown.status_code == 422 and shown.headers["content-type"].startswith("text/html")
+        assert "<code>dimension</code>" in shown.text and "platform, plan" in shown.text
+    # An experiment that names no dimension has no tab, and no breakdown page either.
+    plain = with_data(client, users=10)
+    assert 'class="breakdown-link"' not in page(client, f"/ui/experiments/{plain['id']}").text
+    assert page(client, f"/ui/experiments/{plain['id']}/breakdown/platform").status_code == 422
+    assert page(client, "/ui/experiments/nope/breakdown/platform").status_code == 404
     client.cookies.clear()  # no session: to the form
     assert page(client, f"/ui/experiments/{experiment['id']}/breakdown/platform").status_code in (302, 303)
+
+
+def test_a_session_whose_key_lacks_read_sees_no_breakdown(
+    client: TestClient, database_url: str, fake_clock: FakeClock
+) -> None:
+    from entrypoints.config.container import build_sealer
+    from entrypoints.config.settings import Settings
+    from tests.e2e.conftest import TOKEN
+
+    x = sliced(client, users=40)["id"]
+    paths = (f"/ui/experiments/{x}/breakdown/platform", f"/ui/experiments/{x}/breakdown/platform/breakdown.csv")
+    for scope in ("ingest", "assign"):
+        key = new_key(client, scope)
+        # The form refuses the key, so there is no session: every page sends to the form.
+        form = page(client, "/ui/sign-in")
+        refused = client.post("/ui/sign-in", data={"csrf": csrf_of(form.text), "api_key": key}, headers=NO_BEARER)
+        assert refused.status_code == 403 and "lacks the read scope" in refused.text
+        for path in paths:
+            assert page(client, path).headers["location"] == "/ui/sign-in"
+        # A session holding the key anyway (sealed with the service's own secret, as none but
+        # it could): every request checks the key's scope again, and refuses it.
+        sealed, _ = build_sealer(Settings(database_url=database_url, api_tokens=(TOKEN,))).session(key, fake_clock.now())
+        client.cookies.set("experiments_session", sealed, path="/ui")
+        for path in paths:
+            shown = page(client, path)
+            assert shown.status_code == 403 and shown.headers["content-type"].startswith("text/html"), path
+            assert "lacks the &#39;read&#39; scope" in shown.text
+            assert "slice-table" not in shown.text and "data-value" not in shown.text
+        client.cookies.clear()
+
+
+def test_a_dimension_named_in_any_letters_has_its_tab_and_its_download(client: TestClient) -> None:
+    dimensions = ["app version", "région", "plan?"]
+    experiment = create_experiment(client, "Kaufknopf grün", [("control", 50), ("green", 50)], primary="buy",
+                                   analysis={"dimensions": dimensions})
+    x = experiment["id"]
+    for i in range(30):
+        attributes = {"app version": f"1.{i % 2}", "région": "Île-de-France", "plan?": None}
+        answer = client.post(f"/experiments/{x}/assignment/d{i}", json={"attributes": attributes})
+        assert answer.status_code == 200, answer.text
+    sign_in(client, new_key(client, "read"))
+    main = page(client, f"/ui/experiments/{x}").text
+    links = re.findall(r'class="breakdown-link" data-dimension="([^"]+)" href="([^"]+)"', main)
+    assert [name for name, _ in links] == dimensions
+    for name, href in links:
+        shown = page(client, href)
+        assert shown.status_code == 200, (name, href)
+        assert f"<strong>By {name}</strong>" in shown.text
+        api = client.get(f"/experiments/{x}/results/breakdown", params={"dimension": name}).json()
+        slice_users = [int(u) for u in re.findall(r'data-field="slice-users" data-value="(\d+)"', shown.text)]
+        assert slice_users == [s["users"] for s in api["slices"]]
+        download = page(client, f"{href}/breakdown.csv")
+        assert download.status_code == 200 and download.headers["content-type"] == "text/csv; charset=utf-8"
+        assert download.text.count("\r\n") == 1 + 2 * len(api["slices"])
+    # A file name is ASCII, with the name as written beside it for the browsers that read it.
+    disposition = page(client, f"/ui/experiments/{x}/breakdown/r%C3%A9gion/breakdown.csv").headers["content-disposition"]
+    assert disposition == (
+        'attachment; filename="Kaufknopf-gr-n-by-r-gion.csv"; '
+        "filename*=UTF-8''Kaufknopf-gr%C3%BCn-by-r%C3%A9gion.csv"
+    )
+    assert page(client, f"/ui/experiments/{x}/results.csv").headers["content-disposition"].startswith(
+        'attachment; filename="Kaufknopf-gr-n-results.csv"; filename*=')

@@ -247,34 +247,75 @@ def test_the_breakdown_tab_shows_the_apis_slices(chromium: Any, seeded: Seeded) 
     chromium.get_log("browser")
     _click_and_wait(chromium, chromium.find_element(By.CSS_SELECTOR, 'a.breakdown-link[data-dimension="platform"]'))
     assert chromium.current_url == f"{base}/ui/experiments/{seeded.experiment_id}/breakdown/platform"
+    assert chromium.find_element(By.CSS_SELECTOR, "#tabs strong").text == "By platform"
     api = seeded.api(f"/experiments/{seeded.experiment_id}/results/breakdown", dimension="platform")
+    # Values by users, then the one user in ten assigned without a platform.
+    assert [s["kind"] for s in api["slices"]] == ["value", "value", "value", "unknown"]
+    assert sum(s["users"] for s in api["slices"]) == 900
+    headings = chromium.find_elements(By.CSS_SELECTOR, "h2.slice")
+    assert [h.text.split(" · ")[0] for h in headings] == [s["value"] or "unknown (no value)" for s in api["slices"]]
+    assert [int(h.find_element(By.CSS_SELECTOR, '[data-field="slice-users"]').get_attribute("data-value"))
+            for h in headings] == [s["users"] for s in api["slices"]]
     tables = chromium.find_elements(By.CSS_SELECTOR, "table.slice-table")
     assert [t.get_attribute("data-kind") for t in tables] == [s["kind"] for s in api["slices"]]
-    assert [s["kind"] for s in api["slices"]] == ["value", "value", "value", "unknown"]
+    zeros = set()
     for table, s in zip(tables, api["slices"], strict=True):
         comparisons = {c["variant_id"]: c for c in s["comparisons"]}
         for variant in s["variants"]:
             tr = table.find_element(By.CSS_SELECTOR, f'tr[data-variant-id="{variant["variant_id"]}"]')
             cell = {td.get_attribute("data-field"): td for td in tr.find_elements(By.CSS_SELECTOR, "td[data-field]")}
             assert int(cell["users"].get_attribute("data-value")) == variant["users"]
+            assert cell["users"].text == f'{variant["users"]:,}'
             assert int(cell["conversions"].get_attribute("data-value")) == variant["conversions"]
+            assert _figure(cell["rate"].get_attribute("data-value")) == variant["conversion_rate"]
+            assert cell["rate"].text == f'{variant["conversion_rate"] * 100:.2f}%'
             comparison = comparisons.get(variant["variant_id"])
             if comparison is None:
                 assert tr.find_elements(By.CSS_SELECTOR, "svg.interval") == []
                 continue
+            assert _figure(cell["relative_lift"].get_attribute("data-value")) == comparison["relative_lift"]
+            assert _figure(cell["p_value"].get_attribute("data-value")) == comparison["p_value"]
             adjusted = cell["p_value_adjusted_across_slices"].get_attribute("data-value")
             assert _figure(adjusted) == comparison["p_value_adjusted_across_slices"]
-            assert _figure(cell["p_value"].get_attribute("data-value")) == comparison["p_value"]
+            assert cell["p_value_adjusted_across_slices"].text == f"{comparison['p_value_adjusted_across_slices']:.4f}"
+            interval = comparison["confidence_interval"]
+            assert _figure(cell["interval"].get_attribute("data-lower")) == interval["lower"]
+            assert _figure(cell["interval"].get_attribute("data-upper")) == interval["upper"]
             bar = tr.find_element(By.CSS_SELECTOR, "svg.interval")
             assert bar.get_attribute("role") == "img" and variant["variant_name"] in bar.get_attribute("aria-label")
-        assert len(table.find_elements(By.CSS_SELECTOR, "svg.interval")) == len(s["comparisons"])
+            expected_tone = "good" if interval["lower"] > 0 else "bad" if interval["upper"] < 0 else "neutral"
+            assert bar.get_attribute("data-tone") == expected_tone
+            assert bar.find_element(By.CSS_SELECTOR, "rect.bar").size["width"] > 0
+            zeros.add(bar.find_element(By.CSS_SELECTOR, "line.zero").get_attribute("x1"))
+        # One bar per variant compared with the control, in every slice.
+        assert len(table.find_elements(By.CSS_SELECTOR, "svg.interval")) == len(s["comparisons"]) == 2
+    assert len(zeros) == 1, zeros  # every slice's bars on one axis
+    assert "p (across slices)" in chromium.find_element(By.ID, "across-note").text
+    # The whole page in one picture: every slice.
+    height = chromium.execute_script("return document.documentElement.scrollHeight")
+    chromium.set_window_size(1280, min(height + 140, 4000))
     _screenshot(chromium, f"{seeded.label}-breakdown")
+
+    # A phone's width: the page fits; each table scrolls inside its own box, bars and all.
     chromium.set_window_size(390, 844)
     chromium.refresh()
     width = chromium.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], width
+    first = chromium.find_element(By.CSS_SELECTOR, "table.slice-table")
+    box = chromium.execute_script("const b = arguments[0].parentElement; return [b.clientWidth, b.scrollWidth]", first)
+    assert box[0] <= 390 and box[1] >= box[0], box
+    assert all(b.size["width"] > 0 for b in chromium.find_elements(By.CSS_SELECTOR, "table.slice-table svg.interval"))
+    chromium.execute_script("arguments[0].scrollIntoView()", chromium.find_elements(By.CSS_SELECTOR, "h2.slice")[0])
     _screenshot(chromium, f"{seeded.label}-breakdown-phone")
     chromium.set_window_size(1280, 900)
+
+    # The CSV link holds every slice's rows, as the page shows them.
+    with _as_the_browser(chromium) as client:
+        answer = client.get(chromium.find_element(By.ID, "download-csv").get_attribute("href"))
+    assert answer.status_code == 200 and "attachment" in answer.headers["content-disposition"]
+    lines = answer.text.strip().splitlines()
+    assert lines[0].startswith("dimension,slice_kind,slice,variant_id")
+    assert len(lines) == 1 + sum(len(s["variants"]) for s in api["slices"])
     assert foreign(requested_urls(chromium), seeded.server) == []
     assert _severe(chromium) == []
 

@@ -189,3 +189,77 @@ def test_a_breakdown_draws_every_slice_on_one_axis_and_shows_the_adjusted_p() ->
     assert rows[0][:4] == ["dimension", "slice_kind", "slice", "variant_id"]
     assert "p_value_adjusted_across_slices" in rows[0] and len(rows) == 1 + 52 * 2
     assert rows[-1][:3] == ["platform", "unknown", "unknown (no value)"]
+
+
+def _sliced(experiment, cells_by_value: dict, unknown: dict, method: str = "fixed"):
+    """A breakdown of hand-made slices: ``cells_by_value`` and ``unknown`` give per slice the
+    (users, converters) of control and treatment."""
+    from domain.analysis import AnalysisOverrides
+    from domain.breakdown import BreakdownTotals, SliceCell, breakdown
+    from domain.totals import EventTotals
+
+    a, b = (v.id for v in experiment.variants)
+
+    def cells(pair: tuple[tuple[int, int], tuple[int, int]]) -> dict:
+        return {v: SliceCell(n, EventTotals(k, k, 0.0, 0.0, k)) for v, (n, k) in zip((a, b), pair, strict=True)}
+
+    by_value = {value: cells(pair) for value, pair in cells_by_value.items()}
+    overall = cells(unknown)
+    for c in by_value.values():
+        overall = {v: overall[v] + c[v] for v in (a, b)}
+    analysis = AnalysisOverrides(method=method).over(experiment.analysis)  # as a request reads it
+    return breakdown(experiment, "platform", ResultQuery.resolve(experiment), BreakdownTotals(overall, by_value),
+                     analysis, ResultCalculator())
+
+
+@pytest.mark.parametrize(
+    ("direction", "tones"),
+    [("increase", ["good", "bad", "neutral"]), ("decrease", ["bad", "good", "neutral"])],
+)
+def test_a_slices_bar_is_coloured_by_its_side_of_0_and_the_primary_metrics_direction(
+    direction: str, tones: list[str]
+) -> None:
+    metric = {"name": "bought", "kind": "conversion", "event_type": "buy", "role": "primary", "direction": direction}
+    exp = an_experiment("toned", (50, 50), primary="buy", analysis={"metrics": [metric]})
+    found = _sliced(
+        exp,
+        {"ios": ((2000, 200), (2000, 400)),  # +10 pp: wholly up
+         "android": ((1900, 400), (1900, 200)),  # −10.5 pp: wholly down
+         "web": ((1800, 200), (1800, 205))},  # across 0
+        unknown=((10, 1), (10, 1)),
+    )
+    view = views.breakdown_view(found)
+    assert [s.label for s in view.slices] == ["ios", "android", "web", "unknown (no value)"]
+    bars = [row.bar for s in view.slices[:3] for row in s.rows if not row.is_control]
+    assert [b.tone for b in bars if b is not None] == tones
+    assert all(row.bar is None for s in view.slices for row in s.rows if row.is_control)
+    # One axis for every slice, wide enough for every interval and 0.
+    drawn = [row.bar for s in view.slices for row in s.rows if row.bar is not None]
+    assert len(drawn) == 4 and len({b.zero for b in drawn}) == 1
+    assert all(0 <= b.lower <= b.upper <= views.AXIS_WIDTH for b in drawn)
+    assert drawn[0].label.startswith("ios, v1: ")  # the bar says which slice and variant it draws
+
+
+def test_a_breakdown_draws_the_methods_interval_and_keeps_the_across_slices_p() -> None:
+    exp = an_experiment("methods", (50, 50), primary="buy")
+    values = {"ios": ((500, 50), (500, 70)), "web": ((300, 30), (300, 31))}
+    for method in ("fixed", "sequential", "bayesian"):
+        found = _sliced(exp, values, unknown=((40, 4), (40, 6)), method=method)
+        view = views.breakdown_view(found)
+        assert view.method == method and view.interval_name == views.INTERVAL_NAMES[found.analysis.method]
+        for s, read in zip(view.slices, found.slices, strict=True):
+            (treated,) = [r for r in s.rows if not r.is_control]
+            (comparison,) = read.results.comparisons
+            expected = {
+                "fixed": comparison.conversion.interval,
+                "sequential": comparison.sequential and comparison.sequential.conversion.interval,
+                "bayesian": comparison.bayesian and comparison.bayesian.conversion.absolute.interval,
+            }[method]
+            assert treated.interval == expected and expected is not None
+            assert treated.p_value_adjusted == read.p_values_adjusted[treated.variant_id]
+            assert (treated.chance_to_beat is not None) == (method == "bayesian")
+    # The adjusted p over every slice is never below the slice's own p.
+    for s in view.slices:
+        (treated,) = [r for r in s.rows if not r.is_control]
+        assert treated.p_value is not None and treated.p_value_adjusted is not None
+        assert treated.p_value_adjusted >= treated.p_value
