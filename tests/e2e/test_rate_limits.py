@@ -177,6 +177,7 @@ def test_every_api_route_declares_the_scope_it_needs(limited: TestClient) -> Non
         ("GET", "/experiments/{experiment_id:str}"): "read",
         ("GET", "/experiments/{experiment_id:str}/results"): "read",
         ("GET", "/experiments/{experiment_id:str}/results/timeseries"): "read",
+        ("GET", "/experiments/{experiment_id:str}/results/breakdown"): "read",
         ("GET", "/experiments/{experiment_id:str}/assignment/{user_id:str}"): "assign",
         ("GET", "/definitions"): "assign",
         ("POST", "/exposures"): "assign",

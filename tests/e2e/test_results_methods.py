@@ -52,6 +52,7 @@ def test_an_experiment_read_sequentially_by_default(client: TestClient) -> None:
     experiment, values = scenario(client, {"method": "sequential", "sequential_tuning_users": 2_000})
     assert experiment["analysis"] == {
         "method": "sequential", "sequential_tuning_users": 2_000, "prior": None, "correction": "holm", "metrics": [], "cuped": False,
+        "dimensions": [],
     }
     body = results(client, experiment["id"])
     assert body["analysis"]["method"] == "sequential"
@@ -91,6 +92,7 @@ def test_a_request_may_read_otherwise_and_the_fixed_figures_stay_as_they_were(cl
     experiment, _ = scenario(client)
     assert experiment["analysis"] == {
         "method": "fixed", "sequential_tuning_users": 10_000, "prior": None, "correction": "holm", "metrics": [], "cuped": False,
+        "dimensions": [],
     }
     plain = results(client, experiment["id"])
     assert plain["analysis"]["method"] == "fixed"
@@ -117,6 +119,7 @@ def test_the_default_analysis_changes_with_the_experiment_and_is_audited(client:
     assert changed.status_code == 200, changed.text
     assert changed.json()["analysis"] == {
         "method": "bayesian", "sequential_tuning_users": 10_000, "prior": {"mean": 0.0, "sd": 0.1}, "correction": "holm", "metrics": [], "cuped": False,
+        "dimensions": [],
     }
     body = results(client, experiment["id"])
     assert body["analysis"] == changed.json()["analysis"]
