@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from domain.errors import FieldError, ValidationFailed
-from domain.metrics import Metric, parse_metrics
+from domain.metrics import Direction, Metric, Role, parse_metrics
 from domain.stats.bayesian import NormalPrior
 from domain.stats.frequentist import benjamini_hochberg_adjust, holm_adjust
 from domain.stats.sequential import DEFAULT_TUNING_USERS
@@ -58,6 +58,13 @@ class Analysis:
         for: Holm, or Benjamini-Hochberg."""
         adjust = benjamini_hochberg_adjust if self.correction is Correction.BH else holm_adjust
         return adjust(p_values)
+
+    def primary_direction(self, primary: str | None) -> Direction:
+        """The desired direction of the primary event type: a primary metric on it says; else up."""
+        for metric in self.metrics:
+            if metric.event_type == primary and metric.role is Role.PRIMARY:
+                return metric.direction
+        return Direction.INCREASE
 
     def document(self) -> dict[str, Any]:
         return {

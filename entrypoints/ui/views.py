@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from domain.analysis import Analysis, Method
+from domain.analysis import Method
 from domain.breakdown import Breakdown, Slice, SliceKind
 from domain.concerns import (
     MIN_CONVERSIONS_TO_CALL,
@@ -24,7 +24,7 @@ from domain.concerns import (
     too_early,
 )
 from domain.experiment import Experiment
-from domain.metrics import Direction, MetricKind, Role
+from domain.metrics import Direction, MetricKind
 from domain.results import Comparison, ExperimentResults, VariantResult
 from domain.scorecard import MetricCard, Verdict
 from domain.series import Period, SeriesPoint, TimeSeries, start_of
@@ -197,18 +197,10 @@ INTERVAL_NAMES = {
 
 def results_view(results: ExperimentResults) -> ResultsView:
     method = results.analysis.method
-    by_variant = {c.variant_id: c for c in results.comparisons}
-    shown = [_shown(by_variant.get(v.variant.id), method) for v in results.variants]
+    shown = _shown_all(results, method)
     axis = axis_for(interval for _, interval, _ in shown)
-    direction = _primary_direction(results)
-    rows = []
-    for variant, (comparison, interval, chance) in zip(results.variants, shown, strict=True):
-        row = _row(variant, comparison)
-        if comparison is not None:
-            lift = row.absolute_lift
-            row = _with(row, interval=interval, chance_to_beat=chance,
-                        bar=bar(axis, interval, lift, direction, variant.variant.name, points=True))
-        rows.append(row)
+    direction = results.analysis.primary_direction(results.query.primary_event_type)
+    rows = _rows(results, shown, axis, direction)
     view = ResultsView(
         method=method.value,
         interval_name=INTERVAL_NAMES[method],
@@ -265,16 +257,33 @@ def _with(row: VariantRow, **changes: Any) -> VariantRow:
     return replace(row, **changes)
 
 
-def _primary_direction(results: ExperimentResults) -> Direction:
-    """The desired direction of the primary event: a declared metric on it says; else up."""
-    return primary_direction(results.analysis, results.query.primary_event_type)
+def _shown_all(results: ExperimentResults, method: Method) -> list[tuple[Comparison | None, Interval | None, float | None]]:
+    by_variant = {c.variant_id: c for c in results.comparisons}
+    return [_shown(by_variant.get(v.variant.id), method) for v in results.variants]
 
 
-def primary_direction(analysis: Analysis, primary: str | None) -> Direction:
-    for metric in analysis.metrics:
-        if metric.event_type == primary and metric.role is Role.PRIMARY:
-            return metric.direction
-    return Direction.INCREASE
+def _rows(
+    results: ExperimentResults,
+    shown: list[tuple[Comparison | None, Interval | None, float | None]],
+    axis: Axis,
+    direction: Direction,
+    label: str = "",
+    adjusted: Mapping[str, float | None] | None = None,
+) -> list[VariantRow]:
+    """The variant table's rows, each interval a bar on ``axis``; ``label`` prefixes the bars'
+    names, ``adjusted`` replaces the p-values adjusted (a breakdown's, across slices)."""
+    rows = []
+    for variant, (comparison, interval, chance) in zip(results.variants, shown, strict=True):
+        row = _row(variant, comparison)
+        if comparison is not None:
+            changes: dict[str, Any] = {}
+            if adjusted is not None:
+                changes["p_value_adjusted"] = adjusted.get(variant.variant.id)
+            row = _with(row, interval=interval, chance_to_beat=chance, **changes,
+                        bar=bar(axis, interval, row.absolute_lift, direction, label + variant.variant.name,
+                                points=True))
+        rows.append(row)
+    return rows
 
 
 def warnings(results: ExperimentResults) -> list[Warning]:
@@ -432,23 +441,12 @@ def breakdown_view(breakdown: Breakdown) -> BreakdownView:
     """Each slice's variant table, every interval of every slice on one axis, each p-value
     adjusted over the whole family of slices × variants (the one to read)."""
     method = breakdown.analysis.method
-    direction = primary_direction(breakdown.experiment.analysis, breakdown.primary_event_type)
-    read = []
-    for s in breakdown.slices:
-        by_variant = {c.variant_id: c for c in s.results.comparisons}
-        read.append((s, [_shown(by_variant.get(v.variant.id), method) for v in s.results.variants]))
+    direction = breakdown.experiment.analysis.primary_direction(breakdown.primary_event_type)
+    read = [(s, _shown_all(s.results, method)) for s in breakdown.slices]
     axis = axis_for(interval for _, shown in read for _, interval, _ in shown)
     slices = []
     for s, shown in read:
-        rows = []
-        for variant, (comparison, interval, chance) in zip(s.results.variants, shown, strict=True):
-            row = _row(variant, comparison)
-            if comparison is not None:
-                row = _with(row, interval=interval, chance_to_beat=chance,
-                            p_value_adjusted=s.p_values_adjusted.get(variant.variant.id),
-                            bar=bar(axis, interval, row.absolute_lift, direction,
-                                    f"{_slice_label(s.slice)}, {variant.variant.name}", points=True))
-            rows.append(row)
+        rows = _rows(s.results, shown, axis, direction, f"{_slice_label(s.slice)}, ", s.p_values_adjusted)
         srm = s.results.srm_sequential if method is Method.SEQUENTIAL else s.results.srm
         slices.append(SliceView(s.slice.kind.value, _slice_label(s.slice), s.slice.users, srm.mismatch, rows))
     return BreakdownView(breakdown.dimension, method.value, INTERVAL_NAMES[method],
